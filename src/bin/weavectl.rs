@@ -1,0 +1,318 @@
+//! `weavectl`: inspect and steer a weaver host.
+//!
+//! Reads go through the daemon's API; when no daemon runs, datapath
+//! inspection falls back to reading the kernel directly (for debugging).
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+use weaver::api::{self, client, DatapathView, FlowsView, Status};
+use weaver::odp::flow::Flow;
+use weaver::odp::format;
+use weaver::odp::probe;
+use weaver::odp::show;
+use weaver::odp::socket::{DpFeatures, OdpClient};
+use weaver::odp::vport::{VportOptions, VportType};
+
+#[derive(Parser)]
+#[command(name = "weavectl", version, about = "Inspect and steer a weaver host")]
+struct Cli {
+    /// The daemon's API socket.
+    #[arg(long, env = "WEAVER_API_SOCKET", default_value = api::DEFAULT_SOCKET, global = true)]
+    api: PathBuf,
+    /// Read the kernel directly even if a daemon runs.
+    #[arg(long, global = true)]
+    direct: bool,
+    #[command(subcommand)]
+    cmd: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// The daemon's status: overlay in use and why.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Probe this kernel's fast datapath support (creates and removes a scratch datapath).
+    Probe {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Datapaths.
+    Dp {
+        #[command(subcommand)]
+        cmd: DpCmd,
+    },
+    /// Datapath ports (direct kernel access, for debugging).
+    Port {
+        #[command(subcommand)]
+        cmd: PortCmd,
+    },
+    /// Datapath flows.
+    Flows {
+        #[command(subcommand)]
+        cmd: FlowsCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum DpCmd {
+    /// Datapaths with their ports and statistics.
+    Show {
+        /// Only this datapath.
+        name: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Create a datapath (direct).
+    Add { name: String },
+    /// Delete a datapath (direct).
+    Del { name: String },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum PortType {
+    Netdev,
+    Internal,
+    Vxlan,
+}
+
+#[derive(Subcommand)]
+enum PortCmd {
+    /// Add a vport.
+    Add {
+        dp: String,
+        name: String,
+        #[arg(long = "type", value_enum, default_value = "netdev")]
+        kind: PortType,
+        /// UDP destination port of a VXLAN vport.
+        #[arg(long)]
+        dst_port: Option<u16>,
+    },
+    /// Delete a vport by name.
+    Del { dp: String, name: String },
+}
+
+#[derive(Subcommand)]
+enum FlowsCmd {
+    /// One line per flow, as `ovs-dpctl dump-flows` prints them.
+    Dump {
+        #[arg(long, default_value = weaver::DEFAULT_DATAPATH)]
+        dp: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Install a flow from `ovs-dpctl add-flow` text (direct).
+    Add {
+        #[arg(long, default_value = weaver::DEFAULT_DATAPATH)]
+        dp: String,
+        key: String,
+        actions: String,
+    },
+    /// Change a flow's actions; `--clear` zeroes its statistics (direct).
+    Mod {
+        #[arg(long, default_value = weaver::DEFAULT_DATAPATH)]
+        dp: String,
+        #[arg(long)]
+        clear: bool,
+        key: String,
+        actions: Option<String>,
+    },
+    /// Delete the flow with this key (direct).
+    Del {
+        #[arg(long, default_value = weaver::DEFAULT_DATAPATH)]
+        dp: String,
+        key: String,
+    },
+    /// Delete every flow (direct).
+    Flush {
+        #[arg(long, default_value = weaver::DEFAULT_DATAPATH)]
+        dp: String,
+    },
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("weavectl: cannot start: {e}");
+            std::process::exit(1);
+        }
+    };
+    if let Err(e) = rt.block_on(run(cli)) {
+        eprintln!("weavectl: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn kernel() -> Result<OdpClient> {
+    OdpClient::connect().context("cannot reach the kernel datapath")
+}
+
+fn dp_index(c: &OdpClient, name: &str) -> Result<i32> {
+    match c.get_datapath(name)? {
+        Some(d) => Ok(d.dp_ifindex),
+        None => bail!("no datapath named {name}"),
+    }
+}
+
+/// Tries the daemon; `Ok(None)` when none runs, so the caller reads the kernel.
+async fn from_daemon<T: serde::de::DeserializeOwned>(cli: &Cli, path: &str) -> Result<Option<T>> {
+    if cli.direct {
+        return Ok(None);
+    }
+    match client::get(&cli.api, path).await {
+        Ok(v) => Ok(Some(v)),
+        Err(client::ClientError::NoDaemon { .. }) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    match &cli.cmd {
+        Command::Status { json } => {
+            let s: Status = client::get(&cli.api, "/v1/status").await?;
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&s)?);
+            } else {
+                println!("        Version: {}", s.version);
+                println!("        Overlay: {} ({})", s.overlay, s.reason);
+                if let Some(d) = &s.datapath {
+                    println!("       Datapath: {d}");
+                }
+            }
+        }
+        Command::Probe { json } => {
+            let (cap, _) = tokio::task::spawn_blocking(|| probe::probe("weaver-probe", 6784)).await?;
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&cap)?);
+            } else {
+                let overlay = if cap.fastdp() { "fastdp" } else { "sleeve" };
+                println!("{overlay}: {}", cap.reason());
+            }
+        }
+        Command::Dp { cmd } => dp(&cli, cmd).await?,
+        Command::Port { cmd } => port(cmd)?,
+        Command::Flows { cmd } => flows(&cli, cmd).await?,
+    }
+    Ok(())
+}
+
+async fn dp(cli: &Cli, cmd: &DpCmd) -> Result<()> {
+    match cmd {
+        DpCmd::Show { name, json } => {
+            let views: Vec<DatapathView> = match from_daemon::<DatapathView>(cli, "/v1/datapath").await? {
+                Some(v) if name.as_ref().is_none_or(|n| v.datapath.name.as_ref() == Some(n)) => vec![v],
+                _ => {
+                    let c = kernel()?;
+                    let mut out = Vec::new();
+                    for d in c.dump_datapaths()? {
+                        if name.is_some() && d.name != *name {
+                            continue;
+                        }
+                        let ports = c.dump_vports(d.dp_ifindex)?;
+                        out.push(DatapathView { datapath: d, ports });
+                    }
+                    if let (Some(n), true) = (name, out.is_empty()) {
+                        bail!("no datapath named {n}");
+                    }
+                    out
+                }
+            };
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&views)?);
+            } else {
+                for v in &views {
+                    print!("{}", show::format_datapath(&v.datapath, &v.ports));
+                }
+            }
+        }
+        DpCmd::Add { name } => {
+            kernel()?.create_datapath(name, 0, DpFeatures::weaver_default())?;
+        }
+        DpCmd::Del { name } => kernel()?.delete_datapath(name)?,
+    }
+    Ok(())
+}
+
+fn port(cmd: &PortCmd) -> Result<()> {
+    let c = kernel()?;
+    match cmd {
+        PortCmd::Add { dp, name, kind, dst_port } => {
+            let ifi = dp_index(&c, dp)?;
+            let (kind, options) = match kind {
+                PortType::Netdev => (VportType::Netdev, None),
+                PortType::Internal => (VportType::Internal, None),
+                PortType::Vxlan => (
+                    VportType::Vxlan,
+                    Some(VportOptions { dst_port: Some(dst_port.unwrap_or(weaver::DEFAULT_PORT + 1)), other: vec![] }),
+                ),
+            };
+            let v = c.create_vport(ifi, name, kind, options, vec![])?;
+            println!("port {}: {}", v.port_no.unwrap_or_default(), name);
+        }
+        PortCmd::Del { dp, name } => {
+            let ifi = dp_index(&c, dp)?;
+            let v = c.get_vport(name)?.with_context(|| format!("no port named {name}"))?;
+            if v.dp_ifindex != ifi {
+                bail!("port {name} is not on datapath {dp}");
+            }
+            c.delete_vport(ifi, v.port_no.context("kernel reported a port without a number")?)?;
+        }
+    }
+    Ok(())
+}
+
+async fn flows(cli: &Cli, cmd: &FlowsCmd) -> Result<()> {
+    match cmd {
+        FlowsCmd::Dump { dp, json } => {
+            let view = match from_daemon::<FlowsView>(cli, "/v1/flows").await? {
+                Some(v) => v,
+                None => {
+                    let c = kernel()?;
+                    let ifi = dp_index(&c, dp)?;
+                    FlowsView { flows: c.dump_flows(ifi)?, now_ms: api::monotonic_ms() }
+                }
+            };
+            if *json {
+                let rows: Vec<_> = view
+                    .flows
+                    .iter()
+                    .map(|f| serde_json::json!({ "flow": f, "text": format::format_flow(f, Some(view.now_ms)) }))
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else {
+                for f in &view.flows {
+                    println!("{}", format::format_flow(f, Some(view.now_ms)));
+                }
+            }
+        }
+        FlowsCmd::Add { dp, key, actions } => {
+            let c = kernel()?;
+            let (key, mask) = format::parse_key(key).context("flow key")?;
+            let actions = format::parse_actions(actions).context("flow actions")?;
+            let f = Flow { dp_ifindex: dp_index(&c, dp)?, key, mask: Some(mask), actions: Some(actions), ..Default::default() };
+            c.new_flow(&f)?;
+        }
+        FlowsCmd::Mod { dp, clear, key, actions } => {
+            let c = kernel()?;
+            let (key, mask) = format::parse_key(key).context("flow key")?;
+            let actions = actions.as_deref().map(format::parse_actions).transpose().context("flow actions")?;
+            let f = Flow { dp_ifindex: dp_index(&c, dp)?, key, mask: Some(mask), actions, clear: *clear, ..Default::default() };
+            c.set_flow(&f)?;
+        }
+        FlowsCmd::Del { dp, key } => {
+            let c = kernel()?;
+            let (key, _) = format::parse_key(key).context("flow key")?;
+            c.del_flow(dp_index(&c, dp)?, key, None)?;
+        }
+        FlowsCmd::Flush { dp } => {
+            let c = kernel()?;
+            c.flush_flows(dp_index(&c, dp)?)?;
+        }
+    }
+    Ok(())
+}
