@@ -139,9 +139,9 @@ impl Action {
             }),
             Action::Set(k) => w.nested(SET, |w| k.emit(w)),
             Action::SetMasked { value, mask } => w.nested(SET_MASKED, |w| {
-                let mut p = value.fixed_payload().unwrap_or_default();
-                p.extend(mask.fixed_payload().unwrap_or_default());
-                w.put(value.kind(), &p);
+                let (kind, mut p) = value.raw_parts();
+                p.extend(mask.raw_parts().1);
+                w.put(kind, &p);
             }),
             Action::PushVlan { tpid, tci } => {
                 let mut p = tpid.to_be_bytes().to_vec();

@@ -317,6 +317,15 @@ impl KeyAttr {
         Some(v)
     }
 
+    /// The `nla_type` (flags included) and payload this attribute emits as.
+    pub fn raw_parts(&self) -> (u16, Vec<u8>) {
+        let mut w = NlaWriter::new();
+        self.emit(&mut w);
+        let b = w.into_bytes();
+        let len = (u16::from_ne_bytes([b[0], b[1]]) as usize).min(b.len());
+        (u16::from_ne_bytes([b[2], b[3]]), b[super::nla::NLA_HDRLEN..len].to_vec())
+    }
+
     pub fn emit(&self, w: &mut NlaWriter) {
         match self {
             KeyAttr::Tunnel(t) => t.emit(w, TUNNEL),
@@ -350,9 +359,13 @@ pub fn parse_masked(a: &Nla<'_>) -> Result<(KeyAttr, KeyAttr)> {
         return Err(WireError::BadLength { what: "set_masked", kind: a.kind, len: n, expected: "even" });
     }
     let half = |p| Nla { kind: a.kind, flags: a.flags, payload: p };
-    let value = KeyAttr::parse(&half(&a.payload[..n / 2]))?;
-    let mask = KeyAttr::parse(&half(&a.payload[n / 2..]))?;
-    Ok((value, mask))
+    let (v, m) = (half(&a.payload[..n / 2]), half(&a.payload[n / 2..]));
+    // Only fixed-size headers can be set_masked; the kernel refuses the
+    // nested ones, so they are kept raw rather than misread.
+    if matches!(a.kind, TUNNEL | ENCAP) {
+        return Ok((KeyAttr::Other(v.to_raw()), KeyAttr::Other(m.to_raw())));
+    }
+    Ok((KeyAttr::parse(&v)?, KeyAttr::parse(&m)?))
 }
 
 #[cfg(test)]

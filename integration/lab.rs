@@ -1,0 +1,112 @@
+//! The VM lab: fast-datapath scenarios on a real kernel datapath.
+//!
+//! This machine's kernel has no openvswitch module, so these tests boot a
+//! qemu guest (TCG) on Debian's kernel package, which has it, sharing this
+//! machine's userspace and the freshly built binaries over 9p
+//! (`integration/lab/`). All single-guest scenarios share one boot; each is
+//! reported as its own test. A missing qemu or kernel fails the tests loudly:
+//! `integration/setup.sh` installs them.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn bin_dir() -> PathBuf {
+    let exe = PathBuf::from(env!("CARGO_BIN_EXE_weavectl"));
+    exe.parent().expect("binary has a directory").to_path_buf()
+}
+
+/// What one guest run printed, and its verdicts per scenario.
+struct Run {
+    log: String,
+    ok: bool,
+}
+
+impl Run {
+    fn verdict(&self, scenario: &str) -> Result<(), String> {
+        let pass = format!("SCENARIO {scenario} PASS");
+        let fail = format!("SCENARIO {scenario} FAIL");
+        if self.log.lines().any(|l| l.trim_end().ends_with(&pass) || l.contains(&format!("{pass}\r"))) {
+            return Ok(());
+        }
+        let why = if self.log.contains(&fail) { "failed in the guest" } else { "did not report (guest did not run it)" };
+        Err(format!("scenario {scenario} {why}; guest exit ok={}; see the lab log above", self.ok))
+    }
+}
+
+fn boot(args: &[&str]) -> Run {
+    let bins = bin_dir();
+    let bins = bins.to_str().expect("utf-8 path");
+    let mut cmd = Command::new("bash");
+    cmd.args(args.iter().map(|a| a.replace("{bins}", bins)));
+    cmd.current_dir(repo());
+    eprintln!("lab: running {:?}", cmd);
+    let out = match cmd.output() {
+        Ok(o) => o,
+        Err(e) => return Run { log: format!("cannot run the lab: {e}"), ok: false },
+    };
+    let mut log = String::from_utf8_lossy(&out.stdout).into_owned();
+    log.push_str(&String::from_utf8_lossy(&out.stderr));
+    // Shown in the CI log (tests run with --nocapture there).
+    println!("----- lab output ({}) -----\n{log}\n----- end of lab output -----", args.join(" "));
+    Run { log, ok: out.status.success() }
+}
+
+fn check_bins() {
+    let b = bin_dir();
+    assert!(
+        !b.starts_with("/tmp") && !b.starts_with("/run"),
+        "binaries are under {}, which the lab guest cannot see; use a target dir inside the checkout",
+        b.display()
+    );
+}
+
+fn single_guest() -> &'static Run {
+    static RUN: OnceLock<Run> = OnceLock::new();
+    RUN.get_or_init(|| {
+        check_bins();
+        boot(&["integration/lab/boot.sh", "integration/scenarios/guest-fastdp.sh", "--bin-dir", "{bins}"])
+    })
+}
+
+macro_rules! scenario {
+    ($name:ident) => {
+        #[test]
+        fn $name() {
+            if let Err(e) = single_guest().verdict(stringify!($name)) {
+                panic!("{e}");
+            }
+        }
+    };
+}
+
+scenario!(probe);
+scenario!(dp_ports);
+scenario!(flows_weaver_to_ovs);
+scenario!(flows_ovs_to_weaver);
+scenario!(traffic);
+scenario!(vxlan);
+scenario!(daemon);
+
+/// Two guests joined over loopback by qemu's UDP netdevs: VXLAN between
+/// real (virtual) machines, each with its own kernel datapath.
+#[test]
+fn multi_vm_vxlan() {
+    check_bins();
+    let run = boot(&["integration/lab/boot-multi.sh", "2", "integration/scenarios/multi-vxlan.sh", "--bin-dir", "{bins}"]);
+    if let Err(e) = run.verdict("multi_vm_vxlan") {
+        panic!("{e}");
+    }
+    assert!(run.ok, "a guest failed; see the lab log above");
+}
+
+#[test]
+fn scenario_scripts_exist() {
+    for s in ["integration/scenarios/guest-fastdp.sh", "integration/scenarios/multi-vxlan.sh", "integration/lab/boot.sh"] {
+        assert!(Path::new(&repo().join(s)).is_file(), "{s} missing");
+    }
+}

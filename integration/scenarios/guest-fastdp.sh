@@ -1,0 +1,230 @@
+#!/usr/bin/env bash
+# Runs inside the lab guest (Debian kernel with openvswitch.ko): every
+# single-guest fast-datapath scenario, sharing one boot.
+#   usage: guest-fastdp.sh [SCENARIO...]   (default: all)
+set -uo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+. "$HERE/lib.sh"
+FAILED=0
+
+# ovs-dpctl keeps no state, but wants its run directory.
+mkdir -p /var/run/openvswitch /run/openvswitch
+
+# ---------------------------------------------------------------------------
+scenario_probe() {
+  local out
+  out=$("$WEAVECTL" probe)
+  echo "$out"
+  expect_contains "probe verdict" "fastdp: kernel ODP usable" "$out"
+  # The scratch datapath is gone again.
+  ! ovs-dpctl show weaver-probe 2>/dev/null
+}
+
+# ---------------------------------------------------------------------------
+# Datapath and vport operations against ovs-dpctl's view of them.
+scenario_dp_ports() {
+  "$WEAVECTL" dp add orc
+  ip link add p1 type veth peer name p1-peer
+  ip link add p2 type veth peer name p2-peer
+  "$WEAVECTL" port add orc p1 --type netdev
+  "$WEAVECTL" port add orc p2 --type netdev
+  "$WEAVECTL" port add orc vxlan-6784 --type vxlan --dst-port 6784
+  "$WEAVECTL" port add orc int1 --type internal
+
+  local ours theirs
+  ours=$("$WEAVECTL" dp show orc --direct)
+  theirs=$(ovs-dpctl show system@orc)
+  echo "$ours"; echo "$theirs"
+  # Same ports, numbers, names and types, as ovs-dpctl prints them.
+  expect_eq "port lines" \
+    "$(printf '%s\n' "$theirs" | grep -E '^  port ' | sed -E 's/\(vxlan: .*dst_port=([0-9]+).*\)/(vxlan: dst_port=\1)/')" \
+    "$(printf '%s\n' "$ours" | grep -E '^  port ')"
+  expect_contains "lookups line" "$(printf '%s\n' "$theirs" | grep lookups)" "$ours"
+
+  # JSON is machine-readable and agrees.
+  "$WEAVECTL" dp show orc --direct --json | grep -q '"name": "vxlan-6784"'
+
+  "$WEAVECTL" port del orc int1
+  ! ovs-dpctl show system@orc | grep -q int1
+  "$WEAVECTL" dp del orc
+  ! ovs-dpctl show system@orc 2>/dev/null
+  ip link del p1; ip link del p2
+}
+
+# ---------------------------------------------------------------------------
+# Flows: what weavectl installs, ovs-dpctl lists identically, and vice versa.
+ORACLE_FLOWS=(
+  # key|actions
+  'in_port(1),eth(src=02:00:00:00:00:01,dst=02:00:00:00:00:02),eth_type(0x0800),ipv4(frag=no)|2'
+  'in_port(2),eth(src=02:00:00:00:00:02,dst=02:00:00:00:00:01),eth_type(0x0800),ipv4(src=10.1.0.2,dst=10.1.0.1,proto=1,tos=0,ttl=64,frag=no),icmp(type=0,code=0)|1'
+  'in_port(1),eth(src=02:00:00:00:00:01,dst=ff:ff:ff:ff:ff:ff),eth_type(0x0806),arp(sip=10.1.0.1,tip=10.1.0.2,op=1,sha=02:00:00:00:00:01,tha=00:00:00:00:00:00)|2,3'
+  'in_port(1),eth(src=02:00:00:00:00:01,dst=02:00:00:00:00:03),eth_type(0x0800),ipv4(src=10.1.0.0/255.255.0.0,frag=no)|set(tunnel(tun_id=0x10203,src=192.168.50.1,dst=192.168.50.2,ttl=64,tp_dst=6784,flags(df))),3'
+  'tunnel(tun_id=0x30201,src=192.168.50.2,dst=192.168.50.1,flags(-df-csum+key)),in_port(3),eth(src=02:00:00:00:00:03,dst=02:00:00:00:00:01),eth_type(0x0800),ipv4(frag=no)|1'
+  'in_port(2),eth(src=02:00:00:00:00:02,dst=02:00:00:00:00:09),eth_type(0x0800),ipv4(src=10.1.0.2,dst=10.1.0.9,proto=6,tos=0,ttl=64,frag=no),tcp(src=80,dst=1024/0xfc00)|set(eth(src=02:00:00:00:00:aa,dst=02:00:00:00:00:bb)),1'
+  'skb_mark(0x5),in_port(2),eth(src=02:00:00:00:00:02,dst=02:00:00:00:00:08),eth_type(0x86dd),ipv6(src=fd00::2,dst=fd00::8,label=0,proto=17,tclass=0,hlimit=64,frag=no),udp(src=53,dst=5353)|push_vlan(vid=10,pcp=0),1'
+  'in_port(1),eth(src=02:00:00:00:00:01,dst=02:00:00:00:00:07),eth_type(0x0800),ipv4(frag=no)|userspace(pid=4242),trunc(100),2'
+)
+
+setup_oracle_dp() {
+  ovs-dpctl add-dp orc
+  for p in o1 o2; do ip link add $p type veth peer name $p-peer; ovs-dpctl add-if orc $p; done
+  ovs-dpctl add-if orc vxo,type=vxlan,dst_port=6784 2>/dev/null || "$WEAVECTL" port add orc vxo --type vxlan --dst-port 6784
+}
+
+teardown_oracle_dp() {
+  ovs-dpctl del-dp orc || true
+  ip link del o1 2>/dev/null || true
+  ip link del o2 2>/dev/null || true
+}
+
+scenario_flows_weaver_to_ovs() {
+  setup_oracle_dp
+  local f
+  for f in "${ORACLE_FLOWS[@]}"; do
+    "$WEAVECTL" flows add --dp orc "${f%%|*}" "${f##*|}"
+  done
+  local ours theirs
+  ours=$("$WEAVECTL" flows dump --dp orc --direct | norm_flows)
+  theirs=$(ovs-dpctl dump-flows system@orc | norm_flows)
+  echo "$ours"
+  expect_eq "dump-flows of weaver-installed flows" "$theirs" "$ours"
+  [ "$(printf '%s\n' "$ours" | grep -c .)" = "${#ORACLE_FLOWS[@]}" ] || fail "expected ${#ORACLE_FLOWS[@]} flows"
+  "$WEAVECTL" flows dump --dp orc --direct --json | grep -q '"text"'
+
+  # delete one, flush the rest
+  "$WEAVECTL" flows del --dp orc "${ORACLE_FLOWS[0]%%|*}"
+  [ "$(ovs-dpctl dump-flows system@orc | grep -c .)" = "$(( ${#ORACLE_FLOWS[@]} - 1 ))" ] || fail "del did not remove exactly one flow"
+  "$WEAVECTL" flows flush --dp orc
+  [ -z "$(ovs-dpctl dump-flows system@orc)" ] || fail "flush left flows"
+  teardown_oracle_dp
+}
+
+scenario_flows_ovs_to_weaver() {
+  setup_oracle_dp
+  local f
+  for f in "${ORACLE_FLOWS[@]}"; do
+    ovs-dpctl add-flow system@orc "${f%%|*}" "${f##*|}"
+  done
+  local ours theirs
+  theirs=$(ovs-dpctl dump-flows system@orc | norm_flows)
+  ours=$("$WEAVECTL" flows dump --dp orc --direct | norm_flows)
+  echo "$theirs"
+  expect_eq "weavectl dump of ovs-dpctl-installed flows" "$theirs" "$ours"
+  teardown_oracle_dp
+}
+
+# ---------------------------------------------------------------------------
+# Traffic: two namespaces' veths as netdev vports, flows by weavectl, ping.
+scenario_traffic() {
+  "$WEAVECTL" dp add trf
+  local i
+  for i in 1 2; do
+    ip netns add c$i
+    ip link add v$i type veth peer name eth0 netns c$i
+    ip -n c$i link set eth0 address 02:00:00:00:00:0$i
+    ip -n c$i addr add 10.1.0.$i/24 dev eth0
+    ip -n c$i link set eth0 up
+    ip -n c$i link set lo up
+    ip link set v$i up
+    "$WEAVECTL" port add trf v$i --type netdev
+  done
+  ip -n c1 neigh add 10.1.0.2 lladdr 02:00:00:00:00:02 dev eth0 nud permanent
+  ip -n c2 neigh add 10.1.0.1 lladdr 02:00:00:00:00:01 dev eth0 nud permanent
+  local p1 p2
+  p1=$("$WEAVECTL" dp show trf --direct --json | grep -B3 '"name": "v1"' | sed -nE 's/.*"port_no": ([0-9]+).*/\1/p')
+  p2=$("$WEAVECTL" dp show trf --direct --json | grep -B3 '"name": "v2"' | sed -nE 's/.*"port_no": ([0-9]+).*/\1/p')
+  [ -n "$p1" ] && [ -n "$p2" ] || fail "port numbers not found"
+  "$WEAVECTL" flows add --dp trf "in_port($p1),eth(src=02:00:00:00:00:01,dst=02:00:00:00:00:02),eth_type(0x0800),ipv4(frag=no)" "$p2"
+  "$WEAVECTL" flows add --dp trf "in_port($p2),eth(src=02:00:00:00:00:02,dst=02:00:00:00:00:01),eth_type(0x0800),ipv4(frag=no)" "$p1"
+  ip netns exec c1 ping -c 5 -i 0.2 -W 2 10.1.0.2
+  local dump
+  dump=$("$WEAVECTL" flows dump --dp trf --direct)
+  echo "$dump"
+  # 5 echo requests one way, 5 replies the other.
+  [ "$(printf '%s\n' "$dump" | grep -c 'packets:5, ')" = 2 ] || fail "flow stats do not count 5 packets each way"
+  # The oracle agrees on the counts.
+  ovs-dpctl dump-flows system@trf | grep -c 'packets:5, ' | grep -qx 2
+  # Clearing stats through a flow SET.
+  "$WEAVECTL" flows mod --dp trf --clear "in_port($p1),eth(src=02:00:00:00:00:01,dst=02:00:00:00:00:02),eth_type(0x0800),ipv4(frag=no)"
+  ovs-dpctl dump-flows system@trf | grep "in_port($p1)" | grep -q 'packets:0, bytes:0, used:never'
+  "$WEAVECTL" dp del trf
+  ip netns del c1; ip netns del c2
+}
+
+# ---------------------------------------------------------------------------
+# VXLAN: two host namespaces, each with a datapath and a VXLAN vport on UDP
+# 6784, joined by a veth underlay; a container namespace on each.
+scenario_vxlan() {
+  ip netns add hA; ip netns add hB
+  ip link add uA netns hA type veth peer name uB netns hB
+  ip -n hA addr add 192.168.50.1/24 dev uA; ip -n hA link set uA up; ip -n hA link set lo up
+  ip -n hB addr add 192.168.50.2/24 dev uB; ip -n hB link set uB up; ip -n hB link set lo up
+  local h peer me ctr mac pmac
+  for h in A B; do
+    if [ $h = A ]; then me=1; peer=2; else me=2; peer=1; fi
+    ip netns add c$h
+    ip link add v$h netns h$h type veth peer name eth0 netns c$h
+    ip -n c$h link set eth0 address 02:00:00:00:00:0$me
+    ip -n c$h addr add 10.2.0.$me/24 dev eth0
+    ip -n c$h link set eth0 mtu 1400 up
+    ip -n c$h neigh add 10.2.0.$peer lladdr 02:00:00:00:00:0$peer dev eth0 nud permanent
+    ip -n h$h link set v$h up
+    ip netns exec h$h "$WEAVECTL" dp add dp$h
+    ip netns exec h$h "$WEAVECTL" port add dp$h v$h --type netdev
+    ip netns exec h$h "$WEAVECTL" port add dp$h vx$h --type vxlan --dst-port 6784
+    # Port numbers: 1 = container, 2 = vxlan (0 is the datapath's own port).
+    ip netns exec h$h "$WEAVECTL" flows add --dp dp$h \
+      "in_port(1),eth(src=02:00:00:00:00:0$me,dst=02:00:00:00:00:0$peer),eth_type(0x0800),ipv4(frag=no)" \
+      "set(tunnel(tun_id=0x$me$peer,src=192.168.50.$me,dst=192.168.50.$peer,ttl=64,tp_dst=6784,flags(df))),2"
+    ip netns exec h$h "$WEAVECTL" flows add --dp dp$h \
+      "tunnel(tun_id=0x$peer$me,src=192.168.50.$peer,dst=192.168.50.$me,flags(-df-csum+key)),in_port(2),eth(src=02:00:00:00:00:0$peer,dst=02:00:00:00:00:0$me),eth_type(0x0800),ipv4(frag=no)" \
+      "1"
+  done
+  ip netns exec hA tcpdump -n -i uA -w /tmp/underlay.pcap udp port 6784 2>/tmp/tcpdump.err &
+  local tpid=$!
+  sleep 1
+  ip netns exec cA ping -c 3 -i 0.3 -W 3 10.2.0.2
+  sleep 0.5
+  kill $tpid; wait $tpid || true
+  local cap
+  cap=$(tcpdump -n -r /tmp/underlay.pcap -v 2>/dev/null)
+  echo "$cap" | head -20
+  # Encapsulated both ways: VXLAN on UDP 6784 with the VNI each side set.
+  expect_contains "underlay A->B" "192.168.50.1." "$cap"
+  [ "$(echo "$cap" | grep -cE '> 192\.168\.50\.2\.6784: VXLAN, flags \[I\] \(0x08\), vni 18')" -ge 3 ] || fail "no VXLAN vni 18 frames A->B"
+  [ "$(echo "$cap" | grep -cE '> 192\.168\.50\.1\.6784: VXLAN, flags \[I\] \(0x08\), vni 33')" -ge 3 ] || fail "no VXLAN vni 33 frames B->A"
+  ip netns exec hA "$WEAVECTL" flows dump --dp dpA --direct
+  ip netns exec hA ovs-dpctl dump-flows system@dpA
+  for h in A B; do ip netns exec h$h "$WEAVECTL" dp del dp$h; ip netns del c$h; ip netns del h$h; done
+}
+
+# ---------------------------------------------------------------------------
+# The daemon owns the datapath; weavectl reads through its API.
+scenario_daemon() {
+  ip netns add d1
+  ip netns exec d1 "$WEAVER" --api-socket /run/weave-d1.sock > /tmp/weaver-d1.log 2>&1 &
+  local pid=$! i
+  for i in $(seq 50); do [ -S /run/weave-d1.sock ] && break; sleep 0.1; done
+  [ -S /run/weave-d1.sock ] || { cat /tmp/weaver-d1.log; fail "daemon did not start"; }
+  local st
+  st=$("$WEAVECTL" --api /run/weave-d1.sock status)
+  echo "$st"
+  expect_contains "daemon status" "fastdp" "$st"
+  local show
+  # Read through the API (weavectl here runs outside d1, where no datapath exists).
+  show=$("$WEAVECTL" --api /run/weave-d1.sock dp show)
+  echo "$show"
+  expect_contains "daemon datapath" "system@weave:" "$show"
+  expect_contains "daemon vxlan vport" "vxlan-6784 (vxlan: dst_port=6784)" "$show"
+  "$WEAVECTL" --api /run/weave-d1.sock flows dump
+  kill -TERM $pid; wait $pid || fail "daemon exited non-zero on SIGTERM"
+  cat /tmp/weaver-d1.log
+  # Clean shutdown removed the datapath.
+  ! ip netns exec d1 ovs-dpctl show system@weave 2>/dev/null
+  ip netns del d1
+}
+
+ALL=(probe dp_ports flows_weaver_to_ovs flows_ovs_to_weaver traffic vxlan daemon)
+[ $# -gt 0 ] && ALL=("$@")
+for s in "${ALL[@]}"; do run_scenario "$s" "scenario_$s"; done
+exit $FAILED

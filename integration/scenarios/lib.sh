@@ -1,0 +1,49 @@
+# Helpers shared by the lab scenarios. Sourced, not run.
+# Each scenario prints "SCENARIO <name> PASS" or "SCENARIO <name> FAIL: <why>".
+
+ROOT=${ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
+BIN=${WEAVER_BIN_DIR:-$ROOT/target/debug}
+# Scenario scripts accept `--bin-dir DIR` first: where weaver and weavectl are.
+if [ "${1:-}" = --bin-dir ]; then BIN=$2; shift 2; fi
+WEAVECTL="$BIN/weavectl"
+WEAVER="$BIN/weaver"
+
+fail() {
+  echo "FAIL: $*" >&2
+  return 1
+}
+
+# expect_eq WHAT EXPECTED ACTUAL
+expect_eq() {
+  if [ "$2" != "$3" ]; then
+    echo "--- expected ($1):" >&2; printf '%s\n' "$2" >&2
+    echo "--- actual ($1):" >&2; printf '%s\n' "$3" >&2
+    fail "$1 differs"
+    return 1
+  fi
+}
+
+# expect_contains WHAT NEEDLE HAYSTACK
+expect_contains() {
+  case "$3" in
+    *"$2"*) ;;
+    *) printf '%s\n' "$3" >&2; fail "$1: missing '$2'"; return 1 ;;
+  esac
+}
+
+# Dumps normalised for comparison: sorted, with the time-dependent `used:` value masked.
+norm_flows() {
+  sed -E 's/used:[0-9.]+s/used:X/' | sort
+}
+
+# run_scenario NAME FUNCTION: runs FUNCTION in a subshell with -e, reports the verdict.
+run_scenario() {
+  local name=$1 fn=$2
+  echo "=== scenario $name"
+  if ( set -euo pipefail; "$fn" ); then
+    echo "SCENARIO $name PASS"
+  else
+    echo "SCENARIO $name FAIL: exit $?"
+    FAILED=1
+  fi
+}
