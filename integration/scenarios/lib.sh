@@ -40,10 +40,16 @@ norm_flows() {
 run_scenario() {
   local name=$1 fn=$2
   echo "=== scenario $name"
-  if ( set -euo pipefail; "$fn" ); then
+  # Not in an `if`: bash ignores -e inside a condition, even in a subshell.
+  # Nor on the left of || or &&. The outer script runs without -e.
+  local rc
+  ( set -euo pipefail; "$fn" )
+  rc=$?
+  if [ "$rc" = 0 ]; then
     echo "SCENARIO $name PASS"
   else
-    echo "SCENARIO $name FAIL: exit $?"
+    echo "--- kernel log tail:"; dmesg 2>/dev/null | tail -15
+    echo "SCENARIO $name FAIL: exit $rc"
     FAILED=1
   fi
 }

@@ -28,7 +28,7 @@ multi_vm_vxlan() {
     "in_port(1),eth(src=02:00:00:00:01:0$me,dst=02:00:00:00:01:0$peer),eth_type(0x0800),ipv4(frag=no)" \
     "set(tunnel(tun_id=0x$me$peer,src=192.168.60.$me,dst=192.168.60.$peer,ttl=64,tp_dst=6784,flags(df))),2"
   "$WEAVECTL" flows add --dp weave \
-    "tunnel(tun_id=0x$peer$me,src=192.168.60.$peer,dst=192.168.60.$me,flags(-df-csum+key)),in_port(2),eth(src=02:00:00:00:01:0$peer,dst=02:00:00:00:01:0$me),eth_type(0x0800),ipv4(frag=no)" \
+    "tunnel(tun_id=0x$peer$me,src=192.168.60.$peer,dst=192.168.60.$me,ttl=0/0,flags(-df-csum+key)),in_port(2),eth(src=02:00:00:00:01:0$peer,dst=02:00:00:00:01:0$me),eth_type(0x0800),ipv4(frag=no)" \
     "1"
   # Wait (bounded) for the underlay to carry traffic both ways.
   local i

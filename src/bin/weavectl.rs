@@ -135,6 +135,12 @@ enum FlowsCmd {
 
 fn main() {
     let cli = Cli::parse();
+    if std::env::var_os("WEAVER_LOG").is_some() {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_env("WEAVER_LOG"))
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -291,22 +297,23 @@ async fn flows(cli: &Cli, cmd: &FlowsCmd) -> Result<()> {
             }
         }
         FlowsCmd::Add { dp, key, actions } => {
-            let c = kernel()?;
+            // Bad text is refused before the kernel is touched.
             let (key, mask) = format::parse_key(key).context("flow key")?;
             let actions = format::parse_actions(actions).context("flow actions")?;
+            let c = kernel()?;
             let f = Flow { dp_ifindex: dp_index(&c, dp)?, key, mask: Some(mask), actions: Some(actions), ..Default::default() };
             c.new_flow(&f)?;
         }
         FlowsCmd::Mod { dp, clear, key, actions } => {
-            let c = kernel()?;
             let (key, mask) = format::parse_key(key).context("flow key")?;
             let actions = actions.as_deref().map(format::parse_actions).transpose().context("flow actions")?;
+            let c = kernel()?;
             let f = Flow { dp_ifindex: dp_index(&c, dp)?, key, mask: Some(mask), actions, clear: *clear, ..Default::default() };
             c.set_flow(&f)?;
         }
         FlowsCmd::Del { dp, key } => {
-            let c = kernel()?;
             let (key, _) = format::parse_key(key).context("flow key")?;
+            let c = kernel()?;
             c.del_flow(dp_index(&c, dp)?, key, None)?;
         }
         FlowsCmd::Flush { dp } => {

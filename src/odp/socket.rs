@@ -11,6 +11,10 @@
 //!   required to carry the command that was sent.
 //! - Creating an existing datapath or vport fails with EEXIST; callers that
 //!   want idempotence use [`OdpClient::ensure_datapath`].
+//! - `NLM_F_ECHO` is not used: the kernel echoes through `genl_notify`, whose
+//!   unicast copy still carries the multicast group in its source address, so
+//!   neli's router files it as a multicast message, not as our reply. Objects
+//!   are read back with a GET instead (measured on Debian's 6.1 kernel).
 
 use std::io::Cursor;
 
@@ -117,6 +121,10 @@ fn fam_name(c: &std::ffi::CStr) -> &'static str {
     }
 }
 
+fn gone(op: &str) -> OdpError {
+    OdpError::Netlink { op: op.to_string(), msg: "object vanished right after the kernel acknowledged it".into() }
+}
+
 fn router_err<T: std::fmt::Debug, P: std::fmt::Debug>(op: &str, e: RouterError<T, P>) -> OdpError {
     match e {
         RouterError::Nlmsgerr(m) => OdpError::Kernel { op: op.to_string(), errno: -*m.error() },
@@ -205,6 +213,7 @@ impl OdpClient {
         let mut out = Vec::new();
         for msg in recv {
             let msg = msg.map_err(|e| router_err(op, e))?;
+            tracing::trace!(op, kind = *msg.nl_type(), flags = ?msg.nl_flags(), seq = *msg.nl_seq(), payload = ?msg.nl_payload(), "netlink reply");
             if let NlPayload::Payload(p) = msg.nl_payload() {
                 // Quirk: the reply's cmd may be *_CMD_NEW for a GET; accept any.
                 out.push(p.0.clone());
@@ -236,13 +245,13 @@ impl OdpClient {
             ..Default::default()
         };
         let op = format!("create datapath {name}");
-        let f = self.one(
+        self.request(
             &op,
             self.fams.datapath,
-            NlmF::ACK | NlmF::ECHO,
+            NlmF::ACK,
             OvsFrame { cmd: Cmd::New as u8, version: DP_VERSION, dp_ifindex: 0, attrs: req.emit_attrs() },
         )?;
-        Self::wire(&op, Datapath::parse(f.dp_ifindex, &f.attrs))
+        self.get_datapath(name)?.ok_or_else(|| gone(&op))
     }
 
     /// Sets the user features (and optionally per-CPU upcall PIDs) of a datapath.
@@ -254,13 +263,13 @@ impl OdpClient {
             ..Default::default()
         };
         let op = format!("set datapath {name}");
-        let f = self.one(
+        self.request(
             &op,
             self.fams.datapath,
-            NlmF::ACK | NlmF::ECHO,
+            NlmF::ACK,
             OvsFrame { cmd: Cmd::Set as u8, version: DP_VERSION, dp_ifindex: 0, attrs: req.emit_attrs() },
         )?;
-        Self::wire(&op, Datapath::parse(f.dp_ifindex, &f.attrs))
+        self.get_datapath(name)?.ok_or_else(|| gone(&op))
     }
 
     pub fn delete_datapath(&self, name: &str) -> Result<()> {
@@ -329,13 +338,13 @@ impl OdpClient {
         req.options = options;
         req.upcall_pids = Some(if upcall_pids.is_empty() { vec![0] } else { upcall_pids });
         let op = format!("create vport {name}");
-        let f = self.one(
+        self.request(
             &op,
             self.fams.vport,
-            NlmF::ACK | NlmF::ECHO,
+            NlmF::ACK,
             OvsFrame { cmd: Cmd::New as u8, version: VPORT_VERSION, dp_ifindex, attrs: req.emit_attrs() },
         )?;
-        Self::wire(&op, Vport::parse(f.dp_ifindex, &f.attrs))
+        self.get_vport(name)?.ok_or_else(|| gone(&op))
     }
 
     pub fn delete_vport(&self, dp_ifindex: i32, port_no: u32) -> Result<()> {
@@ -387,13 +396,30 @@ impl OdpClient {
         req.port_no = Some(port_no);
         req.upcall_pids = Some(pids);
         let op = format!("set vport {port_no}");
-        let f = self.one(
+        self.request(
             &op,
             self.fams.vport,
-            NlmF::ACK | NlmF::ECHO,
+            NlmF::ACK,
             OvsFrame { cmd: Cmd::Set as u8, version: VPORT_VERSION, dp_ifindex, attrs: req.emit_attrs() },
         )?;
-        Self::wire(&op, Vport::parse(f.dp_ifindex, &f.attrs))
+        self.get_vport_by_number(dp_ifindex, port_no)?.ok_or_else(|| gone(&op))
+    }
+
+    /// Gets a vport by datapath and port number.
+    pub fn get_vport_by_number(&self, dp_ifindex: i32, port_no: u32) -> Result<Option<Vport>> {
+        let mut req = Vport::new(dp_ifindex);
+        req.port_no = Some(port_no);
+        let op = format!("get vport {port_no}");
+        match self.one(
+            &op,
+            self.fams.vport,
+            NlmF::ACK,
+            OvsFrame { cmd: Cmd::Get as u8, version: VPORT_VERSION, dp_ifindex, attrs: req.emit_attrs() },
+        ) {
+            Ok(f) => Self::wire(&op, Vport::parse(f.dp_ifindex, &f.attrs)).map(Some),
+            Err(e) if e.errno() == Some(libc::ENODEV) => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     // ---- flow ----
@@ -414,15 +440,14 @@ impl OdpClient {
     }
 
     /// Changes a flow's actions and/or clears its statistics (`flow.clear`).
-    /// Returns the flow as it was before the change, with its stats.
-    pub fn set_flow(&self, flow: &Flow) -> Result<Option<Flow>> {
-        Ok(self.flow_op("set flow", Cmd::Set, NlmF::ACK | NlmF::ECHO, flow)?.into_iter().next())
+    pub fn set_flow(&self, flow: &Flow) -> Result<()> {
+        self.flow_op("set flow", Cmd::Set, NlmF::ACK, flow).map(|_| ())
     }
 
-    /// Deletes the flow with this key (or UFID). Returns its final stats.
-    pub fn del_flow(&self, dp_ifindex: i32, key: Vec<KeyAttr>, ufid: Option<Vec<u8>>) -> Result<Option<Flow>> {
+    /// Deletes the flow with this key (or UFID).
+    pub fn del_flow(&self, dp_ifindex: i32, key: Vec<KeyAttr>, ufid: Option<Vec<u8>>) -> Result<()> {
         let f = Flow { dp_ifindex, key, ufid, ..Default::default() };
-        Ok(self.flow_op("delete flow", Cmd::Del, NlmF::ACK | NlmF::ECHO, &f)?.into_iter().next())
+        self.flow_op("delete flow", Cmd::Del, NlmF::ACK, &f).map(|_| ())
     }
 
     /// Deletes every flow of the datapath.
