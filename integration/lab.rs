@@ -90,6 +90,9 @@ scenario!(flows_weaver_to_ovs);
 scenario!(flows_ovs_to_weaver);
 scenario!(traffic);
 scenario!(vxlan);
+scenario!(upcalls);
+scenario!(upcalls_per_cpu);
+scenario!(vport_events);
 scenario!(daemon);
 
 /// Two guests joined over loopback by qemu's UDP netdevs: VXLAN between

@@ -210,6 +210,76 @@ scenario_vxlan() {
 }
 
 # ---------------------------------------------------------------------------
+# Misses: a packet with no flow comes up as an upcall with its key; executing
+# it with output(2) delivers it to the other namespace.
+scenario_upcalls() {
+  upcalls_with
+}
+
+scenario_upcalls_per_cpu() {
+  upcalls_with --per-cpu
+}
+
+upcalls_with() {
+  "$WEAVECTL" dp add upc
+  local i
+  for i in 1 2; do
+    ip netns add u$i
+    ip link add w$i type veth peer name eth0 netns u$i
+    # No IPv6 chatter (MLD, RS): the first miss must be the ARP request.
+    ip netns exec u$i sysctl -qw net.ipv6.conf.all.disable_ipv6=1
+    ip netns exec u$i sysctl -qw net.ipv6.conf.default.disable_ipv6=1
+    ip -n u$i link set eth0 address 02:00:00:00:04:0$i
+    ip -n u$i addr add 10.4.0.$i/24 dev eth0
+    ip -n u$i link set eth0 up
+    ip link set w$i up
+    "$WEAVECTL" port add upc w$i --type netdev
+  done
+  ip netns exec u2 tcpdump -n -i eth0 -c 1 -w /tmp/u2.pcap arp 2>/dev/null &
+  local tpid=$!
+  "$WEAVECTL" dp upcalls --dp upc --count 1 --timeout 30 --execute-output 2 "$@" > /tmp/upcalls.txt &
+  local upid=$!
+  sleep 1
+  # c1 does not know 10.4.0.2: its ARP request is the miss.
+  ip netns exec u1 ping -c 3 -i 0.5 -W 1 10.4.0.2 >/dev/null 2>&1 || true
+  wait $upid || fail "no upcall arrived"
+  cat /tmp/upcalls.txt
+  local up
+  up=$(cat /tmp/upcalls.txt)
+  expect_contains "upcall kind" "Miss: " "$up"
+  expect_contains "upcall in_port" "in_port(1)" "$up"
+  expect_contains "upcall eth" "eth(src=02:00:00:00:04:01,dst=ff:ff:ff:ff:ff:ff)" "$up"
+  expect_contains "upcall arp" "arp(sip=10.4.0.1,tip=10.4.0.2,op=1" "$up"
+  # The executed packet reached u2.
+  for i in $(seq 50); do kill -0 $tpid 2>/dev/null || break; sleep 0.1; done
+  kill $tpid 2>/dev/null || true
+  tcpdump -n -r /tmp/u2.pcap 2>/dev/null | grep -q 'Request who-has 10.4.0.2 tell 10.4.0.1' || fail "executed packet not delivered"
+  "$WEAVECTL" dp show upc --direct | grep -E 'lookups: hit:[0-9]+ missed:[1-9]' || fail "miss not counted"
+  if [ "${1:-}" = --per-cpu ]; then
+    "$WEAVECTL" dp show upc --direct | grep -q 'features: .*per-cpu-dispatch' || fail "per-CPU dispatch not shown"
+  fi
+  "$WEAVECTL" dp del upc
+  ip netns del u1; ip netns del u2
+}
+
+# ---------------------------------------------------------------------------
+# Vport notifications from the ovs_vport multicast group.
+scenario_vport_events() {
+  "$WEAVECTL" dp add evt
+  "$WEAVECTL" dp events --count 2 --timeout 30 > /tmp/events.txt &
+  local epid=$!
+  sleep 0.5
+  "$WEAVECTL" port add evt e1 --type internal
+  "$WEAVECTL" port del evt e1
+  wait $epid || fail "vport events did not arrive"
+  local ev
+  ev=$(cat /tmp/events.txt)
+  echo "$ev"
+  expect_eq "vport events" "$(printf 'new port 1: e1 (internal)\ndel port 1: e1 (internal)')" "$ev"
+  "$WEAVECTL" dp del evt
+}
+
+# ---------------------------------------------------------------------------
 # The daemon owns the datapath; weavectl reads through its API.
 scenario_daemon() {
   ip netns add d1
@@ -235,7 +305,7 @@ scenario_daemon() {
   ip netns del d1
 }
 
-ALL=(probe dp_ports flows_weaver_to_ovs flows_ovs_to_weaver traffic vxlan daemon)
+ALL=(probe dp_ports flows_weaver_to_ovs flows_ovs_to_weaver traffic vxlan upcalls upcalls_per_cpu vport_events daemon)
 [ $# -gt 0 ] && ALL=("$@")
 for s in "${ALL[@]}"; do run_scenario "$s" "scenario_$s"; done
 exit $FAILED

@@ -70,6 +70,32 @@ enum DpCmd {
     Add { name: String },
     /// Delete a datapath (direct).
     Del { name: String },
+    /// Receive miss upcalls and print each packet's key (direct; debugging).
+    /// Points every port's upcall PID at this command's socket.
+    Upcalls {
+        #[arg(long, default_value = weaver::DEFAULT_DATAPATH)]
+        dp: String,
+        /// Stop after this many upcalls.
+        #[arg(long, default_value_t = 1)]
+        count: usize,
+        /// Give up after this many seconds.
+        #[arg(long, default_value_t = 10)]
+        timeout: u64,
+        /// Execute each missed packet with `output(PORT)`.
+        #[arg(long)]
+        execute_output: Option<u32>,
+        /// Switch the datapath to per-CPU upcall dispatch (kernel 5.12+),
+        /// every CPU's upcalls to this socket, instead of per-vport PIDs.
+        #[arg(long)]
+        per_cpu: bool,
+    },
+    /// Print vport notifications from the kernel (direct; debugging).
+    Events {
+        #[arg(long, default_value_t = 1)]
+        count: usize,
+        #[arg(long, default_value_t = 10)]
+        timeout: u64,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -240,8 +266,104 @@ async fn dp(cli: &Cli, cmd: &DpCmd) -> Result<()> {
             kernel()?.create_datapath(name, 0, DpFeatures::weaver_default())?;
         }
         DpCmd::Del { name } => kernel()?.delete_datapath(name)?,
+        DpCmd::Upcalls { dp, count, timeout, execute_output, per_cpu } => {
+            let (dp, count, timeout, out, per_cpu) = (dp.clone(), *count, *timeout, *execute_output, *per_cpu);
+            tokio::task::spawn_blocking(move || upcalls(&dp, count, timeout, out, per_cpu)).await??;
+        }
+        DpCmd::Events { count, timeout } => {
+            let (count, timeout) = (*count, *timeout);
+            tokio::task::spawn_blocking(move || events(count, timeout)).await??;
+        }
     }
     Ok(())
+}
+
+/// Polls `recv` until it has produced `count` items or `timeout_s` passes.
+fn poll_until<T>(count: usize, timeout_s: u64, mut recv: impl FnMut() -> Result<Vec<T>>, mut each: impl FnMut(T) -> Result<()>) -> Result<()> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(timeout_s);
+    let mut seen = 0;
+    while seen < count {
+        let items = recv()?;
+        if items.is_empty() {
+            if std::time::Instant::now() >= deadline {
+                bail!("timed out after {timeout_s}s with {seen} of {count}");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        for it in items {
+            each(it)?;
+            seen += 1;
+        }
+    }
+    Ok(())
+}
+
+fn upcalls(dp: &str, count: usize, timeout: u64, execute_output: Option<u32>, per_cpu: bool) -> Result<()> {
+    use weaver::odp::action::Action;
+    use weaver::odp::packet::UpcallItem;
+    use weaver::odp::socket::UpcallSocket;
+    let c = kernel()?;
+    let ifi = dp_index(&c, dp)?;
+    let mut sock = UpcallSocket::open(&c.families())?;
+    sock.set_nonblocking(true)?;
+    let pid = sock.port_id()?;
+    if per_cpu {
+        let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        let mut f = DpFeatures::weaver_default();
+        f.bits |= weaver::odp::datapath::F_DISPATCH_UPCALL_PER_CPU;
+        let d = c.set_datapath(dp, f, Some(vec![pid; cpus]))?;
+        if d.user_features.unwrap_or_default() & weaver::odp::datapath::F_DISPATCH_UPCALL_PER_CPU == 0 {
+            bail!("kernel did not enable per-CPU upcall dispatch");
+        }
+    } else {
+        for v in c.dump_vports(ifi)? {
+            if let Some(p) = v.port_no {
+                c.set_vport_upcall_pids(ifi, p, vec![pid])?;
+            }
+        }
+    }
+    eprintln!("listening for upcalls on netlink port {pid}");
+    poll_until(
+        count,
+        timeout,
+        || {
+            let mut v = Vec::new();
+            for item in sock.recv()? {
+                match item {
+                    Ok(UpcallItem::Upcall(u)) => v.push(u),
+                    Ok(other) => eprintln!("ignored: {other:?}"),
+                    Err(e) => eprintln!("malformed upcall: {e}"),
+                }
+            }
+            Ok(v)
+        },
+        |u| {
+            println!("{:?}: {} len:{}", u.kind, format::format_key(&u.msg.key, None), u.msg.packet.len());
+            if let Some(port) = execute_output {
+                c.execute(ifi, u.msg.packet.clone(), u.msg.key.clone(), vec![Action::Output(port)])?;
+            }
+            Ok(())
+        },
+    )
+}
+
+fn events(count: usize, timeout: u64) -> Result<()> {
+    use weaver::odp::socket::VportEvents;
+    let c = kernel()?;
+    let mut ev = VportEvents::open(&c.families())?;
+    ev.set_nonblocking(true)?;
+    eprintln!("listening for vport events");
+    poll_until(count, timeout, || Ok(ev.recv()?), |e| {
+        let cmd = match e.cmd {
+            1 => "new",
+            2 => "del",
+            4 => "set",
+            _ => "other",
+        };
+        let kind = e.vport.kind.map(|k| k.name()).unwrap_or_default();
+        println!("{cmd} port {}: {} ({kind})", e.vport.port_no.unwrap_or_default(), e.vport.name.as_deref().unwrap_or("?"));
+        Ok(())
+    })
 }
 
 fn port(cmd: &PortCmd) -> Result<()> {
