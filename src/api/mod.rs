@@ -35,6 +35,8 @@ pub struct DatapathView {
 /// `GET /v1/flows`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct FlowsView {
+    /// The datapath the flows belong to.
+    pub datapath: String,
     /// The kernel's monotonic clock in ms when the dump was taken, for `used:`.
     pub now_ms: u64,
     pub flows: Vec<Flow>,

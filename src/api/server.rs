@@ -77,7 +77,7 @@ async fn flows(State(s): State<Arc<AppState>>) -> Result<Json<FlowsView>, Failur
             .get_datapath(&name)?
             .ok_or_else(|| Failure(StatusCode::NOT_FOUND, format!("datapath {name} is gone")))?;
         let flows = c.dump_flows(dp.dp_ifindex)?;
-        Ok(Json(FlowsView { now_ms: monotonic_ms(), flows }))
+        Ok(Json(FlowsView { datapath: name, now_ms: monotonic_ms(), flows }))
     })
     .await
 }

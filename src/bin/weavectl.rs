@@ -330,7 +330,7 @@ fn upcalls(dp: &str, count: usize, timeout: u64, execute_output: Option<u32>, pe
             let mut v = Vec::new();
             for item in sock.recv()? {
                 match item {
-                    Ok(UpcallItem::Upcall(u)) => v.push(u),
+                    Ok(UpcallItem::Upcall(u)) => v.push(*u),
                     Ok(other) => eprintln!("ignored: {other:?}"),
                     Err(e) => eprintln!("malformed upcall: {e}"),
                 }
@@ -397,12 +397,13 @@ fn port(cmd: &PortCmd) -> Result<()> {
 async fn flows(cli: &Cli, cmd: &FlowsCmd) -> Result<()> {
     match cmd {
         FlowsCmd::Dump { dp, json } => {
+            // The daemon serves its own datapath; another one is read directly.
             let view = match from_daemon::<FlowsView>(cli, "/v1/flows").await? {
-                Some(v) => v,
-                None => {
+                Some(v) if v.datapath == *dp => v,
+                _ => {
                     let c = kernel()?;
                     let ifi = dp_index(&c, dp)?;
-                    FlowsView { flows: c.dump_flows(ifi)?, now_ms: api::monotonic_ms() }
+                    FlowsView { datapath: dp.clone(), flows: c.dump_flows(ifi)?, now_ms: api::monotonic_ms() }
                 }
             };
             if *json {

@@ -355,7 +355,7 @@ pub fn emit_keys(keys: &[KeyAttr], w: &mut NlaWriter) {
 /// value followed by a mask of the same length.
 pub fn parse_masked(a: &Nla<'_>) -> Result<(KeyAttr, KeyAttr)> {
     let n = a.payload.len();
-    if n % 2 != 0 {
+    if !n.is_multiple_of(2) {
         return Err(WireError::BadLength { what: "set_masked", kind: a.kind, len: n, expected: "even" });
     }
     let half = |p| Nla { kind: a.kind, flags: a.flags, payload: p };
@@ -372,6 +372,7 @@ pub fn parse_masked(a: &Nla<'_>) -> Result<(KeyAttr, KeyAttr)> {
 pub(crate) mod strategy {
     use super::*;
     use proptest::prelude::*;
+    use proptest::strategy::Union;
 
     fn mac() -> impl Strategy<Value = Mac> {
         any::<[u8; 6]>().prop_map(Mac)
@@ -389,31 +390,45 @@ pub(crate) mod strategy {
         (any::<u8>(), any::<u8>()).prop_map(|(icmp_type, code)| IcmpKey { icmp_type, code })
     }
 
-    /// Any key attribute that has a fixed-size payload.
-    pub fn fixed_key_attr() -> impl Strategy<Value = KeyAttr> {
-        prop_oneof![
-            any::<u32>().prop_map(KeyAttr::Priority),
-            any::<u32>().prop_map(KeyAttr::InPort),
-            (mac(), mac()).prop_map(|(src, dst)| KeyAttr::Ethernet(EthernetKey { src, dst })),
-            any::<u16>().prop_map(KeyAttr::Vlan),
-            any::<u16>().prop_map(KeyAttr::EthType),
+    /// One strategy per variant with a fixed-size payload, in `KeyAttr` order.
+    fn fixed_variants() -> Vec<BoxedStrategy<KeyAttr>> {
+        vec![
+            any::<u32>().prop_map(KeyAttr::Priority).boxed(),
+            any::<u32>().prop_map(KeyAttr::InPort).boxed(),
+            (mac(), mac()).prop_map(|(src, dst)| KeyAttr::Ethernet(EthernetKey { src, dst })).boxed(),
+            any::<u16>().prop_map(KeyAttr::Vlan).boxed(),
+            any::<u16>().prop_map(KeyAttr::EthType).boxed(),
             (v4(), v4(), any::<[u8; 4]>()).prop_map(|(src, dst, b)| KeyAttr::Ipv4(Ipv4Key {
                 src, dst, proto: b[0], tos: b[1], ttl: b[2], frag: b[3]
-            })),
+            })).boxed(),
             (v6(), v6(), any::<u32>(), any::<[u8; 4]>()).prop_map(|(src, dst, label, b)| KeyAttr::Ipv6(Ipv6Key {
                 src, dst, label, proto: b[0], tclass: b[1], hlimit: b[2], frag: b[3]
-            })),
-            ports().prop_map(KeyAttr::Tcp),
-            ports().prop_map(KeyAttr::Udp),
-            icmp().prop_map(KeyAttr::Icmp),
-            icmp().prop_map(KeyAttr::Icmpv6),
+            })).boxed(),
+            ports().prop_map(KeyAttr::Tcp).boxed(),
+            ports().prop_map(KeyAttr::Udp).boxed(),
+            icmp().prop_map(KeyAttr::Icmp).boxed(),
+            icmp().prop_map(KeyAttr::Icmpv6).boxed(),
             (v4(), v4(), any::<u16>(), mac(), mac())
-                .prop_map(|(sip, tip, op, sha, tha)| KeyAttr::Arp(ArpKey { sip, tip, op, sha, tha })),
-            any::<u32>().prop_map(KeyAttr::SkbMark),
-            any::<u16>().prop_map(KeyAttr::TcpFlags),
-            any::<u32>().prop_map(KeyAttr::DpHash),
-            any::<u32>().prop_map(KeyAttr::RecircId),
+                .prop_map(|(sip, tip, op, sha, tha)| KeyAttr::Arp(ArpKey { sip, tip, op, sha, tha }))
+                .boxed(),
+            any::<u32>().prop_map(KeyAttr::SkbMark).boxed(),
+            any::<u16>().prop_map(KeyAttr::TcpFlags).boxed(),
+            any::<u32>().prop_map(KeyAttr::DpHash).boxed(),
+            any::<u32>().prop_map(KeyAttr::RecircId).boxed(),
         ]
+    }
+
+    /// Any key attribute that has a fixed-size payload, each variant equally
+    /// likely (what `prop_oneof!` over the same arms builds).
+    pub fn fixed_key_attr() -> impl Strategy<Value = KeyAttr> {
+        Union::new(fixed_variants())
+    }
+
+    /// Two independent fixed-size attributes of the same variant, such as the
+    /// value and mask of a masked set. The variant is picked once, so no case
+    /// is ever rejected.
+    pub fn fixed_key_attr_pair() -> impl Strategy<Value = (KeyAttr, KeyAttr)> {
+        Union::new(fixed_variants().into_iter().map(|s| (s.clone(), s)))
     }
 
     pub fn key_attr() -> impl Strategy<Value = KeyAttr> {

@@ -104,7 +104,7 @@ impl<'a> Nla<'a> {
 
     /// An array of host-order u32, e.g. upcall PIDs.
     pub fn u32_array(&self, what: &'static str) -> Result<Vec<u32>> {
-        if self.payload.len() % 4 != 0 {
+        if !self.payload.len().is_multiple_of(4) {
             return Err(WireError::BadLength {
                 what,
                 kind: self.kind,
@@ -310,7 +310,7 @@ impl NlaWriter {
 
     fn pad(&mut self) {
         let n = align(self.buf.len()) - self.buf.len();
-        self.buf.extend(std::iter::repeat(0).take(n));
+        self.buf.extend(std::iter::repeat_n(0, n));
     }
 }
 
@@ -366,8 +366,8 @@ mod tests {
     proptest! {
         #[test]
         fn iterating_arbitrary_bytes_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
-            for a in NlaIter::new(&bytes) {
-                if let Ok(a) = a { let _ = a.nested().count(); }
+            for a in NlaIter::new(&bytes).flatten() {
+                let _ = a.nested().count();
             }
         }
 

@@ -137,7 +137,7 @@ pub struct Upcall {
 /// Something in an upcall socket's datagram that was not an upcall.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum UpcallItem {
-    Upcall(Upcall),
+    Upcall(Box<Upcall>),
     /// A message of another family or command, ignored by the caller.
     Ignored { kind: u16, cmd: Option<u8> },
     /// An `NLMSG_ERROR` (errno, negative) delivered to this socket.
@@ -164,7 +164,7 @@ pub fn parse_upcalls(buf: &[u8], packet_family: u16) -> Vec<Result<UpcallItem>> 
                 CMD_ACTION => UpcallKind::Action,
                 other => return Ok(UpcallItem::Ignored { kind: m.kind, cmd: Some(other) }),
             };
-            Ok(UpcallItem::Upcall(Upcall { kind, msg: PacketMsg::parse(f.dp_ifindex, &f.attrs)? }))
+            Ok(UpcallItem::Upcall(Box::new(Upcall { kind, msg: PacketMsg::parse(f.dp_ifindex, &f.attrs)? })))
         })
         .collect()
 }
@@ -202,7 +202,7 @@ mod tests {
             dgram.extend(emit_message(34, 0, 0, 0, &frame));
             let items = parse_upcalls(&dgram, 33);
             prop_assert_eq!(items.len(), 2);
-            let want = UpcallItem::Upcall(Upcall { kind: if miss { UpcallKind::Miss } else { UpcallKind::Action }, msg: p });
+            let want = UpcallItem::Upcall(Box::new(Upcall { kind: if miss { UpcallKind::Miss } else { UpcallKind::Action }, msg: p }));
             prop_assert_eq!(items[0].as_ref().unwrap(), &want);
             prop_assert_eq!(items[1].as_ref().unwrap(), &UpcallItem::Ignored { kind: 34, cmd: None });
         }
