@@ -2,7 +2,7 @@
 //! upcall reports about a packet, and what `set` actions rewrite.
 //!
 //! A mask has the same encoding as a key, so [`KeyAttr`] serves for both; see
-//! [`crate::odp::flow::FlowMatch`] for the pairing.
+//! [`crate::odp::flow::Flow`] (`key` and `mask`) for the pairing.
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 

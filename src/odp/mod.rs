@@ -5,7 +5,7 @@
 //! - [`frame`]: `nlmsghdr` / `genlmsghdr` / `ovs_header` framing.
 //! - [`tunnel`], [`key`], [`action`]: typed flow keys, masks and actions.
 //! - [`datapath`], [`vport`], [`flow`], [`packet`]: one module per family.
-//! - [`format`]: the `ovs-dpctl dump-flows` text grammar.
+//! - [`mod@format`]: the `ovs-dpctl dump-flows` text grammar.
 //! - [`socket`]: the only module that does I/O (neli); [`probe`] on top of it.
 //!
 //! Everything but `socket` and `probe` is pure and never panics on input.
