@@ -125,13 +125,7 @@ scenario_traffic() {
   "$WEAVECTL" dp add trf
   local i
   for i in 1 2; do
-    ip netns add c$i
-    ip link add v$i type veth peer name eth0 netns c$i
-    ip -n c$i link set eth0 address 02:00:00:00:00:0$i
-    ip -n c$i addr add 10.1.0.$i/24 dev eth0
-    ip -n c$i link set eth0 up
-    ip -n c$i link set lo up
-    ip link set v$i up
+    container c$i v$i 02:00:00:00:00:0$i 10.1.0.$i/24
     "$WEAVECTL" port add trf v$i --type netdev
   done
   ip -n c1 neigh add 10.1.0.2 lladdr 02:00:00:00:00:02 dev eth0 nud permanent
@@ -224,15 +218,7 @@ upcalls_with() {
   "$WEAVECTL" dp add upc
   local i
   for i in 1 2; do
-    ip netns add u$i
-    ip link add w$i type veth peer name eth0 netns u$i
-    # No IPv6 chatter (MLD, RS): the first miss must be the ARP request.
-    ip netns exec u$i sysctl -qw net.ipv6.conf.all.disable_ipv6=1
-    ip netns exec u$i sysctl -qw net.ipv6.conf.default.disable_ipv6=1
-    ip -n u$i link set eth0 address 02:00:00:00:04:0$i
-    ip -n u$i addr add 10.4.0.$i/24 dev eth0
-    ip -n u$i link set eth0 up
-    ip link set w$i up
+    container u$i w$i 02:00:00:00:04:0$i 10.4.0.$i/24
     "$WEAVECTL" port add upc w$i --type netdev
   done
   ip netns exec u2 tcpdump -n -i eth0 -c 1 -w /tmp/u2.pcap arp 2>/dev/null &

@@ -53,3 +53,19 @@ run_scenario() {
     FAILED=1
   fi
 }
+
+# container NS HOST_VETH MAC CIDR: a namespace NS whose eth0 (MAC, CIDR) is
+# the peer of HOST_VETH in the current namespace. IPv6 is off in NS, so the
+# only frames it sends are the ones a test provokes.
+container() {
+  local ns=$1 veth=$2 mac=$3 cidr=$4
+  ip netns add "$ns"
+  ip link add "$veth" type veth peer name eth0 netns "$ns"
+  ip netns exec "$ns" sysctl -qw net.ipv6.conf.all.disable_ipv6=1
+  ip netns exec "$ns" sysctl -qw net.ipv6.conf.default.disable_ipv6=1
+  ip -n "$ns" link set eth0 address "$mac"
+  ip -n "$ns" addr add "$cidr" dev eth0
+  ip -n "$ns" link set eth0 up
+  ip -n "$ns" link set lo up
+  ip link set "$veth" up
+}
