@@ -25,3 +25,19 @@ pub mod proto {
 pub const DEFAULT_DATAPATH: &str = "weave";
 /// Default control-plane TCP port; VXLAN uses this + 1.
 pub const DEFAULT_PORT: u16 = 6783;
+
+#[cfg(test)]
+mod tests {
+    use prost::Message;
+
+    use super::proto::{frame, Frame, Hello};
+
+    #[test]
+    fn control_frames_round_trip() {
+        let f = Frame { body: Some(frame::Body::Hello(Hello { magic: 0x7765_6176, min_version: 1, max_version: 1 })) };
+        let bytes = f.encode_to_vec();
+        assert_eq!(Frame::decode(bytes.as_slice()).unwrap(), f);
+        // Garbage is an error, never a panic.
+        assert!(Frame::decode(&[0xff, 0xff, 0xff][..]).is_err());
+    }
+}

@@ -144,6 +144,9 @@ scenario_traffic() {
   [ "$(printf '%s\n' "$dump" | grep -c 'packets:5, ')" = 2 ] || fail "flow stats do not count 5 packets each way"
   # The oracle agrees on the counts.
   ovs-dpctl dump-flows system@trf | grep -c 'packets:5, ' | grep -qx 2
+  # A single flow by key.
+  "$WEAVECTL" flows get --dp trf "in_port($p2),eth(src=02:00:00:00:00:02,dst=02:00:00:00:00:01),eth_type(0x0800),ipv4(frag=no)" | grep -q "packets:5, bytes:490, .*actions:$p1"
+  ! "$WEAVECTL" flows get --dp trf "in_port($p2),eth(src=02:00:00:00:00:02,dst=02:00:00:00:00:07),eth_type(0x0800),ipv4(frag=no)"
   # Clearing stats through a flow SET.
   "$WEAVECTL" flows mod --dp trf --clear "in_port($p1),eth(src=02:00:00:00:00:01,dst=02:00:00:00:00:02),eth_type(0x0800),ipv4(frag=no)"
   ovs-dpctl dump-flows system@trf | grep "in_port($p1)" | grep -q 'packets:0, bytes:0, used:never'

@@ -146,6 +146,12 @@ enum FlowsCmd {
         key: String,
         actions: Option<String>,
     },
+    /// Show the one flow with this key (direct).
+    Get {
+        #[arg(long, default_value = weaver::DEFAULT_DATAPATH)]
+        dp: String,
+        key: String,
+    },
     /// Delete the flow with this key (direct).
     Del {
         #[arg(long, default_value = weaver::DEFAULT_DATAPATH)]
@@ -433,6 +439,14 @@ async fn flows(cli: &Cli, cmd: &FlowsCmd) -> Result<()> {
             let c = kernel()?;
             let f = Flow { dp_ifindex: dp_index(&c, dp)?, key, mask: Some(mask), actions, clear: *clear, ..Default::default() };
             c.set_flow(&f)?;
+        }
+        FlowsCmd::Get { dp, key } => {
+            let (key, _) = format::parse_key(key).context("flow key")?;
+            let c = kernel()?;
+            match c.get_flow(dp_index(&c, dp)?, key, None)? {
+                Some(f) => println!("{}", format::format_flow(&f, Some(api::monotonic_ms()))),
+                None => bail!("no such flow"),
+            }
         }
         FlowsCmd::Del { dp, key } => {
             let (key, _) = format::parse_key(key).context("flow key")?;
