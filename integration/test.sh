@@ -15,6 +15,11 @@ if [ "${CI:-}" = true ] && [ "$FUZZ_SECONDS" -lt 1 ]; then FUZZ_SECONDS=30; fi
 
 step() { echo; echo "==== $* ($(date +%T))"; }
 
+# Every cargo test's output is also kept here, for the summary line at the end.
+RESULTS=$(mktemp)
+trap 'rm -f "$RESULTS"' EXIT
+ctest() { cargo test "$@" 2>&1 | tee -a "$RESULTS"; }
+
 step "setup"
 integration/setup.sh
 
@@ -26,15 +31,15 @@ step "build"
 cargo build --all-targets --workspace
 
 step "unit and property tests"
-cargo test --workspace --lib --bins
+ctest --workspace --lib --bins
 
 step "native tests (this kernel: no openvswitch module)"
-cargo test --test native
+ctest --test native
 
 step "VM lab (Debian kernel with openvswitch.ko under qemu)"
 # --nocapture: the guest's console goes into the log. One test thread: the
 # single-guest scenarios share one boot; the multi-VM test boots its own pair.
-cargo test --test lab -- --nocapture --test-threads=2
+ctest --test lab -- --nocapture --test-threads=2
 
 if [ "$FUZZ_SECONDS" -gt 0 ]; then
   step "fuzzing, ${FUZZ_SECONDS}s per target"
@@ -46,3 +51,4 @@ if [ "$FUZZ_SECONDS" -gt 0 ]; then
 fi
 
 step "all tests passed"
+awk '/^test result:/ { p += $4; f += $6 } END { printf "%d passed, %d failed\n", p, f }' "$RESULTS"
