@@ -46,7 +46,16 @@ if [ "$FUZZ_SECONDS" -gt 0 ]; then
   command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
   for t in upcall dump_reply flow_text; do
     # cargo-fuzz wants nightly flags (sanitizers); the machine has only stable.
-    RUSTC_BOOTSTRAP=1 cargo fuzz run --fuzz-dir fuzz "$t" -- -max_total_time="$FUZZ_SECONDS" -rss_limit_mb=2048
+    # libFuzzer is chatty: its log goes to a file, shown whole on failure.
+    log="target/fuzz-$t.log"
+    if RUSTC_BOOTSTRAP=1 cargo fuzz run --fuzz-dir fuzz "$t" -- \
+        -max_total_time="$FUZZ_SECONDS" -rss_limit_mb=2048 >"$log" 2>&1; then
+      echo "fuzz $t: $(grep -E '^Done [0-9]+ runs' "$log" || echo 'done')"
+    else
+      cat "$log"
+      echo "fuzz $t: FAILED (crash input saved under fuzz/artifacts/$t/)"
+      exit 1
+    fi
   done
 fi
 
