@@ -13,6 +13,7 @@
 #![deny(unsafe_code)]
 
 pub mod api;
+pub mod mesh;
 pub mod odp;
 
 /// Generated from `proto/weaver.proto`.
