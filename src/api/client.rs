@@ -2,11 +2,12 @@
 
 use std::path::Path;
 
-use http_body_util::{BodyExt, Empty};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper::Request;
 use hyper_util::rt::TokioIo;
 use serde::de::DeserializeOwned;
+use serde::Serialize;
 use thiserror::Error;
 use tokio::net::UnixStream;
 
@@ -29,12 +30,26 @@ pub enum ClientError {
 
 /// `GET path` on the API socket, decoding JSON.
 pub async fn get<T: DeserializeOwned>(socket: &Path, path: &str) -> Result<T, ClientError> {
+    let req = Request::get(path).header("host", "weaver").body(Full::new(Bytes::new()))?;
+    send(socket, req).await
+}
+
+/// `POST path` with a JSON body, decoding the JSON answer.
+pub async fn post<B: Serialize, T: DeserializeOwned>(socket: &Path, path: &str, body: &B) -> Result<T, ClientError> {
+    let body = serde_json::to_vec(body)?;
+    let req = Request::post(path)
+        .header("host", "weaver")
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body)))?;
+    send(socket, req).await
+}
+
+async fn send<T: DeserializeOwned>(socket: &Path, req: Request<Full<Bytes>>) -> Result<T, ClientError> {
     let stream = UnixStream::connect(socket)
         .await
         .map_err(|source| ClientError::NoDaemon { path: socket.display().to_string(), source })?;
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
     let driver = tokio::spawn(conn);
-    let req = Request::get(path).header("host", "weaver").body(Empty::<Bytes>::new())?;
     let resp = sender.send_request(req).await?;
     let status = resp.status();
     let body = resp.into_body().collect().await?.to_bytes();

@@ -2,6 +2,8 @@
 //! the server routes, and the client `weavectl` uses.
 
 pub mod client;
+pub mod handle;
+pub mod show;
 pub mod server;
 
 use serde::{Deserialize, Serialize};
@@ -23,6 +25,79 @@ pub struct Status {
     pub capability: Capability,
     pub reason: String,
     pub datapath: Option<String>,
+    /// The mesh, when the daemon runs one.
+    #[serde(default)]
+    pub mesh: Option<MeshStatus>,
+}
+
+/// The mesh part of `weavectl status`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct MeshStatus {
+    pub name: String,
+    pub nickname: String,
+    pub short_id: u16,
+    pub encryption: bool,
+    pub discovery: bool,
+    /// Addresses the connection maker dials, with their state.
+    pub targets: Vec<crate::mesh::maker::TargetStatus>,
+    /// Connection counts by state ("established", "connecting", "failed").
+    pub connections: std::collections::BTreeMap<String, usize>,
+    /// Peers in the topology, this one included.
+    pub peers: usize,
+}
+
+/// One peer of `weavectl status peers`: the topology as seen from here.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PeerView {
+    pub name: String,
+    pub nickname: String,
+    pub uid: u64,
+    pub short_id: u16,
+    pub version: u64,
+    pub connections: Vec<PeerLinkView>,
+}
+
+/// A connection as a peer announces it in the topology.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PeerLinkView {
+    pub name: String,
+    pub nickname: String,
+    pub addr: String,
+    pub outbound: bool,
+    pub established: bool,
+}
+
+/// One line of `weavectl status connections`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ConnectionView {
+    /// "outbound" or "inbound".
+    pub direction: String,
+    pub addr: String,
+    /// "connecting", "established" or "failed".
+    pub state: String,
+    pub peer: Option<String>,
+    pub nickname: Option<String>,
+    /// "fastdp", "sleeve" or "" before the overlay is chosen.
+    pub overlay: String,
+    pub encrypted: bool,
+    pub mtu: Option<u32>,
+    /// Why a connection failed or what it is doing.
+    pub info: String,
+}
+
+/// `POST /v1/connect`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ConnectRequest {
+    pub addrs: Vec<String>,
+    /// Replace the direct targets instead of adding to them.
+    #[serde(default)]
+    pub replace: bool,
+}
+
+/// `POST /v1/forget`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ForgetRequest {
+    pub addrs: Vec<String>,
 }
 
 /// `GET /v1/datapath`: one datapath and its ports.

@@ -1,14 +1,17 @@
-//! API routes over a datapath the daemon owns.
+//! API routes over what the daemon owns: the datapath and the mesh.
 
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 
-use super::{monotonic_ms, ApiError, DatapathView, FlowsView, Status};
+use super::handle::{MeshGone, MeshHandle};
+use super::{
+    monotonic_ms, ApiError, ConnectRequest, ConnectionView, DatapathView, FlowsView, ForgetRequest, PeerView, Status,
+};
 use crate::odp::socket::{OdpClient, OdpError};
 
 /// What the handlers read.
@@ -17,6 +20,8 @@ pub struct AppState {
     /// The kernel client, present when the daemon runs the fast datapath.
     pub odp: Option<Arc<OdpClient>>,
     pub datapath: Option<String>,
+    /// The mesh task, when the daemon runs one.
+    pub mesh: Option<MeshHandle>,
 }
 
 struct Failure(StatusCode, String);
@@ -33,16 +38,81 @@ impl From<OdpError> for Failure {
     }
 }
 
+impl From<MeshGone> for Failure {
+    fn from(e: MeshGone) -> Self {
+        Failure(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+    }
+}
+
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/v1/status", get(status))
         .route("/v1/datapath", get(datapath))
         .route("/v1/flows", get(flows))
+        .route("/v1/peers", get(peers))
+        .route("/v1/connections", get(connections))
+        .route("/v1/connect", post(connect))
+        .route("/v1/forget", post(forget))
+        .route("/metrics", get(metrics))
         .with_state(state)
 }
 
-async fn status(State(s): State<Arc<AppState>>) -> Json<Status> {
-    Json(s.status.clone())
+fn mesh(s: &AppState) -> Result<&MeshHandle, Failure> {
+    s.mesh.as_ref().ok_or_else(|| Failure(StatusCode::CONFLICT, "this daemon runs no mesh".into()))
+}
+
+async fn status(State(s): State<Arc<AppState>>) -> Result<Json<Status>, Failure> {
+    let mut st = s.status.clone();
+    if let Some(m) = &s.mesh {
+        st.mesh = Some(m.status().await?);
+    }
+    Ok(Json(st))
+}
+
+async fn peers(State(s): State<Arc<AppState>>) -> Result<Json<Vec<PeerView>>, Failure> {
+    Ok(Json(mesh(&s)?.peers().await?))
+}
+
+async fn connections(State(s): State<Arc<AppState>>) -> Result<Json<Vec<ConnectionView>>, Failure> {
+    Ok(Json(mesh(&s)?.connections().await?))
+}
+
+async fn connect(State(s): State<Arc<AppState>>, Json(r): Json<ConnectRequest>) -> Result<Json<()>, Failure> {
+    mesh(&s)?.connect(r).await?.map_err(|e| Failure(StatusCode::BAD_REQUEST, e))?;
+    Ok(Json(()))
+}
+
+async fn forget(State(s): State<Arc<AppState>>, Json(r): Json<ForgetRequest>) -> Result<Json<()>, Failure> {
+    mesh(&s)?.forget(r).await?.map_err(|e| Failure(StatusCode::BAD_REQUEST, e))?;
+    Ok(Json(()))
+}
+
+/// Prometheus text format.
+async fn metrics(State(s): State<Arc<AppState>>) -> Result<Response, Failure> {
+    use prometheus_client::encoding::text::encode;
+    use prometheus_client::metrics::family::Family;
+    use prometheus_client::metrics::gauge::Gauge;
+    use prometheus_client::registry::Registry;
+
+    let mut reg = Registry::with_prefix("weaver");
+    if let Some(m) = &s.mesh {
+        let st = m.status().await?;
+        let conns = Family::<Vec<(String, String)>, Gauge>::default();
+        for state in ["established", "connecting", "failed"] {
+            let n = st.connections.get(state).copied().unwrap_or(0);
+            conns.get_or_create(&vec![("state".to_string(), state.to_string())]).set(n as i64);
+        }
+        reg.register("connections", "Mesh connections by state", conns);
+        let peers = Gauge::<i64>::default();
+        peers.set(st.peers as i64);
+        reg.register("peers", "Peers in the topology, this one included", peers);
+    }
+    let fastdp = Gauge::<i64>::default();
+    fastdp.set(i64::from(s.status.overlay == "fastdp"));
+    reg.register("fastdp", "1 when the kernel fast datapath is in use", fastdp);
+    let mut out = String::new();
+    encode(&mut out, &reg).map_err(|e| Failure(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response())
 }
 
 fn fastdp(s: &AppState) -> Result<(Arc<OdpClient>, String), Failure> {

@@ -7,11 +7,11 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
-use weaver::api::{self, client, DatapathView, FlowsView, Status};
+use weaver::api::{self, client, ConnectRequest, ConnectionView, DatapathView, FlowsView, ForgetRequest, PeerView, Status};
 use weaver::odp::flow::Flow;
 use weaver::odp::format;
 use weaver::odp::probe;
-use weaver::odp::show;
+use weaver::api::show;
 use weaver::odp::socket::{DpFeatures, OdpClient};
 use weaver::odp::vport::{VportOptions, VportType};
 
@@ -30,10 +30,26 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// The daemon's status: overlay in use and why.
+    /// The daemon's status: overlay in use and why, the mesh; or its peers
+    /// (the topology as seen from here) or its connections.
     Status {
+        #[arg(value_enum)]
+        what: Option<StatusWhat>,
         #[arg(long)]
         json: bool,
+    },
+    /// Add peers to connect to (persisted by the daemon).
+    Connect {
+        #[arg(required = true)]
+        addrs: Vec<String>,
+        /// Replace the current direct peers instead of adding to them.
+        #[arg(long)]
+        replace: bool,
+    },
+    /// Stop connecting to these peers.
+    Forget {
+        #[arg(required = true)]
+        addrs: Vec<String>,
     },
     /// Probe this kernel's fast datapath support (creates and removes a scratch datapath).
     Probe {
@@ -55,6 +71,12 @@ enum Command {
         #[command(subcommand)]
         cmd: FlowsCmd,
     },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum StatusWhat {
+    Peers,
+    Connections,
 }
 
 #[derive(Subcommand)]
@@ -211,17 +233,36 @@ async fn from_daemon<T: serde::de::DeserializeOwned>(cli: &Cli, path: &str) -> R
 
 async fn run(cli: Cli) -> Result<()> {
     match &cli.cmd {
-        Command::Status { json } => {
+        Command::Status { what: None, json } => {
             let s: Status = client::get(&cli.api, "/v1/status").await?;
             if *json {
                 println!("{}", serde_json::to_string_pretty(&s)?);
             } else {
-                println!("        Version: {}", s.version);
-                println!("        Overlay: {} ({})", s.overlay, s.reason);
-                if let Some(d) = &s.datapath {
-                    println!("       Datapath: {d}");
-                }
+                print!("{}", show::format_status(&s));
             }
+        }
+        Command::Status { what: Some(StatusWhat::Peers), json } => {
+            let peers: Vec<PeerView> = client::get(&cli.api, "/v1/peers").await?;
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&peers)?);
+            } else {
+                print!("{}", show::format_peers(&peers));
+            }
+        }
+        Command::Status { what: Some(StatusWhat::Connections), json } => {
+            let conns: Vec<ConnectionView> = client::get(&cli.api, "/v1/connections").await?;
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&conns)?);
+            } else {
+                print!("{}", show::format_connections(&conns));
+            }
+        }
+        Command::Connect { addrs, replace } => {
+            let r = ConnectRequest { addrs: addrs.clone(), replace: *replace };
+            client::post::<_, ()>(&cli.api, "/v1/connect", &r).await?;
+        }
+        Command::Forget { addrs } => {
+            client::post::<_, ()>(&cli.api, "/v1/forget", &ForgetRequest { addrs: addrs.clone() }).await?;
         }
         Command::Probe { json } => {
             let (cap, _) = tokio::task::spawn_blocking(|| probe::probe("weaver-probe", 6784)).await?;
@@ -264,7 +305,7 @@ async fn dp(cli: &Cli, cmd: &DpCmd) -> Result<()> {
                 println!("{}", serde_json::to_string_pretty(&views)?);
             } else {
                 for v in &views {
-                    print!("{}", show::format_datapath(&v.datapath, &v.ports));
+                    print!("{}", weaver::odp::show::format_datapath(&v.datapath, &v.ports));
                 }
             }
         }

@@ -86,8 +86,9 @@ async fn main() -> Result<()> {
         reason: cap.reason(),
         capability: cap,
         datapath: odp.as_ref().map(|_| args.datapath.clone()),
+        mesh: None,
     };
-    let state = Arc::new(server::AppState { status, odp: odp.clone(), datapath: Some(args.datapath.clone()) });
+    let state = Arc::new(server::AppState { status, odp: odp.clone(), datapath: Some(args.datapath.clone()), mesh: None });
 
     if let Some(dir) = args.api_socket.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;

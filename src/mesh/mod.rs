@@ -6,4 +6,5 @@
 //! - `conn` (sans-I/O + driver): handshake, framing, encryption, heartbeats.
 //! - `maker`: which addresses to connect to, and when (backoff).
 
+pub mod maker;
 pub mod peer;

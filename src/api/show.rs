@@ -1,0 +1,113 @@
+//! Text forms of the API's answers, as `weavectl` prints them.
+
+use std::fmt::Write;
+
+use super::{ConnectionView, PeerView, Status};
+
+/// `weavectl status`.
+pub fn format_status(s: &Status) -> String {
+    let mut o = String::new();
+    let _ = writeln!(o, "        Version: {}", s.version);
+    let _ = writeln!(o, "        Overlay: {} ({})", s.overlay, s.reason);
+    if let Some(d) = &s.datapath {
+        let _ = writeln!(o, "       Datapath: {d}");
+    }
+    if let Some(m) = &s.mesh {
+        let _ = writeln!(o);
+        let _ = writeln!(o, "        Service: router");
+        let _ = writeln!(o, "           Name: {}({})", m.name, m.nickname);
+        let _ = writeln!(o, "       Short ID: {}", m.short_id);
+        let _ = writeln!(o, "     Encryption: {}", if m.encryption { "enabled" } else { "disabled" });
+        let _ = writeln!(o, "  PeerDiscovery: {}", if m.discovery { "enabled" } else { "disabled" });
+        let _ = writeln!(o, "        Targets: {}", m.targets.len());
+        let total: usize = m.connections.values().sum();
+        let by_state: Vec<String> = m.connections.iter().filter(|(_, n)| **n > 0).map(|(k, n)| format!("{n} {k}")).collect();
+        let detail = if by_state.is_empty() { String::new() } else { format!(" ({})", by_state.join(", ")) };
+        let _ = writeln!(o, "    Connections: {total}{detail}");
+        let _ = writeln!(o, "          Peers: {}", m.peers);
+    }
+    o
+}
+
+/// `weavectl status peers`: each peer, then its connections indented.
+pub fn format_peers(peers: &[PeerView]) -> String {
+    let mut o = String::new();
+    for p in peers {
+        let _ = writeln!(o, "{}({})", p.name, p.nickname);
+        for c in &p.connections {
+            let dir = if c.outbound { "->" } else { "<-" };
+            let est = if c.established { "established" } else { "pending" };
+            let _ = writeln!(o, "   {dir} {:<21} {}({}) {est}", c.addr, c.name, c.nickname);
+        }
+    }
+    o
+}
+
+/// `weavectl status connections`: one line per connection.
+pub fn format_connections(conns: &[ConnectionView]) -> String {
+    let mut o = String::new();
+    for c in conns {
+        let dir = if c.direction == "outbound" { "->" } else { "<-" };
+        let peer = match (&c.peer, &c.nickname) {
+            (Some(p), Some(n)) => format!("{p}({n})"),
+            (Some(p), None) => p.clone(),
+            _ => String::new(),
+        };
+        let enc = if c.encrypted { "encrypted" } else { "unencrypted" };
+        let mtu = c.mtu.map(|m| format!("mtu={m}")).unwrap_or_default();
+        let _ = writeln!(
+            o,
+            "{dir} {:<21} {:<11} {:<6} {enc:<11} {mtu:<8} {peer} {}",
+            c.addr, c.state, c.overlay, c.info
+        );
+    }
+    o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::PeerLinkView;
+
+    #[test]
+    fn peers_show_the_chain() {
+        let p = |n: &str, links: Vec<PeerLinkView>| PeerView {
+            name: n.into(),
+            nickname: format!("host-{n}"),
+            uid: 1,
+            short_id: 1,
+            version: 1,
+            connections: links,
+        };
+        let l = |n: &str, out: bool| PeerLinkView {
+            name: n.into(),
+            nickname: format!("host-{n}"),
+            addr: "10.0.0.1:6783".into(),
+            outbound: out,
+            established: true,
+        };
+        let s = format_peers(&[p("a", vec![l("b", true)]), p("b", vec![l("a", false)])]);
+        assert_eq!(
+            s,
+            "a(host-a)\n   -> 10.0.0.1:6783         b(host-b) established\nb(host-b)\n   <- 10.0.0.1:6783         a(host-a) established\n"
+        );
+    }
+
+    #[test]
+    fn connections_one_line_each() {
+        let c = ConnectionView {
+            direction: "outbound".into(),
+            addr: "10.0.0.2:6783".into(),
+            state: "established".into(),
+            peer: Some("aa:bb:cc:dd:ee:ff".into()),
+            nickname: Some("b".into()),
+            overlay: "sleeve".into(),
+            encrypted: true,
+            mtu: Some(1376),
+            info: String::new(),
+        };
+        let s = format_connections(&[c]);
+        assert_eq!(s.lines().count(), 1);
+        assert!(s.starts_with("-> 10.0.0.2:6783         established sleeve encrypted   mtu=1376 aa:bb:cc:dd:ee:ff(b)"), "{s}");
+    }
+}
