@@ -53,6 +53,9 @@ fn daemon_falls_back_to_sleeve_and_reports_why() {
     let sock = dir.join("api.sock");
     let mut child = Command::new(env!("CARGO_BIN_EXE_weaver"))
         .args(["--api-socket", sock.to_str().unwrap()])
+        .args(["--state-dir", dir.join("state").to_str().unwrap()])
+        // Its own namespace is not needed: a free port is enough.
+        .args(["--port", "16783"])
         .spawn()
         .expect("start weaver");
     let mut up = false;

@@ -36,6 +36,9 @@ ctest --workspace --lib --bins
 step "native tests (this kernel: no openvswitch module)"
 ctest --test native
 
+step "mesh: five daemons in five network namespaces"
+ctest --test mesh_netns
+
 step "VM lab (Debian kernel with openvswitch.ko under qemu)"
 # --nocapture: the guest's console goes into the log. One test thread: the
 # single-guest scenarios share one boot; the multi-VM test boots its own pair.
@@ -44,7 +47,7 @@ ctest --test lab -- --nocapture --test-threads=2
 if [ "$FUZZ_SECONDS" -gt 0 ]; then
   step "fuzzing, ${FUZZ_SECONDS}s per target"
   command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
-  for t in upcall dump_reply flow_text; do
+  for t in upcall dump_reply flow_text conn_frame; do
     # cargo-fuzz wants nightly flags (sanitizers); the machine has only stable.
     # libFuzzer is chatty: its log goes to a file, shown whole on failure.
     log="target/fuzz-$t.log"

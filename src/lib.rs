@@ -13,6 +13,7 @@
 #![deny(unsafe_code)]
 
 pub mod api;
+pub mod daemon;
 pub mod mesh;
 pub mod odp;
 

@@ -1,38 +1,19 @@
-//! `weaver`: the per-host daemon.
-//!
-//! At this stage it probes the kernel, owns the datapath (created at start,
-//! with its VXLAN vport, removed on SIGTERM/SIGINT) and serves the local API.
+//! `weaver`: the per-host daemon. It probes the kernel, owns the datapath
+//! when the fast datapath is usable, runs the mesh, and serves the local API.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use tracing::{info, warn};
-use weaver::api::{self, server, Status};
-use weaver::odp::probe::{self, Capability};
-use weaver::odp::socket::{DpFeatures, OdpClient};
-use weaver::odp::vport::{VportOptions, VportType};
-
-#[derive(Parser, Debug)]
-#[command(name = "weaver", version, about = "weaver overlay network daemon")]
-struct Args {
-    /// Datapath name.
-    #[arg(long, env = "WEAVER_DATAPATH", default_value = weaver::DEFAULT_DATAPATH)]
-    datapath: String,
-    /// Control-plane TCP port; VXLAN listens on port + 1.
-    #[arg(long, env = "WEAVER_PORT", default_value_t = weaver::DEFAULT_PORT)]
-    port: u16,
-    /// Path of the API's Unix socket.
-    #[arg(long, env = "WEAVER_API_SOCKET", default_value = api::DEFAULT_SOCKET)]
-    api_socket: PathBuf,
-    /// Use the sleeve overlay even if the kernel datapath works.
-    #[arg(long, env = "WEAVER_NO_FASTDP")]
-    no_fastdp: bool,
-    /// Log format.
-    #[arg(long, env = "WEAVER_LOG_FORMAT", default_value = "human", value_parser = ["human", "json"])]
-    log_format: String,
-}
+use rand::SeedableRng;
+use tokio::sync::watch;
+use tracing::info;
+use weaver::api::{server, Status};
+use weaver::daemon::config::{Args, Config};
+use weaver::daemon::fastdp::{self, Fastdp};
+use weaver::daemon::mesh::{self, MeshSettings};
+use weaver::mesh::conn::ConnConfig;
+use weaver::mesh::peer::{Identity, PeerName, PeerUid, ShortId};
 
 fn init_logs(format: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
@@ -44,71 +25,102 @@ fn init_logs(format: &str) {
     }
 }
 
+fn identity(cfg: &Config) -> Result<Identity> {
+    let mut rng = rand::rngs::StdRng::from_entropy();
+    let name = match cfg.name {
+        Some(n) => n,
+        None => PeerName::load_or_create(&cfg.state_dir.join("peer-name"), &mut rng)?,
+    };
+    Ok(Identity {
+        name,
+        nickname: cfg.nickname.clone(),
+        uid: PeerUid::random(&mut rng),
+        // A first guess from the name; the mesh resolves collisions.
+        short_id: ShortId::from_bits((name.as_u64() ^ (name.as_u64() >> 12) ^ (name.as_u64() >> 24)) as u32),
+    })
+}
+
 #[tokio::main]
 async fn main() -> Result<()> {
-    let args = Args::parse();
-    init_logs(&args.log_format);
-    let vxlan_port = args.port.checked_add(1).context("--port must be below 65535 (VXLAN uses port + 1)")?;
-
-    let cap = if args.no_fastdp {
-        Capability::ProbeFailed { error: "fast datapath disabled by --no-fastdp".into() }
-    } else {
-        let dp = format!("{}-probe", args.datapath);
-        tokio::task::spawn_blocking(move || probe::probe(&dp, vxlan_port).0).await?
+    let cfg = match Config::from_args(Args::parse()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("weaver: invalid configuration: {e}");
+            std::process::exit(2);
+        }
     };
+    init_logs(&cfg.log_format);
+    if cfg.password.is_none() {
+        info!("no password set: control and data traffic are not encrypted");
+    }
+
+    let cap = fastdp::probe(&cfg.datapath, cfg.vxlan_port, cfg.no_fastdp).await;
     let overlay = if cap.fastdp() { "fastdp" } else { "sleeve" };
     info!(overlay, reason = %cap.reason(), "overlay selected");
+    let dp = if cap.fastdp() { Some(Fastdp::start(&cfg.datapath, cfg.vxlan_port)?) } else { None };
 
-    let mut odp = None;
-    if cap.fastdp() {
-        let c = OdpClient::connect()?;
-        // A datapath left by a crashed run is replaced, not reused blindly.
-        if c.get_datapath(&args.datapath)?.is_some() {
-            warn!(datapath = %args.datapath, "removing stale datapath from an earlier run");
-            c.delete_datapath(&args.datapath)?;
-        }
-        let dp = c.create_datapath(&args.datapath, 0, DpFeatures::weaver_default())?;
-        let vx = format!("vxlan-{vxlan_port}");
-        c.create_vport(
-            dp.dp_ifindex,
-            &vx,
-            VportType::Vxlan,
-            Some(VportOptions { dst_port: Some(vxlan_port), other: vec![] }),
-            vec![],
-        )?;
-        info!(datapath = %args.datapath, ifindex = dp.dp_ifindex, vxlan = %vx, "datapath ready");
-        odp = Some(Arc::new(c));
+    // Everything that runs until SIGTERM/SIGINT watches this.
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+
+    let me = identity(&cfg)?;
+    let mut conn = ConnConfig::new(me.clone());
+    if let Some(p) = &cfg.password {
+        conn = conn.with_password(p);
     }
+    conn.trusted_subnets = cfg.trusted_subnets.clone();
+    let settings = MeshSettings {
+        identity: me,
+        conn,
+        port: cfg.port,
+        peers: cfg.peers.clone(),
+        discovery: cfg.discovery,
+        conn_limit: cfg.conn_limit,
+        state_dir: cfg.state_dir.clone(),
+    };
+    let (mesh_handle, mesh_task) = mesh::spawn(settings, stopped(stop_rx.clone()))
+        .await
+        .with_context(|| format!("listening on TCP port {}", cfg.port))?;
 
     let status = Status {
         version: env!("CARGO_PKG_VERSION").into(),
         overlay: overlay.into(),
         reason: cap.reason(),
         capability: cap,
-        datapath: odp.as_ref().map(|_| args.datapath.clone()),
+        datapath: dp.as_ref().map(|d| d.datapath.clone()),
         mesh: None,
     };
-    let state = Arc::new(server::AppState { status, odp: odp.clone(), datapath: Some(args.datapath.clone()), mesh: None });
+    let state = Arc::new(server::AppState {
+        status,
+        odp: dp.as_ref().map(|d| d.client.clone()),
+        datapath: dp.as_ref().map(|d| d.datapath.clone()),
+        mesh: Some(mesh_handle),
+    });
 
-    if let Some(dir) = args.api_socket.parent() {
+    if let Some(dir) = cfg.api_socket.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
     // A socket file left by a crash would make bind fail.
-    let _ = std::fs::remove_file(&args.api_socket);
-    let listener = tokio::net::UnixListener::bind(&args.api_socket)
-        .with_context(|| format!("binding the API socket {}", args.api_socket.display()))?;
-    info!(socket = %args.api_socket.display(), "API listening");
+    let _ = std::fs::remove_file(&cfg.api_socket);
+    let listener = tokio::net::UnixListener::bind(&cfg.api_socket)
+        .with_context(|| format!("binding the API socket {}", cfg.api_socket.display()))?;
+    info!(socket = %cfg.api_socket.display(), "API listening");
+    let api_stop = stopped(stop_rx.clone());
+    let api = tokio::spawn(async move {
+        axum::serve(listener, server::router(state)).with_graceful_shutdown(api_stop).await
+    });
 
-    let serve = axum::serve(listener, server::router(state)).with_graceful_shutdown(shutdown_signal());
-    serve.await.context("API server")?;
-
+    shutdown_signal().await;
     info!("shutting down");
-    if let Some(c) = odp {
-        if let Err(e) = c.delete_datapath(&args.datapath) {
-            warn!(error = %e, "could not remove the datapath");
-        }
+    let _ = stop_tx.send(true);
+    let _ = mesh_task.await;
+    let _ = api.await;
+    if let Some(d) = dp {
+        d.stop();
     }
-    let _ = std::fs::remove_file(&args.api_socket);
+    let _ = std::fs::remove_file(&cfg.api_socket);
     Ok(())
 }
 

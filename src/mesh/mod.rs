@@ -6,5 +6,7 @@
 //! - `conn` (sans-I/O + driver): handshake, framing, encryption, heartbeats.
 //! - `maker`: which addresses to connect to, and when (backoff).
 
+pub mod conn;
 pub mod maker;
+pub mod core;
 pub mod peer;

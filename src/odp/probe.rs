@@ -23,6 +23,8 @@ pub enum Capability {
     KernelTooOld { release: String },
     /// The probe itself failed for another reason.
     ProbeFailed { error: String },
+    /// The operator asked for the sleeve (`--no-fastdp`).
+    Disabled,
 }
 
 impl Capability {
@@ -39,6 +41,7 @@ impl Capability {
             Capability::NoVxlanVport => "kernel openvswitch module does not support VXLAN vports".into(),
             Capability::KernelTooOld { release } => format!("kernel {release} is older than 3.12"),
             Capability::ProbeFailed { error } => format!("datapath probe failed: {error}"),
+            Capability::Disabled => "fast datapath disabled by --no-fastdp".into(),
         }
     }
 }

@@ -43,12 +43,18 @@ fn check_len(len: usize, max_len: usize) -> Result<(), FrameError> {
 }
 
 /// Reassembles frames from a byte stream.
-#[derive(Debug)]
 pub struct FrameDecoder {
     buf: Vec<u8>,
     /// Start of the unread bytes in `buf`.
     pos: usize,
     max_len: usize,
+}
+
+impl std::fmt::Debug for FrameDecoder {
+    /// Sizes only: the buffer may hold plaintext messages.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FrameDecoder").field("buffered", &self.buffered()).field("max_len", &self.max_len).finish()
+    }
 }
 
 impl FrameDecoder {
@@ -173,7 +179,7 @@ mod tests {
             }
             let mut dec = FrameDecoder::new(300);
             let mut got = Vec::new();
-            let mut at = 0;
+            let mut at = 0usize;
             for c in cuts.into_iter().chain(std::iter::once(usize::MAX)) {
                 let end = at.saturating_add(c).min(wire.len());
                 dec.push(&wire[at..end]);

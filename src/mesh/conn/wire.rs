@@ -14,8 +14,9 @@ pub mod pb {
 /// The 8 raw bytes that open every connection, in both directions.
 pub const MAGIC: [u8; 8] = *b"weaver\0\n";
 
-/// Weave Net's own protocol opens with this: worth a clearer error.
-pub(crate) const WEAVE_NET_MAGIC: &[u8] = b"weave\0";
+/// Weave Net's own protocol opens with this, then its version bytes (1, 2):
+/// worth a clearer error.
+pub(crate) const WEAVE_NET_MAGIC: &[u8] = b"weave";
 
 /// Longest remote-supplied text kept for logs (reasons, nicknames).
 pub const MAX_TEXT: usize = 256;
@@ -30,6 +31,16 @@ pub fn encode_framed(frame: &pb::Frame, max_len: usize) -> Result<Vec<u8>, Frame
     out.extend_from_slice(&(len as u32).to_be_bytes());
     frame.encode_raw(&mut out);
     Ok(out)
+}
+
+/// Decodes a frame body (for tools and fuzzing; never panics).
+pub fn decode_frame(body: &[u8]) -> Result<pb::Frame, prost::DecodeError> {
+    pb::Frame::decode(body)
+}
+
+/// Decodes a control message (for tools and fuzzing; never panics).
+pub fn decode_control(body: &[u8]) -> Result<pb::Control, prost::DecodeError> {
+    pb::Control::decode(body)
 }
 
 /// A frame holding a plaintext control message.

@@ -1,0 +1,191 @@
+//! The daemon's settings: flags and environment variables, validated at
+//! start. Invalid settings are refused with the setting's name and why.
+
+use std::path::PathBuf;
+
+use clap::Parser;
+use thiserror::Error;
+
+use crate::api;
+use crate::mesh::maker;
+use crate::mesh::peer::PeerName;
+
+/// `weaver` command line.
+#[derive(Parser, Debug, Clone)]
+#[command(name = "weaver", version, about = "weaver overlay network daemon")]
+pub struct Args {
+    /// Peers to connect to: HOST or HOST:PORT.
+    #[arg()]
+    pub peers: Vec<String>,
+    /// This peer's name (six hex octets); default: persisted in the state dir, random at first start.
+    #[arg(long, env = "WEAVER_NAME")]
+    pub name: Option<String>,
+    /// Nickname; default: the hostname.
+    #[arg(long, env = "WEAVER_NICKNAME")]
+    pub nickname: Option<String>,
+    /// Password for control and data encryption (prefer WEAVER_PASSWORD or --password-file).
+    #[arg(long, env = "WEAVER_PASSWORD", hide_env_values = true)]
+    pub password: Option<String>,
+    /// File holding the password (trailing newline ignored).
+    #[arg(long, env = "WEAVER_PASSWORD_FILE")]
+    pub password_file: Option<PathBuf>,
+    /// Subnets whose peers need no data-path encryption, comma-separated CIDRs.
+    #[arg(long, env = "WEAVER_TRUSTED_SUBNETS", default_value = "")]
+    pub trusted_subnets: String,
+    /// Datapath name.
+    #[arg(long, env = "WEAVER_DATAPATH", default_value = crate::DEFAULT_DATAPATH)]
+    pub datapath: String,
+    /// Control-plane TCP port; VXLAN listens on port + 1.
+    #[arg(long, env = "WEAVER_PORT", default_value_t = crate::DEFAULT_PORT)]
+    pub port: u16,
+    /// Path of the API's Unix socket.
+    #[arg(long, env = "WEAVER_API_SOCKET", default_value = api::DEFAULT_SOCKET)]
+    pub api_socket: PathBuf,
+    /// Where the peer name and the connect targets are kept.
+    #[arg(long, env = "WEAVER_STATE_DIR", default_value = "/var/lib/weave")]
+    pub state_dir: PathBuf,
+    /// Use the sleeve overlay even if the kernel datapath works.
+    #[arg(long, env = "WEAVER_NO_FASTDP")]
+    pub no_fastdp: bool,
+    /// Connect to peers learned from the mesh, not only to the ones given.
+    #[arg(long, env = "WEAVER_DISCOVERY", default_value_t = true, action = clap::ArgAction::Set)]
+    pub discovery: bool,
+    /// Most connections at once.
+    #[arg(long, env = "WEAVER_CONN_LIMIT", default_value_t = 200)]
+    pub conn_limit: usize,
+    /// Log format.
+    #[arg(long, env = "WEAVER_LOG_FORMAT", default_value = "human", value_parser = ["human", "json"])]
+    pub log_format: String,
+}
+
+/// A setting that cannot be used.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("--{setting}: {reason}")]
+    Invalid { setting: &'static str, reason: String },
+}
+
+fn invalid(setting: &'static str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid { setting, reason: reason.into() }
+}
+
+/// Settings after validation.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub peers: Vec<String>,
+    pub name: Option<PeerName>,
+    pub nickname: String,
+    pub password: Option<Vec<u8>>,
+    pub trusted_subnets: crate::mesh::conn::trust::TrustedSubnets,
+    pub datapath: String,
+    pub port: u16,
+    pub vxlan_port: u16,
+    pub api_socket: PathBuf,
+    pub state_dir: PathBuf,
+    pub no_fastdp: bool,
+    pub discovery: bool,
+    pub conn_limit: usize,
+    pub log_format: String,
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|s| s.trim().to_string()).unwrap_or_default()
+}
+
+impl Config {
+    pub fn from_args(a: Args) -> Result<Config, ConfigError> {
+        let peers = a
+            .peers
+            .iter()
+            .filter(|p| !p.trim().is_empty())
+            .map(|p| maker::normalise(p, a.port).map_err(|e| invalid("peers", e.to_string())))
+            .collect::<Result<Vec<_>, _>>()?;
+        let name = a.name.as_deref().map(str::parse).transpose().map_err(|e: crate::mesh::peer::PeerError| invalid("name", e.to_string()))?;
+        let nickname = a.nickname.clone().unwrap_or_else(hostname);
+        if nickname.len() > 64 {
+            return Err(invalid("nickname", "longer than 64 bytes"));
+        }
+        let password = match (&a.password, &a.password_file) {
+            (Some(_), Some(_)) => return Err(invalid("password", "give --password or --password-file, not both")),
+            (Some(p), None) => Some(p.as_bytes().to_vec()),
+            (None, Some(f)) => {
+                let s = std::fs::read(f).map_err(|e| invalid("password-file", format!("{}: {e}", f.display())))?;
+                let s = s.strip_suffix(b"\n").unwrap_or(&s).to_vec();
+                Some(s)
+            }
+            (None, None) => None,
+        };
+        if password.as_ref().is_some_and(|p| p.is_empty()) {
+            return Err(invalid("password", "empty"));
+        }
+        let trusted_subnets = crate::mesh::conn::trust::TrustedSubnets::parse_list(&a.trusted_subnets)
+            .map_err(|e| invalid("trusted-subnets", e.to_string()))?;
+        if a.datapath.is_empty() || a.datapath.len() > 15 {
+            return Err(invalid("datapath", "must be 1 to 15 characters (an interface name)"));
+        }
+        let vxlan_port = a.port.checked_add(1).ok_or_else(|| invalid("port", "must be below 65535 (VXLAN uses port + 1)"))?;
+        if a.port == 0 {
+            return Err(invalid("port", "must not be 0"));
+        }
+        if a.conn_limit == 0 {
+            return Err(invalid("conn-limit", "must be at least 1"));
+        }
+        Ok(Config {
+            peers,
+            name,
+            nickname,
+            password,
+            trusted_subnets,
+            datapath: a.datapath,
+            port: a.port,
+            vxlan_port,
+            api_socket: a.api_socket,
+            state_dir: a.state_dir,
+            no_fastdp: a.no_fastdp,
+            discovery: a.discovery,
+            conn_limit: a.conn_limit,
+            log_format: a.log_format,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Config, String> {
+        let a = Args::try_parse_from(std::iter::once("weaver").chain(args.iter().copied())).map_err(|e| e.to_string())?;
+        Config::from_args(a).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn defaults() {
+        let c = parse(&[]).unwrap();
+        assert_eq!(c.port, 6783);
+        assert_eq!(c.vxlan_port, 6784);
+        assert!(c.peers.is_empty());
+        assert!(c.password.is_none());
+    }
+
+    #[test]
+    fn peers_get_the_port() {
+        let c = parse(&["--port", "7000", "10.0.0.1", "10.0.0.2:6783"]).unwrap();
+        assert_eq!(c.peers, vec!["10.0.0.1:7000", "10.0.0.2:6783"]);
+    }
+
+    #[test]
+    fn bad_settings_name_the_setting() {
+        for (args, needle) in [
+            (vec!["--port", "65535"], "--port"),
+            (vec!["--name", "nope"], "--name"),
+            (vec!["--trusted-subnets", "10.0.0.0/33"], "--trusted-subnets"),
+            (vec!["--datapath", "a-very-long-datapath-name"], "--datapath"),
+            (vec!["bad peer"], "--peers"),
+            (vec!["--password", "x", "--password-file", "/nonexistent"], "--password"),
+            (vec!["--password-file", "/nonexistent/pw"], "--password-file"),
+        ] {
+            let e = parse(&args).unwrap_err();
+            assert!(e.contains(needle), "{args:?}: {e}");
+        }
+    }
+}

@@ -1,0 +1,56 @@
+//! The daemon's datapath: probed, created at start (replacing a stale one
+//! from a crashed run), removed at shutdown.
+
+use std::sync::Arc;
+
+use tracing::{info, warn};
+
+use crate::odp::probe::{self, Capability};
+use crate::odp::socket::{DpFeatures, OdpClient, OdpError};
+use crate::odp::vport::{VportOptions, VportType};
+
+/// The datapath the daemon owns.
+pub struct Fastdp {
+    pub client: Arc<OdpClient>,
+    pub datapath: String,
+}
+
+/// Decides the overlay: the probe's verdict, or sleeve when forced.
+pub async fn probe(datapath: &str, vxlan_port: u16, forced_sleeve: bool) -> Capability {
+    if forced_sleeve {
+        return Capability::Disabled;
+    }
+    let dp = format!("{datapath}-probe");
+    tokio::task::spawn_blocking(move || probe::probe(&dp, vxlan_port).0)
+        .await
+        .unwrap_or_else(|e| Capability::ProbeFailed { error: e.to_string() })
+}
+
+impl Fastdp {
+    /// Creates the datapath and its VXLAN vport.
+    pub fn start(datapath: &str, vxlan_port: u16) -> Result<Fastdp, OdpError> {
+        let c = OdpClient::connect()?;
+        if c.get_datapath(datapath)?.is_some() {
+            warn!(datapath, "removing stale datapath from an earlier run");
+            c.delete_datapath(datapath)?;
+        }
+        let dp = c.create_datapath(datapath, 0, DpFeatures::weaver_default())?;
+        let vx = format!("vxlan-{vxlan_port}");
+        c.create_vport(
+            dp.dp_ifindex,
+            &vx,
+            VportType::Vxlan,
+            Some(VportOptions { dst_port: Some(vxlan_port), other: vec![] }),
+            vec![],
+        )?;
+        info!(datapath, ifindex = dp.dp_ifindex, vxlan = %vx, "datapath ready");
+        Ok(Fastdp { client: Arc::new(c), datapath: datapath.to_string() })
+    }
+
+    /// Removes the datapath (its ports and flows go with it).
+    pub fn stop(&self) {
+        if let Err(e) = self.client.delete_datapath(&self.datapath) {
+            warn!(error = %e, "could not remove the datapath");
+        }
+    }
+}

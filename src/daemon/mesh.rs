@@ -1,0 +1,428 @@
+//! The mesh task: the one owner of the mesh [`Router`] and the connection
+//! [`Maker`]. It accepts and dials TCP connections, runs their handshakes,
+//! feeds the router what arrives and sends what it emits, and answers the
+//! API's requests. Every input is handled by a function of its own.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tracing::{debug, info, warn};
+
+use super::targets;
+use crate::api::handle::{MeshHandle, MeshRequest};
+use crate::api::{ConnectRequest, ForgetRequest};
+use crate::mesh::conn::{self, AcceptLimiter, ConnConfig, ConnError, ConnEvent, Established, LimitConfig};
+use crate::mesh::core::{ConnId, ConnVerdict, MeshConfig, MeshEvent, NewConnection, RefuseReason, Router};
+use crate::mesh::maker::{self, BackoffConfig, Maker};
+use crate::mesh::peer::Identity;
+
+/// What the mesh task needs to start.
+pub struct MeshSettings {
+    pub identity: Identity,
+    pub conn: ConnConfig,
+    pub port: u16,
+    pub peers: Vec<String>,
+    pub discovery: bool,
+    pub conn_limit: usize,
+    pub state_dir: PathBuf,
+}
+
+/// Something that happened in a helper task.
+enum TaskEvent {
+    Handshake { conn: ConnId, addr: String, target: Option<String>, outbound: bool, result: Result<Established, Failure> },
+    Conn(ConnId, ConnEvent),
+}
+
+/// Why a connection attempt failed, and whether retrying can ever help.
+struct Failure {
+    error: String,
+    permanent: bool,
+}
+
+impl From<ConnError> for Failure {
+    fn from(e: ConnError) -> Self {
+        Failure { permanent: e.is_permanent(), error: e.to_string() }
+    }
+}
+
+/// A live connection.
+pub(super) struct Live {
+    pub handle_tx: mpsc::Sender<Vec<u8>>,
+    pub closer: conn::Closer,
+    pub info: conn::ConnInfo,
+    pub addr: String,
+    pub outbound: bool,
+    /// The maker target this connection satisfies, if any.
+    pub target: Option<String>,
+}
+
+/// A connection whose handshake is under way.
+pub(super) struct Pending {
+    pub addr: String,
+    pub outbound: bool,
+}
+
+pub(super) struct MeshTask {
+    pub router: Router,
+    pub maker: Maker,
+    pub live: BTreeMap<ConnId, Live>,
+    pub pending: BTreeMap<ConnId, Pending>,
+    /// Recent failures (address, error), newest last, for `status connections`.
+    pub failures: Vec<(String, bool, String)>,
+    pub discovery: bool,
+    conn_cfg: Arc<ConnConfig>,
+    port: u16,
+    limiter: AcceptLimiter,
+    next_conn: u64,
+    start: Instant,
+    events_tx: mpsc::Sender<TaskEvent>,
+    state_dir: PathBuf,
+    dropped_sends: u64,
+}
+
+const MAX_FAILURES_SHOWN: usize = 16;
+
+/// Starts the mesh: binds the control port and spawns the task. Returns
+/// the API's handle and the task's join handle; the task ends when
+/// `shutdown` resolves.
+pub async fn spawn(
+    s: MeshSettings,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<(MeshHandle, tokio::task::JoinHandle<()>)> {
+    let listener = TcpListener::bind(SocketAddr::from(([0, 0, 0, 0], s.port))).await?;
+    info!(port = s.port, name = %s.identity.name, nickname = %s.identity.nickname, "mesh listening");
+    let (api_tx, api_rx) = mpsc::channel(64);
+    let (events_tx, events_rx) = mpsc::channel(1024);
+    let now = Instant::now();
+    let seed = s.identity.uid.0;
+    let mut maker = Maker::new(BackoffConfig::default(), seed);
+    let mut direct = targets::load(&s.state_dir);
+    direct.extend(s.peers.iter().cloned());
+    for t in direct {
+        maker.add_direct(0, t);
+    }
+    let task = MeshTask {
+        router: Router::new(s.identity.clone(), MeshConfig::default(), seed, 0),
+        maker,
+        live: BTreeMap::new(),
+        pending: BTreeMap::new(),
+        failures: Vec::new(),
+        discovery: s.discovery,
+        conn_cfg: Arc::new(s.conn),
+        port: s.port,
+        limiter: AcceptLimiter::new(
+            LimitConfig { max_connections: s.conn_limit, ..LimitConfig::default() },
+            now,
+        ),
+        next_conn: 1,
+        start: now,
+        events_tx,
+        state_dir: s.state_dir,
+        dropped_sends: 0,
+    };
+    let join = tokio::spawn(task.run(listener, api_rx, events_rx, shutdown));
+    Ok((MeshHandle::new(api_tx), join))
+}
+
+impl MeshTask {
+    /// Whether a password is set: every connection is then encrypted.
+    pub(super) fn encrypted(&self) -> bool {
+        self.conn_cfg.encrypted()
+    }
+
+    fn now(&self) -> u64 {
+        self.start.elapsed().as_millis() as u64
+    }
+
+    fn conn_id(&mut self) -> ConnId {
+        let id = ConnId(self.next_conn);
+        self.next_conn += 1;
+        id
+    }
+
+    async fn run(
+        mut self,
+        listener: TcpListener,
+        mut api_rx: mpsc::Receiver<MeshRequest>,
+        mut events_rx: mpsc::Receiver<TaskEvent>,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) {
+        tokio::pin!(shutdown);
+        loop {
+            self.drain_router();
+            self.dial_due();
+            let wake = [self.router.poll_timeout(), self.maker.poll_timeout()].into_iter().flatten().min();
+            let sleep = match wake {
+                Some(at) => Duration::from_millis(at.saturating_sub(self.now())),
+                None => Duration::from_secs(3600),
+            };
+            tokio::select! {
+                _ = &mut shutdown => break,
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, addr)) => self.on_accept(stream, addr),
+                    Err(e) => warn!(error = %e, "accept failed"),
+                },
+                Some(ev) = events_rx.recv() => self.on_event(ev),
+                Some(req) = api_rx.recv() => self.on_request(req),
+                _ = tokio::time::sleep(sleep) => {
+                    let now = self.now();
+                    self.router.handle_timeout(now);
+                }
+            }
+        }
+        info!("mesh shutting down");
+        for (_, mut l) in std::mem::take(&mut self.live) {
+            l.closer.close("peer shutting down");
+        }
+    }
+
+    /// Sends what the router emitted and acts on its events.
+    fn drain_router(&mut self) {
+        while let Some((conn, bytes)) = self.router.poll_transmit() {
+            if let Some(l) = self.live.get(&conn) {
+                if l.handle_tx.try_send(bytes).is_err() {
+                    // Gossip is anti-entropic: a dropped message is repaired
+                    // by the next exchange. Counted, not logged per message.
+                    self.dropped_sends += 1;
+                }
+            }
+        }
+        while let Some(ev) = self.router.poll_event() {
+            match ev {
+                MeshEvent::PeerAdded { name, nickname, .. } => info!(peer = %name, %nickname, "peer added"),
+                MeshEvent::PeerRemoved { name, .. } => info!(peer = %name, "peer removed"),
+                MeshEvent::ShortIdChanged { old, new } => info!(old = old.get(), new = new.get(), "our short ID changed"),
+                MeshEvent::RouteChange(c) => {
+                    debug!(?c, "routes changed");
+                    if self.discovery {
+                        self.discover();
+                    }
+                }
+                MeshEvent::ChannelMessage { .. } | MeshEvent::ChannelUpdated { .. } => {}
+            }
+        }
+    }
+
+    /// Adds the listen addresses other peers dial (their outbound
+    /// connections) as discovered targets.
+    fn discover(&mut self) {
+        let now = self.now();
+        let me = self.router.identity().name;
+        let connected: Vec<_> = self.live.values().map(|l| l.info.remote.name).collect();
+        let mut found = Vec::new();
+        for p in self.router.topology().iter() {
+            for c in &p.connections {
+                if c.outbound && c.remote != me && !connected.contains(&c.remote) {
+                    found.push(c.address.clone());
+                }
+            }
+        }
+        for a in found {
+            if let Ok(a) = maker::normalise(&a, self.port) {
+                self.maker.add_discovered(now, a);
+            }
+        }
+    }
+
+    fn dial_due(&mut self) {
+        let now = self.now();
+        while let Some(addr) = self.maker.poll_connect(now) {
+            let conn = self.conn_id();
+            self.pending.insert(conn, Pending { addr: addr.clone(), outbound: true });
+            let cfg = self.conn_cfg.clone();
+            let tx = self.events_tx.clone();
+            tokio::spawn(async move {
+                let result = match tokio::time::timeout(cfg.handshake_timeout, TcpStream::connect(&addr)).await {
+                    Ok(Ok(stream)) => conn::establish(stream, &cfg, true).await.map_err(Failure::from),
+                    Ok(Err(e)) => Err(Failure { error: format!("connect to {addr}: {e}"), permanent: false }),
+                    Err(_) => Err(Failure { error: format!("connect to {addr}: timed out"), permanent: false }),
+                };
+                let _ = tx.send(TaskEvent::Handshake { conn, addr: addr.clone(), target: Some(addr), outbound: true, result }).await;
+            });
+        }
+    }
+
+    fn on_accept(&mut self, stream: TcpStream, addr: SocketAddr) {
+        if let Err(refusal) = self.limiter.try_accept(Instant::now()) {
+            warn!(%addr, %refusal, "connection refused");
+            return;
+        }
+        let conn = self.conn_id();
+        self.pending.insert(conn, Pending { addr: addr.to_string(), outbound: false });
+        let cfg = self.conn_cfg.clone();
+        let tx = self.events_tx.clone();
+        tokio::spawn(async move {
+            let result = conn::establish(stream, &cfg, false).await.map_err(Failure::from);
+            let _ = tx.send(TaskEvent::Handshake { conn, addr: addr.to_string(), target: None, outbound: false, result }).await;
+        });
+    }
+
+    fn on_event(&mut self, ev: TaskEvent) {
+        match ev {
+            TaskEvent::Handshake { conn, addr, target, outbound, result } => {
+                self.pending.remove(&conn);
+                match result {
+                    Ok(est) => self.on_established(conn, addr, target, outbound, est),
+                    Err(e) => self.on_failed(addr, target, outbound, e),
+                }
+            }
+            TaskEvent::Conn(conn, ConnEvent::Message(bytes)) => {
+                let now = self.now();
+                if let Err(e) = self.router.handle_message(now, conn, &bytes) {
+                    debug!(?conn, error = %e, "bad mesh message");
+                }
+            }
+            TaskEvent::Conn(conn, ConnEvent::Closed(reason)) => self.on_closed(conn, reason.to_string()),
+        }
+    }
+
+    fn remember_failure(&mut self, addr: String, outbound: bool, error: String) {
+        self.failures.retain(|(a, _, _)| *a != addr);
+        self.failures.push((addr, outbound, error));
+        if self.failures.len() > MAX_FAILURES_SHOWN {
+            self.failures.remove(0);
+        }
+    }
+
+    fn on_failed(&mut self, addr: String, target: Option<String>, outbound: bool, f: Failure) {
+        if !outbound {
+            self.limiter.release();
+        }
+        warn!(%addr, error = %f.error, "connection failed");
+        if let Some(t) = &target {
+            let now = self.now();
+            self.maker.handle_attempt_failed(now, t, f.error.clone(), f.permanent);
+        }
+        self.remember_failure(addr, outbound, f.error);
+    }
+
+    fn on_established(&mut self, conn: ConnId, addr: String, target: Option<String>, outbound: bool, est: Established) {
+        let now = self.now();
+        let info = est.info.clone();
+        let new = NewConnection { remote: info.remote.clone(), address: addr.clone(), outbound, tie_breaker: info.conn_uid() };
+        let verdict = self.router.handle_connection_up(now, conn, new);
+        let mut handle = conn::spawn(est);
+        match verdict {
+            ConnVerdict::Accept | ConnVerdict::AcceptReplacing(_) => {
+                if let ConnVerdict::AcceptReplacing(old) = verdict {
+                    self.retire(old, "replaced by a duplicate connection");
+                }
+                info!(peer = %info.remote.name, nickname = %info.remote.nickname, %addr, outbound, encrypted = info.encrypted(), "connection established");
+                if let Some(t) = &target {
+                    self.maker.handle_connected(now, t);
+                }
+                let mut rx = std::mem::replace(&mut handle.rx, mpsc::channel(1).1);
+                let tx = self.events_tx.clone();
+                tokio::spawn(async move {
+                    while let Some(ev) = rx.recv().await {
+                        let closed = matches!(ev, ConnEvent::Closed(_));
+                        if tx.send(TaskEvent::Conn(conn, ev)).await.is_err() || closed {
+                            break;
+                        }
+                    }
+                });
+                self.live.insert(conn, Live { handle_tx: handle.tx, closer: handle.closer, info, addr, outbound, target });
+            }
+            ConnVerdict::Refuse(reason) => {
+                handle.closer.close(reason.to_string());
+                if !outbound {
+                    self.limiter.release();
+                }
+                match (&reason, &target) {
+                    // We are connected to that peer already: the target is satisfied.
+                    (RefuseReason::Duplicate { kept }, Some(t)) => {
+                        self.maker.handle_connected(now, t);
+                        if let Some(l) = self.live.get_mut(kept) {
+                            l.target.get_or_insert_with(|| t.clone());
+                        }
+                    }
+                    (_, Some(t)) => self.maker.handle_attempt_failed(now, t, reason.to_string(), !reason.retry()),
+                    _ => {}
+                }
+                if !matches!(reason, RefuseReason::Duplicate { .. }) {
+                    warn!(%addr, %reason, "connection refused");
+                    self.remember_failure(addr, outbound, reason.to_string());
+                }
+            }
+        }
+    }
+
+    /// Closes a connection the router no longer counts.
+    fn retire(&mut self, conn: ConnId, why: &str) {
+        if let Some(mut l) = self.live.remove(&conn) {
+            l.closer.close(why);
+            if !l.outbound {
+                self.limiter.release();
+            }
+            if let Some(t) = l.target {
+                let now = self.now();
+                self.maker.handle_connected(now, &t);
+            }
+        }
+    }
+
+    fn on_closed(&mut self, conn: ConnId, reason: String) {
+        let now = self.now();
+        self.router.handle_connection_down(now, conn);
+        if let Some(l) = self.live.remove(&conn) {
+            info!(peer = %l.info.remote.name, addr = %l.addr, %reason, "connection closed");
+            if !l.outbound {
+                self.limiter.release();
+            }
+            if let Some(t) = &l.target {
+                self.maker.handle_disconnected(now, t, reason.clone());
+            }
+            self.remember_failure(l.addr, l.outbound, reason);
+        }
+    }
+
+    fn on_request(&mut self, req: MeshRequest) {
+        match req {
+            MeshRequest::Status(tx) => {
+                let _ = tx.send(self.status_view());
+            }
+            MeshRequest::Peers(tx) => {
+                let _ = tx.send(self.peers_view());
+            }
+            MeshRequest::Connections(tx) => {
+                let _ = tx.send(self.connections_view());
+            }
+            MeshRequest::Connect(r, tx) => {
+                let _ = tx.send(self.connect(r));
+            }
+            MeshRequest::Forget(r, tx) => {
+                let _ = tx.send(self.forget(r));
+            }
+        }
+    }
+
+    fn connect(&mut self, r: ConnectRequest) -> Result<(), String> {
+        let addrs = r
+            .addrs
+            .iter()
+            .map(|a| maker::normalise(a, self.port).map_err(|e| e.to_string()))
+            .collect::<Result<Vec<_>, _>>()?;
+        let now = self.now();
+        if r.replace {
+            self.maker.replace_direct(now, addrs);
+        } else {
+            for a in addrs {
+                self.maker.add_direct(now, a);
+            }
+        }
+        targets::save(&self.state_dir, &self.maker.direct_targets()).map_err(|e| e.to_string())
+    }
+
+    fn forget(&mut self, r: ForgetRequest) -> Result<(), String> {
+        for a in &r.addrs {
+            let a = maker::normalise(a, self.port).map_err(|e| e.to_string())?;
+            self.maker.forget(&a);
+        }
+        targets::save(&self.state_dir, &self.maker.direct_targets()).map_err(|e| e.to_string())
+    }
+}

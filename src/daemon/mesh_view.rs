@@ -1,0 +1,100 @@
+//! The mesh task's answers to `weavectl status`, `status peers` and
+//! `status connections`.
+
+use std::collections::{BTreeMap, HashMap};
+
+use super::mesh::MeshTask;
+use crate::api::{ConnectionView, MeshStatus, PeerLinkView, PeerView};
+use crate::mesh::maker::TargetState;
+
+impl MeshTask {
+    pub(super) fn status_view(&self) -> MeshStatus {
+        let me = self.router.identity();
+        let mut connections: BTreeMap<String, usize> = BTreeMap::new();
+        connections.insert("established".into(), self.live.len());
+        connections.insert("connecting".into(), self.pending.len());
+        let failed = self.maker.status().iter().filter(|t| matches!(t.state, TargetState::Waiting { .. }) && t.failures > 0).count();
+        connections.insert("failed".into(), failed);
+        MeshStatus {
+            name: me.name.to_string(),
+            nickname: me.nickname.clone(),
+            short_id: self.router.status().short_id.get(),
+            encryption: self.encrypted(),
+            discovery: self.discovery,
+            targets: self.maker.status(),
+            connections,
+            peers: self.router.topology().len(),
+        }
+    }
+
+    pub(super) fn peers_view(&self) -> Vec<PeerView> {
+        let st = self.router.status();
+        let nick: HashMap<_, _> = st.peers.iter().map(|p| (p.name, p.nickname.clone())).collect();
+        st.peers
+            .iter()
+            .map(|p| PeerView {
+                name: p.name.to_string(),
+                nickname: p.nickname.clone(),
+                uid: p.uid.0,
+                short_id: p.short_id.get(),
+                version: p.version,
+                connections: p
+                    .connections
+                    .iter()
+                    .map(|c| PeerLinkView {
+                        name: c.remote.to_string(),
+                        nickname: nick.get(&c.remote).cloned().unwrap_or_default(),
+                        addr: c.address.clone(),
+                        outbound: c.outbound,
+                        established: c.established,
+                    })
+                    .collect(),
+            })
+            .collect()
+    }
+
+    pub(super) fn connections_view(&self) -> Vec<ConnectionView> {
+        let dir = |outbound: bool| if outbound { "outbound" } else { "inbound" }.to_string();
+        let mut out: Vec<ConnectionView> = self
+            .live
+            .values()
+            .map(|l| ConnectionView {
+                direction: dir(l.outbound),
+                addr: l.addr.clone(),
+                state: "established".into(),
+                peer: Some(l.info.remote.name.to_string()),
+                nickname: Some(l.info.remote.nickname.clone()),
+                // The data-path overlay is chosen per connection by the
+                // fastdp/sleeve work; until then the control plane only.
+                overlay: String::new(),
+                encrypted: l.info.encrypted(),
+                mtu: None,
+                info: String::new(),
+            })
+            .collect();
+        out.extend(self.pending.values().map(|p| ConnectionView {
+            direction: dir(p.outbound),
+            addr: p.addr.clone(),
+            state: "connecting".into(),
+            peer: None,
+            nickname: None,
+            overlay: String::new(),
+            encrypted: self.encrypted(),
+            mtu: None,
+            info: String::new(),
+        }));
+        let live_addrs: Vec<&String> = self.live.values().map(|l| &l.addr).collect();
+        out.extend(self.failures.iter().filter(|(a, _, _)| !live_addrs.contains(&a)).map(|(a, outbound, e)| ConnectionView {
+            direction: dir(*outbound),
+            addr: a.clone(),
+            state: "failed".into(),
+            peer: None,
+            nickname: None,
+            overlay: String::new(),
+            encrypted: self.encrypted(),
+            mtu: None,
+            info: e.clone(),
+        }));
+        out
+    }
+}

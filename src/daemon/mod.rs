@@ -1,0 +1,8 @@
+//! The `weaver` daemon: configuration, the datapath it owns, the mesh task,
+//! and the API that exposes them.
+
+pub mod config;
+pub mod fastdp;
+pub mod mesh;
+mod mesh_view;
+mod targets;
