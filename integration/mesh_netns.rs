@@ -218,3 +218,36 @@ fn wrong_password_is_refused_with_a_clear_message() {
         assert!(!net.log(h).contains("panicked"), "{}", net.log(h));
     }
 }
+
+#[test]
+fn connect_and_forget_are_persisted_and_metrics_count_connections() {
+    let net = Net::chain("k");
+    let a = net.start("a", None);
+    let b = net.start("b", None);
+    wait_until("A and B to meet", Duration::from_secs(30), || seen(&net, "a") == nicks(&["a", "b"]));
+    // A target nobody answers: it is listed, and failing attempts back off.
+    weavectl(&net.sock("a"), &["connect", "10.91.1.77"]).unwrap();
+    let targets = |h| -> String { weavectl(&net.sock(h), &["status", "--json"]).unwrap() };
+    assert!(targets("a").contains("10.91.1.77:6783"), "{}", targets("a"));
+    // Bad input is refused with a message, not a crash.
+    let e = weavectl(&net.sock("a"), &["connect", "not an address"]).unwrap_err();
+    assert!(e.contains("invalid peer address"), "{e}");
+    // Persisted across a restart.
+    stop(a);
+    let a = net.start("a", None);
+    wait_until("A back", Duration::from_secs(30), || seen(&net, "a") == nicks(&["a", "b"]));
+    assert!(targets("a").contains("10.91.1.77:6783"));
+    weavectl(&net.sock("a"), &["forget", "10.91.1.77"]).unwrap();
+    assert!(!targets("a").contains("10.91.1.77"));
+    // Prometheus metrics on the API socket.
+    let out = Command::new("curl")
+        .args(["-sf", "--unix-socket", net.sock("a").to_str().unwrap(), "http://weaver/metrics"])
+        .output()
+        .expect("curl");
+    let m = String::from_utf8_lossy(&out.stdout);
+    println!("{m}");
+    assert!(m.contains("weaver_connections{state=\"established\"} 1"), "{m}");
+    assert!(m.contains("weaver_peers 2"), "{m}");
+    stop(a);
+    stop(b);
+}
