@@ -78,3 +78,36 @@ fn daemon_falls_back_to_sleeve_and_reports_why() {
     assert!(exit.success(), "daemon exit on SIGTERM: {exit:?}");
     assert!(!sock.exists(), "API socket left behind");
 }
+
+#[test]
+fn attach_puts_ethwe_with_addresses_into_the_namespace() {
+    use weaver::plumb::veth::{attach, detach, host_ifname, netns_path, AttachSpec};
+    let ns = format!("wat{}", std::process::id() % 100000);
+    assert!(Command::new("ip").args(["netns", "add", &ns]).status().unwrap().success());
+    let path = netns_path(&ns);
+    let spec = AttachSpec {
+        netns: path.clone(),
+        addrs: vec!["10.77.0.2/24".parse().unwrap(), "fd77::2/64".parse().unwrap()],
+        mtu: 1376,
+        host_ifname: host_ifname(&path),
+    };
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let res = rt.block_on(attach(&spec));
+    let show = Command::new("ip").args(["-n", &ns, "addr", "show", "ethwe"]).output().unwrap();
+    let show = String::from_utf8_lossy(&show.stdout).into_owned();
+    let host = Command::new("ip").args(["link", "show", &spec.host_ifname]).output().unwrap();
+    let host = String::from_utf8_lossy(&host.stdout).into_owned();
+    // Attaching again is idempotent: the old pair is replaced.
+    let again = rt.block_on(attach(&spec));
+    let removed = rt.block_on(detach(&spec.host_ifname));
+    let _ = Command::new("ip").args(["netns", "del", &ns]).status();
+    let a = res.expect("attach");
+    assert!(show.contains("inet 10.77.0.2/24"), "{show}");
+    assert!(show.contains("inet6 fd77::2/64"), "{show}");
+    assert!(show.contains("mtu 1376"), "{show}");
+    assert!(show.contains("state UP") || show.contains(",UP"), "{show}");
+    assert!(host.contains("mtu 1376"), "{host}");
+    assert_ne!(a.mac, [0; 6]);
+    again.expect("second attach");
+    assert!(removed.expect("detach"));
+}

@@ -16,6 +16,7 @@ pub mod api;
 pub mod daemon;
 pub mod mesh;
 pub mod odp;
+pub mod plumb;
 
 /// Generated from `proto/weaver.proto`.
 pub mod proto {

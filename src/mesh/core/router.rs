@@ -71,6 +71,7 @@ pub struct Router {
     pub(super) flush_due: Option<u64>,
     pub(super) last_flush: Option<u64>,
     pub(super) gossip_due: u64,
+    pub(super) repair_due: Option<u64>,
     pub(super) counters: Counters,
 }
 
@@ -104,6 +105,7 @@ impl Router {
             flush_due: None,
             last_flush: None,
             gossip_due,
+            repair_due: None,
             counters: Counters::default(),
         };
         let own = r.own_entry();
@@ -190,6 +192,9 @@ impl Router {
         if self.flush_due.is_some_and(|t| t <= now) {
             self.flush(now);
         }
+        if self.repair_due.is_some_and(|t| t <= now) {
+            self.repair();
+        }
         if self.gossip_due <= now {
             self.gossip(now);
         }
@@ -197,7 +202,7 @@ impl Router {
 
     /// When [`Router::handle_timeout`] should next be called.
     pub fn poll_timeout(&self) -> Option<u64> {
-        [self.route_due, self.flush_due, Some(self.gossip_due)].into_iter().flatten().min()
+        [self.route_due, self.flush_due, self.repair_due, Some(self.gossip_due)].into_iter().flatten().min()
     }
 
     /// The next message to send: an encoded `MeshMessage` for the connection.
@@ -382,12 +387,29 @@ impl Router {
         self.collect_garbage(now, &graph);
         let new = Routes::compute(&graph, self.me.name, self.routes.epoch() + 1);
         let change = self.routes.diff(&new);
+        if change.broadcast.is_some() {
+            self.repair_due = Some(now + self.config.repair_delay_ms);
+        }
         self.routes = if change.is_empty() {
             new.with_epoch(self.routes.epoch())
         } else {
             self.events.push_back(MeshEvent::RouteChange(change));
             new
         };
+    }
+
+    /// Our tree settled after a change: summaries to our tree neighbours.
+    fn repair(&mut self) {
+        self.repair_due = None;
+        let summary = self.summary();
+        for (id, _) in self.conns_to(self.routes.broadcast_neighbours()) {
+            self.send(id, summary.clone());
+        }
+    }
+
+    /// Our connections to the given peers.
+    fn conns_to(&self, peers: &[PeerName]) -> Vec<(ConnId, PeerName)> {
+        peers.iter().filter_map(|p| Some((*self.by_name.get(p)?, *p))).collect()
     }
 
     /// Outbids an entry with our name, and moves off a short ID that a

@@ -25,6 +25,11 @@ pub struct MeshConfig {
     /// Minimum time between two route computations: topology changes within
     /// it are coalesced into one [`RouteChange`].
     pub route_delay_ms: u64,
+    /// When our broadcast tree neighbours change, updates sent along the old
+    /// tree may have missed a new neighbour: once the tree has been stable
+    /// this long, we send each tree neighbour a topology summary, which
+    /// repairs any difference at once.
+    pub repair_delay_ms: u64,
     /// How long a peer stays unreachable and unreferenced before its entry
     /// is garbage-collected.
     pub gc_grace_ms: u64,
@@ -44,6 +49,7 @@ impl Default for MeshConfig {
             gossip_interval_ms: 10_000,
             update_delay_ms: 20,
             route_delay_ms: 100,
+            repair_delay_ms: 500,
             gc_grace_ms: 5_000,
             establish_on_accept: true,
             max_update_bytes: 256 * 1024,
