@@ -14,6 +14,7 @@
 
 pub mod api;
 pub mod daemon;
+pub mod fastdp;
 pub mod mesh;
 pub mod odp;
 pub mod plumb;

@@ -94,6 +94,31 @@ pub struct ConnectRequest {
     pub replace: bool,
 }
 
+/// `POST /v1/attach`: connect a container (network namespace) to the network.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AttachRequest {
+    /// A namespace name (`ip netns`), a PID, or a path like `/proc/PID/ns/net`.
+    pub target: String,
+    /// Addresses for `ethwe`, e.g. `10.32.1.5/12`.
+    pub cidrs: Vec<String>,
+}
+
+/// The answer to an attach.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AttachView {
+    pub target: String,
+    pub host_ifname: String,
+    pub mac: String,
+    pub port_no: Option<u32>,
+    pub cidrs: Vec<String>,
+}
+
+/// `POST /v1/detach`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DetachRequest {
+    pub target: String,
+}
+
 /// `POST /v1/forget`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ForgetRequest {

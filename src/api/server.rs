@@ -10,7 +10,7 @@ use axum::{Json, Router};
 
 use super::handle::{MeshGone, MeshHandle};
 use super::{
-    monotonic_ms, ApiError, ConnectRequest, ConnectionView, DatapathView, FlowsView, ForgetRequest, PeerView, Status,
+    monotonic_ms, ApiError, AttachRequest, AttachView, DetachRequest, ConnectRequest, ConnectionView, DatapathView, FlowsView, ForgetRequest, PeerView, Status,
 };
 use crate::odp::socket::{OdpClient, OdpError};
 
@@ -22,6 +22,8 @@ pub struct AppState {
     pub datapath: Option<String>,
     /// The mesh task, when the daemon runs one.
     pub mesh: Option<MeshHandle>,
+    /// The fast-datapath driver, when the kernel datapath is in use.
+    pub dataplane: Option<crate::daemon::dataplane::DataplaneHandle>,
 }
 
 struct Failure(StatusCode, String);
@@ -53,6 +55,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/connections", get(connections))
         .route("/v1/connect", post(connect))
         .route("/v1/forget", post(forget))
+        .route("/v1/attach", post(attach))
+        .route("/v1/detach", post(detach))
         .route("/metrics", get(metrics))
         .with_state(state)
 }
@@ -84,6 +88,25 @@ async fn connect(State(s): State<Arc<AppState>>, Json(r): Json<ConnectRequest>) 
 
 async fn forget(State(s): State<Arc<AppState>>, Json(r): Json<ForgetRequest>) -> Result<Json<()>, Failure> {
     mesh(&s)?.forget(r).await?.map_err(|e| Failure(StatusCode::BAD_REQUEST, e))?;
+    Ok(Json(()))
+}
+
+fn dataplane(s: &AppState) -> Result<&crate::daemon::dataplane::DataplaneHandle, Failure> {
+    s.dataplane.as_ref().ok_or_else(|| {
+        Failure(
+            StatusCode::CONFLICT,
+            format!("attach needs the fast datapath, which is not in use ({}); sleeve attach comes with the sleeve overlay", s.status.reason),
+        )
+    })
+}
+
+async fn attach(State(s): State<Arc<AppState>>, Json(r): Json<AttachRequest>) -> Result<Json<AttachView>, Failure> {
+    let v = dataplane(&s)?.attach(r).await.map_err(|e| Failure(StatusCode::BAD_REQUEST, e))?;
+    Ok(Json(v))
+}
+
+async fn detach(State(s): State<Arc<AppState>>, Json(r): Json<DetachRequest>) -> Result<Json<()>, Failure> {
+    dataplane(&s)?.detach(r.target).await.map_err(|e| Failure(StatusCode::BAD_REQUEST, e))?;
     Ok(Json(()))
 }
 

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
-use weaver::api::{self, client, ConnectRequest, ConnectionView, DatapathView, FlowsView, ForgetRequest, PeerView, Status};
+use weaver::api::{self, client, AttachRequest, AttachView, DetachRequest, ConnectRequest, ConnectionView, DatapathView, FlowsView, ForgetRequest, PeerView, Status};
 use weaver::odp::flow::Flow;
 use weaver::odp::format;
 use weaver::odp::probe;
@@ -46,6 +46,15 @@ enum Command {
         #[arg(long)]
         replace: bool,
     },
+    /// Attach a container: `weavectl attach CIDR... TARGET` (TARGET: a
+    /// netns name, a PID or a /proc/PID/ns/net path).
+    Attach {
+        /// Addresses, then the target last.
+        #[arg(required = true, num_args = 1..)]
+        args: Vec<String>,
+    },
+    /// Detach a container.
+    Detach { target: String },
     /// Stop connecting to these peers.
     Forget {
         #[arg(required = true)]
@@ -260,6 +269,15 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Connect { addrs, replace } => {
             let r = ConnectRequest { addrs: addrs.clone(), replace: *replace };
             client::post::<_, ()>(&cli.api, "/v1/connect", &r).await?;
+        }
+        Command::Attach { args } => {
+            let (target, cidrs) = args.split_last().context("attach needs a target")?;
+            let r = AttachRequest { target: target.clone(), cidrs: cidrs.to_vec() };
+            let a: AttachView = client::post(&cli.api, "/v1/attach", &r).await?;
+            println!("{} {} port {}", a.host_ifname, a.mac, a.port_no.map(|p| p.to_string()).unwrap_or_default());
+        }
+        Command::Detach { target } => {
+            client::post::<_, ()>(&cli.api, "/v1/detach", &DetachRequest { target: target.clone() }).await?;
         }
         Command::Forget { addrs } => {
             client::post::<_, ()>(&cli.api, "/v1/forget", &ForgetRequest { addrs: addrs.clone() }).await?;

@@ -10,6 +10,7 @@ use tokio::sync::watch;
 use tracing::info;
 use weaver::api::{server, Status};
 use weaver::daemon::config::{Args, Config};
+use weaver::daemon::dataplane;
 use weaver::daemon::fastdp::{self, Fastdp};
 use weaver::daemon::mesh::{self, MeshSettings};
 use weaver::mesh::conn::ConnConfig;
@@ -71,7 +72,16 @@ async fn main() -> Result<()> {
         conn = conn.with_password(p);
     }
     conn.trusted_subnets = cfg.trusted_subnets.clone();
+    let (snap_tx, snap_rx) = watch::channel(None);
+    let dataplane = match &dp {
+        Some(d) => Some(
+            dataplane::spawn(d, me.name, me.short_id, cfg.vxlan_port, cfg.mtu, snap_rx)
+                .map_err(|e| anyhow::anyhow!("starting the dataplane: {e}"))?,
+        ),
+        None => None,
+    };
     let settings = MeshSettings {
+        dataplane: dp.as_ref().map(|_| snap_tx),
         identity: me,
         conn,
         port: cfg.port,
@@ -97,6 +107,7 @@ async fn main() -> Result<()> {
         odp: dp.as_ref().map(|d| d.client.clone()),
         datapath: dp.as_ref().map(|d| d.datapath.clone()),
         mesh: Some(mesh_handle),
+        dataplane,
     });
 
     if let Some(dir) = cfg.api_socket.parent() {

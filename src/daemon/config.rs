@@ -38,6 +38,10 @@ pub struct Args {
     /// Control-plane TCP port; VXLAN listens on port + 1.
     #[arg(long, env = "WEAVER_PORT", default_value_t = crate::DEFAULT_PORT)]
     pub port: u16,
+    /// MTU of the containers' interfaces (the underlay's MTU less 50 bytes
+    /// of VXLAN overhead, by default for a 1426-byte path as Weave chose).
+    #[arg(long, env = "WEAVER_MTU", default_value_t = 1376)]
+    pub mtu: u32,
     /// Path of the API's Unix socket.
     #[arg(long, env = "WEAVER_API_SOCKET", default_value = api::DEFAULT_SOCKET)]
     pub api_socket: PathBuf,
@@ -80,6 +84,7 @@ pub struct Config {
     pub datapath: String,
     pub port: u16,
     pub vxlan_port: u16,
+    pub mtu: u32,
     pub api_socket: PathBuf,
     pub state_dir: PathBuf,
     pub no_fastdp: bool,
@@ -127,6 +132,9 @@ impl Config {
         if a.port == 0 {
             return Err(invalid("port", "must not be 0"));
         }
+        if !(576..=65485).contains(&a.mtu) {
+            return Err(invalid("mtu", "must be between 576 and 65485"));
+        }
         if a.conn_limit == 0 {
             return Err(invalid("conn-limit", "must be at least 1"));
         }
@@ -139,6 +147,7 @@ impl Config {
             datapath: a.datapath,
             port: a.port,
             vxlan_port,
+            mtu: a.mtu,
             api_socket: a.api_socket,
             state_dir: a.state_dir,
             no_fastdp: a.no_fastdp,

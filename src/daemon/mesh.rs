@@ -23,6 +23,8 @@ use crate::mesh::peer::Identity;
 
 /// What the mesh task needs to start.
 pub struct MeshSettings {
+    /// Where the dataplane learns peers and routes (latest snapshot wins).
+    pub dataplane: Option<tokio::sync::watch::Sender<Option<super::dataplane::Snapshot>>>,
     pub identity: Identity,
     pub conn: ConnConfig,
     pub port: u16,
@@ -34,7 +36,15 @@ pub struct MeshSettings {
 
 /// Something that happened in a helper task.
 enum TaskEvent {
-    Handshake { conn: ConnId, addr: String, target: Option<String>, outbound: bool, result: Result<Established, Failure> },
+    Handshake {
+        conn: ConnId,
+        addr: String,
+        /// Our end's address: the underlay address this peer is reached from.
+        local: Option<SocketAddr>,
+        target: Option<String>,
+        outbound: bool,
+        result: Result<Established, Failure>,
+    },
     Conn(ConnId, ConnEvent),
 }
 
@@ -59,6 +69,10 @@ pub(super) struct Live {
     pub outbound: bool,
     /// The maker target this connection satisfies, if any.
     pub target: Option<String>,
+    /// Our end's address.
+    pub local: Option<SocketAddr>,
+    /// The remote end's IP: its underlay address.
+    pub remote_ip: std::net::IpAddr,
 }
 
 /// A connection whose handshake is under way.
@@ -83,6 +97,7 @@ pub(super) struct MeshTask {
     events_tx: mpsc::Sender<TaskEvent>,
     state_dir: PathBuf,
     dropped_sends: u64,
+    dataplane: Option<tokio::sync::watch::Sender<Option<super::dataplane::Snapshot>>>,
 }
 
 const MAX_FAILURES_SHOWN: usize = 16;
@@ -124,6 +139,7 @@ pub async fn spawn(
         events_tx,
         state_dir: s.state_dir,
         dropped_sends: 0,
+        dataplane: s.dataplane,
     };
     let join = tokio::spawn(task.run(listener, api_rx, events_rx, shutdown));
     Ok((MeshHandle::new(api_tx), join))
@@ -192,7 +208,9 @@ impl MeshTask {
                 }
             }
         }
+        let mut changed = false;
         while let Some(ev) = self.router.poll_event() {
+            changed |= matches!(ev, MeshEvent::RouteChange(_) | MeshEvent::PeerAdded { .. } | MeshEvent::PeerRemoved { .. } | MeshEvent::ShortIdChanged { .. });
             match ev {
                 MeshEvent::PeerAdded { name, nickname, .. } => info!(peer = %name, %nickname, "peer added"),
                 MeshEvent::PeerRemoved { name, .. } => info!(peer = %name, "peer removed"),
@@ -205,6 +223,17 @@ impl MeshTask {
                 }
                 MeshEvent::ChannelMessage { .. } | MeshEvent::ChannelUpdated { .. } => {}
             }
+        }
+        if changed {
+            self.publish_dataplane();
+        }
+    }
+
+    /// Gives the dataplane the current peers and routes.
+    fn publish_dataplane(&self) {
+        if let Some(tx) = &self.dataplane {
+            let snap = super::dataplane::snapshot(&self.router, self.live.values());
+            let _ = tx.send(Some(snap));
         }
     }
 
@@ -237,12 +266,17 @@ impl MeshTask {
             let cfg = self.conn_cfg.clone();
             let tx = self.events_tx.clone();
             tokio::spawn(async move {
+                let mut local = None;
                 let result = match tokio::time::timeout(cfg.handshake_timeout, TcpStream::connect(&addr)).await {
-                    Ok(Ok(stream)) => conn::establish(stream, &cfg, true).await.map_err(Failure::from),
+                    Ok(Ok(stream)) => {
+                        local = stream.local_addr().ok();
+                        conn::establish(stream, &cfg, true).await.map_err(Failure::from)
+                    }
                     Ok(Err(e)) => Err(Failure { error: format!("connect to {addr}: {e}"), permanent: false }),
                     Err(_) => Err(Failure { error: format!("connect to {addr}: timed out"), permanent: false }),
                 };
-                let _ = tx.send(TaskEvent::Handshake { conn, addr: addr.clone(), target: Some(addr), outbound: true, result }).await;
+                let ev = TaskEvent::Handshake { conn, addr: addr.clone(), local, target: Some(addr), outbound: true, result };
+                let _ = tx.send(ev).await;
             });
         }
     }
@@ -257,17 +291,19 @@ impl MeshTask {
         let cfg = self.conn_cfg.clone();
         let tx = self.events_tx.clone();
         tokio::spawn(async move {
+            let local = stream.local_addr().ok();
             let result = conn::establish(stream, &cfg, false).await.map_err(Failure::from);
-            let _ = tx.send(TaskEvent::Handshake { conn, addr: addr.to_string(), target: None, outbound: false, result }).await;
+            let ev = TaskEvent::Handshake { conn, addr: addr.to_string(), local, target: None, outbound: false, result };
+            let _ = tx.send(ev).await;
         });
     }
 
     fn on_event(&mut self, ev: TaskEvent) {
         match ev {
-            TaskEvent::Handshake { conn, addr, target, outbound, result } => {
+            TaskEvent::Handshake { conn, addr, local, target, outbound, result } => {
                 self.pending.remove(&conn);
                 match result {
-                    Ok(est) => self.on_established(conn, addr, target, outbound, est),
+                    Ok(est) => self.on_established(conn, addr, local, target, outbound, est),
                     Err(e) => self.on_failed(addr, target, outbound, e),
                 }
             }
@@ -301,7 +337,15 @@ impl MeshTask {
         self.remember_failure(addr, outbound, f.error);
     }
 
-    fn on_established(&mut self, conn: ConnId, addr: String, target: Option<String>, outbound: bool, est: Established) {
+    fn on_established(
+        &mut self,
+        conn: ConnId,
+        addr: String,
+        local: Option<SocketAddr>,
+        target: Option<String>,
+        outbound: bool,
+        est: Established,
+    ) {
         let now = self.now();
         let info = est.info.clone();
         let new = NewConnection { remote: info.remote.clone(), address: addr.clone(), outbound, tie_breaker: info.conn_uid() };
@@ -326,7 +370,12 @@ impl MeshTask {
                         }
                     }
                 });
-                self.live.insert(conn, Live { handle_tx: handle.tx, closer: handle.closer, info, addr, outbound, target });
+                let remote_ip = handle.remote_addr.ip();
+                self.live.insert(
+                    conn,
+                    Live { handle_tx: handle.tx, closer: handle.closer, info, addr, outbound, target, local, remote_ip },
+                );
+                self.publish_dataplane();
             }
             ConnVerdict::Refuse(reason) => {
                 handle.closer.close(reason.to_string());
@@ -378,6 +427,7 @@ impl MeshTask {
                 self.maker.handle_disconnected(now, t, reason.clone());
             }
             self.remember_failure(l.addr, l.outbound, reason);
+            self.publish_dataplane();
         }
     }
 

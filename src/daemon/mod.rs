@@ -2,6 +2,7 @@
 //! and the API that exposes them.
 
 pub mod config;
+pub mod dataplane;
 pub mod fastdp;
 pub mod mesh;
 mod mesh_view;

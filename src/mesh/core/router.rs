@@ -72,6 +72,8 @@ pub struct Router {
     pub(super) last_flush: Option<u64>,
     pub(super) gossip_due: u64,
     pub(super) repair_due: Option<u64>,
+    /// When the next unreachable peer's grace period ends.
+    pub(super) gc_due: Option<u64>,
     pub(super) counters: Counters,
 }
 
@@ -106,6 +108,7 @@ impl Router {
             last_flush: None,
             gossip_due,
             repair_due: None,
+            gc_due: None,
             counters: Counters::default(),
         };
         let own = r.own_entry();
@@ -186,7 +189,7 @@ impl Router {
 
     /// Runs whatever timers are due.
     pub fn handle_timeout(&mut self, now: u64) {
-        if self.route_due.is_some_and(|t| t <= now) {
+        if self.route_due.is_some_and(|t| t <= now) || self.gc_due.is_some_and(|t| t <= now) {
             self.recompute(now);
         }
         if self.flush_due.is_some_and(|t| t <= now) {
@@ -202,7 +205,7 @@ impl Router {
 
     /// When [`Router::handle_timeout`] should next be called.
     pub fn poll_timeout(&self) -> Option<u64> {
-        [self.route_due, self.flush_due, self.repair_due, Some(self.gossip_due)].into_iter().flatten().min()
+        [self.route_due, self.gc_due, self.flush_due, self.repair_due, Some(self.gossip_due)].into_iter().flatten().min()
     }
 
     /// The next message to send: an encoded `MeshMessage` for the connection.
@@ -380,6 +383,7 @@ impl Router {
     /// collecting garbage.
     fn recompute(&mut self, now: u64) {
         self.route_due = None;
+        self.gc_due = None;
         self.last_route = Some(now);
         self.resolve_own(now);
         self.route_due = None;
@@ -478,9 +482,7 @@ impl Router {
                 self.events.push_back(MeshEvent::PeerRemoved { name, uid: e.uid });
             }
         }
-        if let Some(t) = next {
-            self.route_due = Some(self.route_due.map_or(t, |d| d.min(t)));
-        }
+        self.gc_due = next;
         if lifted {
             let ids: Vec<ConnId> = self.conns.keys().copied().collect();
             let summary = self.summary();

@@ -196,20 +196,3 @@ fn dump(sim: &Sim) -> String {
 }
 
 
-#[test]
-#[ignore]
-fn scratch_scale() {
-    let n: usize = std::env::var("N").ok().and_then(|v| v.parse().ok()).unwrap_or(1000);
-    let cfg = SimConfig { mesh: super::MeshConfig::default(), latency_ms: 1..=20, loss: 0.0, record_events: false, short_ids: ShortIds::Unique };
-    let mut sim = Sim::random(n, 4.0, cfg, 7);
-    for _ in 0..60 {
-        sim.run_for(250);
-        let complete = (0..n).filter(|&i| sim.router(i).topology().len() == n).count();
-        let mut fps: Vec<u64> = (0..n).map(|i| sim.router(i).topology().fingerprint()).collect();
-        fps.sort_unstable();
-        fps.dedup();
-        let lens: Vec<usize> = (0..n).map(|i| sim.router(i).topology().len()).collect();
-        println!("t {} complete {complete} distinct {} min len {} msgs {} conv {}", sim.now(), fps.len(), lens.iter().min().unwrap(), sim.stats().messages, sim.converged());
-        if sim.converged() { break; }
-    }
-}
