@@ -128,7 +128,6 @@ struct Dataplane {
     mtu: u32,
     attached: BTreeMap<String, Attachment>,
     known_peers: BTreeSet<PeerName>,
-    start: std::time::Instant,
     lost_upcalls: u64,
 }
 
@@ -165,7 +164,6 @@ pub fn spawn(
         mtu,
         attached: BTreeMap::new(),
         known_peers: BTreeSet::new(),
-        start: std::time::Instant::now(),
         lost_upcalls: 0,
     };
 
@@ -205,6 +203,8 @@ pub fn spawn(
 
     let (req_tx, mut req_rx) = mpsc::channel(16);
     tokio::spawn(async move {
+        let mut stats = tokio::time::interval(std::time::Duration::from_secs(3));
+        stats.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let wake = dataplane.fwd.poll_timeout().map(|at| at.saturating_sub(dataplane.now())).unwrap_or(5_000);
             tokio::select! {
@@ -222,6 +222,7 @@ pub fn spawn(
                     if let Some(s) = snap { dataplane.on_snapshot(s); }
                 }
                 Some(req) = req_rx.recv() => dataplane.on_request(req).await,
+                _ = stats.tick() => dataplane.sync_stats(),
                 _ = tokio::time::sleep(std::time::Duration::from_millis(wake.max(10))) => {
                     let now = dataplane.now();
                     dataplane.fwd.handle_timeout(now);
@@ -235,8 +236,27 @@ pub fn spawn(
 }
 
 impl Dataplane {
+    /// CLOCK_MONOTONIC in ms: the clock of the kernel's flow `used` times.
     fn now(&self) -> u64 {
-        self.start.elapsed().as_millis() as u64
+        crate::api::monotonic_ms()
+    }
+
+    /// Feeds the kernel's flow statistics to the forwarder, so that MACs and
+    /// flows in use are kept and idle ones expire.
+    fn sync_stats(&mut self) {
+        let flows = match tokio::task::block_in_place(|| self.odp.dump_flows(self.dp_ifindex)) {
+            Ok(f) => f,
+            Err(e) => {
+                warn!(error = %e, "flow dump failed");
+                return;
+            }
+        };
+        let now = self.now();
+        for f in flows {
+            // Flows that are not the forwarder's (added by hand) are left alone.
+            self.fwd.handle_flow_stats(now, &f.key, f.used);
+        }
+        self.apply_queued();
     }
 
     fn on_snapshot(&mut self, s: Snapshot) {

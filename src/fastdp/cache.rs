@@ -40,6 +40,7 @@ pub(crate) struct FlowCache {
 }
 
 impl FlowCache {
+    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.flows.len()
     }

@@ -12,6 +12,7 @@ use super::op::{Dep, DropReason, Location};
 use super::vni::Vni;
 use crate::mesh::peer::PeerName;
 use crate::odp::action::Action;
+use crate::odp::key::Mac;
 
 /// Everything but the MAC table that decisions read.
 #[derive(Clone, Debug)]
@@ -109,7 +110,7 @@ pub(crate) fn decide(w: &World, macs: &MacTable, key: &MatchKey, ingress: &Ingre
 /// Actions, and whether to install them.
 type Outcome = Result<(Vec<Action>, bool), DropReason>;
 
-fn from_local(w: &World, macs: &MacTable, port: u32, dst: crate::odp::key::Mac, deps: &mut BTreeSet<Dep>) -> Outcome {
+fn from_local(w: &World, macs: &MacTable, port: u32, dst: Mac, deps: &mut BTreeSet<Dep>) -> Outcome {
     let me = &w.me;
     if dst.is_multicast() {
         return Ok((flood(w, me.name, Vni::broadcast(me.short_id), Some(port), None, deps), true));
@@ -137,7 +138,7 @@ fn from_tunnel(
     origin: PeerName,
     vni: Vni,
     prev: Ipv4Addr,
-    dst: crate::odp::key::Mac,
+    dst: Mac,
     deps: &mut BTreeSet<Dep>,
 ) -> Outcome {
     if vni.is_broadcast() {

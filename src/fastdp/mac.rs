@@ -46,6 +46,7 @@ impl MacTable {
         self.entries.get(&mac)
     }
 
+    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.entries.len()
     }

@@ -83,6 +83,20 @@
 //! with it (each flow depends on its source and destination MAC), so the
 //! next packet misses and is learned again. Without stats, flows live
 //! [`Config::flow_idle_ms`] and are then rebuilt by one miss each.
+//!
+//! # What the driver owes
+//! - Apply ops in the order they come, skipping stale ones; treat `EEXIST`
+//!   on install and `ENOENT` on delete as success.
+//! - Start from an empty flow table (flush at start): the cache starts empty
+//!   and [`Forwarder::handle_flow_stats`] says `false` for flows it never
+//!   installed, leaving their fate to the driver.
+//! - Relays output to the VXLAN vport they came in on; the datapath allows
+//!   output to the in_port, and the new `set(tunnel)` gives the next hop.
+//!
+//! # Not handled here
+//! VLAN-tagged frames get no flow; the underlay is IPv4 only and not NATed
+//! (the previous hop is recognised by its tunnel source address); the MAC
+//! table and flow cache have no size cap.
 
 mod cache;
 mod decide;

@@ -68,6 +68,10 @@ fn ev() -> impl Strategy<Value = Ev> {
     ]
 }
 
+/// What a step deleted, and the deps it was expected to invalidate (`None`
+/// for events not checked that way).
+type Stepped = (Vec<Vec<KeyAttr>>, Option<BTreeSet<Dep>>);
+
 /// The test's own view of what it told the forwarder.
 struct Model {
     f: Forwarder,
@@ -119,9 +123,8 @@ impl Model {
         Ok(deleted)
     }
 
-    /// Runs one event; returns the keys it deleted and the deps it was
-    /// expected to invalidate (`None` for events that are not checked so).
-    fn step(&mut self, e: &Ev) -> Result<(Vec<Vec<KeyAttr>>, Option<BTreeSet<Dep>>), TestCaseError> {
+    /// Runs one event.
+    fn step(&mut self, e: &Ev) -> Result<Stepped, TestCaseError> {
         let now = self.now;
         let (ops, expect) = match e {
             Ev::LocalMiss { port, src, dst } => {

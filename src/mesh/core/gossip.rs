@@ -20,7 +20,19 @@
 //! 4. the other sends the wanted entries.
 //!
 //! Entries learned this way are new, so they are forwarded along the tree
-//! like any other delta. Weave sent its whole topology (every peer with its
+//! like any other delta.
+//!
+//! Each peer computes the tree from its own view, so while views differ a
+//! delta can miss a peer across an edge that was not yet a tree edge for the
+//! sender. Such misses are repaired at once: when a peer's tree neighbours
+//! change, it sends each of them a `Summary` after the tree has been stable
+//! for `repair_delay_ms`. The periodic summary covers anything else (a lost
+//! message).
+//!
+//! Garbage-collected entries leave a tombstone (name, uid, version) for two
+//! grace periods, so copies still held by slower peers do not bounce back;
+//! the tombstone is lifted as soon as a reachable entry lists the peer again
+//! (a healed partition), since the entry is then needed even if unchanged. Weave sent its whole topology (every peer with its
 //! connection list) on every change and every period: O(N) per message,
 //! O(N²) across the mesh. Here a change costs one entry per peer, and a
 //! quiet period costs one 0.5 KB summary per gossip target.

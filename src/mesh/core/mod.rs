@@ -10,8 +10,8 @@
 //! - [`wire`]: `proto/mesh.proto` (package `weaver.mesh.v1`) ⇄ core types;
 //! - [`gossip`]: the channel API trait, anti-entropy, deduplication;
 //! - [`Router`]: the state machine the daemon drives (`router`, with the
-//!   message handlers in `dispatch`, the channel API in `channels` and
-//!   status in `status`);
+//!   message handlers in `dispatch`, timers and route upkeep in `upkeep`,
+//!   the channel API in `channels` and status in `status`);
 //! - [`sim`]: a deterministic simulation of many routers on a virtual clock,
 //!   for tests and the benchmark.
 //!
@@ -43,6 +43,7 @@ pub mod sim;
 mod status;
 pub mod topology;
 mod types;
+mod upkeep;
 pub mod wire;
 
 pub use error::{ChannelError, MeshError};

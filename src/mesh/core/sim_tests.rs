@@ -101,6 +101,30 @@ proptest! {
     }
 
     #[test]
+    fn a_change_costs_each_peer_one_copy(mesh in arb_mesh(30), pick: (usize, usize)) {
+        let (n, d, seed) = mesh;
+        let mut cfg = test_config();
+        cfg.mesh.gossip_interval_ms = 600_000; // only the change itself
+        let mut sim = Sim::random(n, d, cfg, seed);
+        settle(&mut sim);
+        let (a, b) = (pick.0 % n, pick.1 % n);
+        prop_assume!(a != b && !sim.has_link(a, b));
+        let before: Vec<u64> = (0..n).map(|i| sim.router(i).counters().entries_received).collect();
+        sim.add_link(a, b);
+        settle(&mut sim);
+        // Two entries changed (a's and b's): every other peer received each
+        // of them once, a and b the other's.
+        let mut extra = 0;
+        for i in 0..n {
+            let got = sim.router(i).counters().entries_received - before[i];
+            let want = if i == a || i == b { 1 } else { 2 };
+            prop_assert!(got >= want, "peer {} got {}", i, got);
+            extra += got - want;
+        }
+        eprintln!("EXTRA n {n} extra {extra}");
+    }
+
+    #[test]
     fn partitions_heal(mesh in arb_mesh(20), cut in proptest::collection::vec(any::<bool>(), 20)) {
         let mut sim = build(mesh);
         settle(&mut sim);
@@ -132,7 +156,7 @@ proptest! {
         for i in (0..sim.len()).filter(|&i| i != victim) {
             prop_assert_eq!(sim.router(i).topology().get(name).map(|e| e.uid), Some(new_uid));
             let events = sim.take_events(i);
-            let removed = events.iter().any(|e| *e == MeshEvent::PeerRemoved { name, uid: old_uid });
+            let removed = events.contains(&MeshEvent::PeerRemoved { name, uid: old_uid });
             let added = events.iter().any(|e| matches!(e, MeshEvent::PeerAdded { name: n, uid, .. } if *n == name && *uid == new_uid));
             prop_assert!(removed && added, "peer {} saw no replacement", i);
         }

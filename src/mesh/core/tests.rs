@@ -39,7 +39,7 @@ impl GossipState for GSet {
     }
 
     fn merge(&mut self, _from: PeerName, bytes: &[u8]) -> Result<Option<Vec<u8>>, ChannelError> {
-        if bytes.len() % 8 != 0 {
+        if !bytes.len().is_multiple_of(8) {
             return Err(ChannelError("length is not a multiple of 8".into()));
         }
         let new: Vec<u64> = bytes
