@@ -114,3 +114,15 @@ fn scenario_scripts_exist() {
         assert!(Path::new(&repo().join(s)).is_file(), "{s} missing");
     }
 }
+
+/// weaver itself on two VMs: mesh over the VMs' NICs, a container on each,
+/// ping through the daemons' fast datapath.
+#[test]
+fn multi_vm_weaver() {
+    check_bins();
+    let run = boot(&["integration/lab/boot-multi.sh", "2", "integration/scenarios/multi-weaver.sh", "--bin-dir", "{bins}"]);
+    if let Err(e) = run.verdict("multi_vm_weaver") {
+        panic!("{e}");
+    }
+    assert!(run.ok, "a guest failed; see the lab log above");
+}

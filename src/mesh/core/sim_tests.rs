@@ -121,7 +121,7 @@ proptest! {
             prop_assert!(got >= want, "peer {} got {}", i, got);
             extra += got - want;
         }
-        eprintln!("EXTRA n {n} extra {extra}");
+        eprintln!("EXTRA n {n} extra {extra} d {d} seed {seed} a {a} b {b}");
     }
 
     #[test]
