@@ -95,6 +95,7 @@ scenario!(upcalls_per_cpu);
 scenario!(vport_events);
 scenario!(daemon);
 scenario!(fastdp_two_hosts);
+scenario!(fastdp_three_hosts);
 
 /// Two guests joined over loopback by qemu's UDP netdevs: VXLAN between
 /// real (virtual) machines, each with its own kernel datapath.

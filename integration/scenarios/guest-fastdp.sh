@@ -351,7 +351,84 @@ scenario_fastdp_two_hosts() {
   expect_contains "megaflow wildcarding L3" "eth_type(0/0x0000)" "$flows"
 }
 
-ALL=(probe dp_ports flows_weaver_to_ovs flows_ovs_to_weaver traffic vxlan upcalls upcalls_per_cpu vport_events daemon fastdp_two_hosts)
+# ---------------------------------------------------------------------------
+# Three hosts on one underlay segment (a bridge). A and C cannot reach each
+# other at first (blackhole routes), so they talk through B: multi-hop
+# forwarding by B's datapath. Then the block is lifted and A–C traffic goes
+# direct.
+scenario_fastdp_three_hosts() {
+  local h n=0
+  modprobe bridge 2>/dev/null || true
+  ip link add ul3 type bridge; ip link set ul3 up
+  for h in A B C; do
+    n=$((n + 1))
+    ip netns add t$h; ip -n t$h link set lo up
+    ip link add u$h type veth peer name eth0 netns t$h
+    ip link set u$h master ul3; ip link set u$h up
+    ip -n t$h addr add 192.168.90.$n/24 dev eth0; ip -n t$h link set eth0 up
+  done
+  ip -n tA route add blackhole 192.168.90.3/32
+  ip -n tC route add blackhole 192.168.90.1/32
+  ip netns exec tA "$WEAVER" --nickname hostA --api-socket /run/tA.sock --state-dir /tmp/tA 192.168.90.2 192.168.90.3 > /tmp/tA.log 2>&1 &
+  ip netns exec tB "$WEAVER" --nickname hostB --api-socket /run/tB.sock --state-dir /tmp/tB 192.168.90.1 192.168.90.3 > /tmp/tB.log 2>&1 &
+  ip netns exec tC "$WEAVER" --nickname hostC --api-socket /run/tC.sock --state-dir /tmp/tC 192.168.90.1 192.168.90.2 > /tmp/tC.log 2>&1 &
+  trap 'kill $(jobs -p) 2>/dev/null; wait; ip link del ul3; tail -n 20 /tmp/tA.log /tmp/tB.log /tmp/tC.log' EXIT
+  local i
+  # weavectl is slow to start under emulation: few, spaced polls.
+  for i in $(seq 30); do
+    [ "$("$WEAVECTL" --api /run/tA.sock status 2>/dev/null | sed -nE 's/ *Peers: ([0-9]+)/\1/p')" = 3 ] && break
+    sleep 1
+  done
+  "$WEAVECTL" --api /run/tA.sock status peers
+  local ips=()
+  n=0
+  for h in A B C; do
+    for i in 1 2; do
+      n=$((n + 1))
+      ip netns add k$h$i
+      ip netns exec k$h$i sysctl -qw net.ipv6.conf.all.disable_ipv6=1
+      ip netns exec k$h$i sysctl -qw net.ipv4.icmp_echo_ignore_broadcasts=0
+      "$WEAVECTL" --api /run/t$h.sock attach 10.42.0.$n/24 k$h$i > /dev/null
+      ips+=("k$h$i:10.42.0.$n")
+    done
+  done
+  local src dst
+  for src in "${ips[@]}"; do
+    for dst in "${ips[@]}"; do
+      [ "$src" = "$dst" ] && continue
+      ip netns exec "${src%%:*}" ping -c 1 -W 3 "${dst##*:}" > /dev/null || fail "${src%%:*} cannot ping ${dst##*:}"
+    done
+  done
+  echo "all 30 pairs ping, A–C relayed by B"
+  local flows
+  flows=$("$WEAVECTL" --api /run/tB.sock flows dump)
+  # B relays A's packets for C: in from A's address, out to C's, same VNI.
+  echo "$flows" | grep -E '^tunnel\(.*src=192\.168\.90\.1,.*actions:set\(tunnel\(.*dst=192\.168\.90\.3' \
+    || { echo "$flows"; fail "no relay flow on B"; }
+  # Broadcast delivery through the trees (ARP above crossed them) is not
+  # asserted with a broadcast ping here: replies beyond the local host are
+  # unreliable — an open bug, see the notes.
+  # The block is lifted: A and C connect directly and traffic goes direct.
+  ip -n tA route del blackhole 192.168.90.3/32
+  ip -n tC route del blackhole 192.168.90.1/32
+  for i in $(seq 60); do
+    "$WEAVECTL" --api /run/tA.sock status 2>/dev/null | grep -q '(2 established' && break
+    sleep 1
+  done
+  "$WEAVECTL" --api /run/tA.sock status | grep -q '(2 established' || fail "A and C did not connect directly"
+  local direct=0
+  for i in $(seq 10); do
+    ip netns exec kA1 ping -c 1 -W 2 10.42.0.5 > /dev/null || true
+    flows=$("$WEAVECTL" --api /run/tA.sock flows dump)
+    if echo "$flows" | grep -qE 'actions:set\(tunnel\(.*dst=192\.168\.90\.3'; then direct=1; break; fi
+    sleep 1
+  done
+  echo "$flows"
+  [ "$direct" = 1 ] || fail "A's traffic to C did not go direct after the block was lifted"
+  ip netns exec kA1 ping -c 3 -i 0.2 -W 2 10.42.0.5 > /dev/null || fail "A to C after the switch"
+}
+
+ALL=(probe dp_ports flows_weaver_to_ovs flows_ovs_to_weaver traffic vxlan upcalls upcalls_per_cpu vport_events daemon fastdp_two_hosts fastdp_three_hosts)
 [ $# -gt 0 ] && ALL=("$@")
 for s in "${ALL[@]}"; do run_scenario "$s" "scenario_$s"; done
 exit $FAILED

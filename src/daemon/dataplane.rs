@@ -59,10 +59,11 @@ pub(super) fn snapshot<'a>(router: &Router, live: impl Iterator<Item = &'a Live>
             local = l.local.and_then(|a| v4(a.ip()));
         }
     }
-    // Peers we are not connected to: the address others dial them at.
+    // Peers we are not connected to: the address others see them at (the
+    // IP of any connection to them, inbound or outbound).
     for p in router.topology().iter() {
         for c in &p.connections {
-            if c.outbound && !underlay_of.contains_key(&c.remote) {
+            if !underlay_of.contains_key(&c.remote) {
                 if let Some(ip) = c.address.parse::<std::net::SocketAddr>().ok().and_then(|a| v4(a.ip())) {
                     underlay_of.insert(c.remote, ip);
                 }

@@ -3,7 +3,7 @@
 //! the daemon feeds inputs with `now` in milliseconds and pulls outputs.
 //!
 //! Layers, bottom up (each uses only those above it in this list):
-//! - [`hash`] (private): stable 64-bit hashes for fingerprints;
+//! - `hash` (private): stable 64-bit hashes for fingerprints;
 //! - [`topology`]: per-peer entries and the merge rule (a CRDT);
 //! - `graph` (private): a dense snapshot of the topology for searches;
 //! - [`routes`]: unicast next hops and the broadcast tree, and their diffs;
@@ -27,10 +27,18 @@
 //! ```
 //!
 //! # Scale
-//! A topology change costs each peer one copy of the changed entry (deltas
-//! along one shared broadcast tree); a quiet gossip period costs a fixed
-//! 0.5 KB summary per gossip target; route computation is two breadth-first
-//! searches, O(N + E). See `benches/mesh.rs` for measurements.
+//! Weave's topology gossip shipped whole topologies, O(N) per message and
+//! O(N²) across the mesh. Here:
+//! - a topology change costs each peer about one copy of the changed entry
+//!   (deltas along one shared broadcast tree): O(1) per peer;
+//! - a quiet gossip period costs a fixed 0.5 KB summary per gossip target
+//!   (a logarithmic number of neighbours): O(1) per peer;
+//! - a newcomer, or a cold start, moves each entry to each peer about twice:
+//!   O(N) per peer, the size of the topology itself;
+//! - route computation is two breadth-first searches, O(N + E), coalesced.
+//!
+//! `cargo bench --bench mesh` measures this on the simulator for 100, 1,000
+//! and 4,000 peers and prints how each figure grows with N.
 
 mod channels;
 mod dispatch;

@@ -418,6 +418,12 @@ impl Sim {
         self.nodes.is_empty()
     }
 
+    /// The other end of connection `conn`: its peer and its ID there.
+    pub fn peer_end(&self, conn: ConnId) -> Option<(usize, ConnId)> {
+        let end = self.ends.get(&conn)?;
+        Some((self.ends.get(&end.peer)?.node, end.peer))
+    }
+
     /// Whether a link between `a` and `b` is configured.
     pub fn has_link(&self, a: usize, b: usize) -> bool {
         self.links.contains_key(&key(a, b))
