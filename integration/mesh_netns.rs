@@ -19,6 +19,8 @@ fn sh(cmd: &str) {
 struct Net {
     prefix: String,
     dir: PathBuf,
+    /// Every daemon started, killed on drop (also when a test fails).
+    pids: std::sync::Mutex<Vec<u32>>,
 }
 
 impl Net {
@@ -32,7 +34,7 @@ impl Net {
         let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("mesh-{prefix}"));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        let net = Net { prefix, dir };
+        let net = Net { prefix, dir, pids: std::sync::Mutex::new(Vec::new()) };
         for h in HOSTS {
             sh(&format!("ip netns add {0} && ip -n {0} link set lo up", net.ns(h)));
         }
@@ -76,7 +78,9 @@ impl Net {
         if let Some(p) = password {
             cmd.env("WEAVER_PASSWORD", p);
         }
-        cmd.spawn().expect("start weaver")
+        let child = cmd.spawn().expect("start weaver");
+        self.pids.lock().unwrap().push(child.id());
+        child
     }
 
     fn log(&self, h: &str) -> String {
@@ -86,6 +90,13 @@ impl Net {
 
 impl Drop for Net {
     fn drop(&mut self) {
+        for pid in self.pids.lock().map(|p| p.clone()).unwrap_or_default() {
+            // Only if that PID is still one of ours (PIDs are reused).
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            if String::from_utf8_lossy(&cmdline).contains(&self.dir.display().to_string()) {
+                let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+            }
+        }
         // Logs are kept when a test fails.
         if !std::thread::panicking() {
             let _ = std::fs::remove_dir_all(&self.dir);

@@ -193,12 +193,12 @@ impl Topology {
     }
 
     /// Writes an entry unconditionally: the owner's write of its own entry.
-    pub fn put(&mut self, entry: PeerEntry) {
+    pub(crate) fn put(&mut self, entry: PeerEntry) {
         self.insert(entry);
     }
 
     /// Removes `name` (garbage collection).
-    pub fn remove(&mut self, name: PeerName) -> Option<PeerEntry> {
+    pub(crate) fn remove(&mut self, name: PeerName) -> Option<PeerEntry> {
         let old = self.entries.remove(&name)?;
         self.buckets[bucket_of(name)] ^= old.fingerprint();
         Some(old)

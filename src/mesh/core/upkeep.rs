@@ -49,6 +49,7 @@ impl Router {
         }
     }
 
+    /// Our gossip channels' digests, to `conn`.
     pub(super) fn send_channel_digests(&mut self, conn: ConnId) {
         let digests: Vec<Vec<u8>> = self
             .channels
