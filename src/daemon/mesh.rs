@@ -146,6 +146,11 @@ pub async fn spawn(
 }
 
 impl MeshTask {
+    /// Whether traffic goes over the kernel fast datapath.
+    pub(super) fn dataplane_active(&self) -> bool {
+        self.dataplane.is_some()
+    }
+
     /// Whether a password is set: every connection is then encrypted.
     pub(super) fn encrypted(&self) -> bool {
         self.conn_cfg.encrypted()

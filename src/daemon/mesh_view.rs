@@ -64,9 +64,10 @@ impl MeshTask {
                 state: "established".into(),
                 peer: Some(l.info.remote.name.to_string()),
                 nickname: Some(l.info.remote.nickname.clone()),
-                // The data-path overlay is chosen per connection by the
-                // fastdp/sleeve work; until then the control plane only.
-                overlay: String::new(),
+                // Traffic to a connected peer goes over the fast datapath
+                // when this host runs it; per-connection fallback to the
+                // sleeve is not there yet, so otherwise there is none.
+                overlay: if self.dataplane_active() { "fastdp" } else { "none" }.into(),
                 encrypted: l.info.encrypted(),
                 mtu: None,
                 info: String::new(),

@@ -120,8 +120,8 @@ proptest! {
         // cycle with the new link for a moment (typically 5 extra copies in
         // all, whatever the size).
         let mut extra = 0;
-        for i in 0..n {
-            let got = sim.router(i).counters().entries_received - before[i];
+        for (i, before) in before.iter().enumerate() {
+            let got = sim.router(i).counters().entries_received - before;
             let want = if i == a || i == b { 1 } else { 2 };
             prop_assert!(got >= want, "peer {} got {}", i, got);
             extra += got - want;
