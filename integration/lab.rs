@@ -97,16 +97,21 @@ scenario!(daemon);
 scenario!(fastdp_two_hosts);
 scenario!(fastdp_three_hosts);
 
-/// Two guests joined over loopback by qemu's UDP netdevs: VXLAN between
-/// real (virtual) machines, each with its own kernel datapath.
-#[test]
-fn multi_vm_vxlan() {
+/// Boots two guests joined over loopback by qemu's UDP netdevs and runs a
+/// scenario script in both; `name` is the scenario it reports.
+fn two_vms(script: &str, name: &str) {
     check_bins();
-    let run = boot(&["integration/lab/boot-multi.sh", "2", "integration/scenarios/multi-vxlan.sh", "--bin-dir", "{bins}"]);
-    if let Err(e) = run.verdict("multi_vm_vxlan") {
+    let run = boot(&["integration/lab/boot-multi.sh", "2", script, "--bin-dir", "{bins}"]);
+    if let Err(e) = run.verdict(name) {
         panic!("{e}");
     }
     assert!(run.ok, "a guest failed; see the lab log above");
+}
+
+/// VXLAN between two VMs, each with its own kernel datapath, flows by hand.
+#[test]
+fn multi_vm_vxlan() {
+    two_vms("integration/scenarios/multi-vxlan.sh", "multi_vm_vxlan");
 }
 
 #[test]
@@ -120,10 +125,5 @@ fn scenario_scripts_exist() {
 /// ping through the daemons' fast datapath.
 #[test]
 fn multi_vm_weaver() {
-    check_bins();
-    let run = boot(&["integration/lab/boot-multi.sh", "2", "integration/scenarios/multi-weaver.sh", "--bin-dir", "{bins}"]);
-    if let Err(e) = run.verdict("multi_vm_weaver") {
-        panic!("{e}");
-    }
-    assert!(run.ok, "a guest failed; see the lab log above");
+    two_vms("integration/scenarios/multi-weaver.sh", "multi_vm_weaver");
 }

@@ -9,7 +9,8 @@
 //! 4. [`api`]: the daemon's local HTTP API (types shared with `weavectl`).
 //! 5. The binaries `weaver` and `weavectl`.
 //!
-//! [`proto`] holds the prost-generated control-plane messages.
+//! The control-plane messages are prost-generated from `proto/*.proto`:
+//! `conn.proto` (handshake and framing) and `mesh.proto` (gossip).
 #![deny(unsafe_code)]
 
 pub mod api;
@@ -19,29 +20,7 @@ pub mod mesh;
 pub mod odp;
 pub mod plumb;
 
-/// Generated from `proto/weaver.proto`.
-pub mod proto {
-    #![allow(missing_docs, clippy::all)]
-    include!(concat!(env!("OUT_DIR"), "/weaver.v1.rs"));
-}
-
 /// Default datapath name.
 pub const DEFAULT_DATAPATH: &str = "weave";
 /// Default control-plane TCP port; VXLAN uses this + 1.
 pub const DEFAULT_PORT: u16 = 6783;
-
-#[cfg(test)]
-mod tests {
-    use prost::Message;
-
-    use super::proto::{frame, Frame, Hello};
-
-    #[test]
-    fn control_frames_round_trip() {
-        let f = Frame { body: Some(frame::Body::Hello(Hello { magic: 0x7765_6176, min_version: 1, max_version: 1 })) };
-        let bytes = f.encode_to_vec();
-        assert_eq!(Frame::decode(bytes.as_slice()).unwrap(), f);
-        // Garbage is an error, never a panic.
-        assert!(Frame::decode(&[0xff, 0xff, 0xff][..]).is_err());
-    }
-}
