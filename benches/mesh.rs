@@ -200,7 +200,9 @@ fn main() {
     let mut c = Criterion::default().configure_from_args().sample_size(10).measurement_time(Duration::from_secs(2));
     for t in &topologies {
         let me = t.names().next().expect("a peer");
-        c.bench_function(&format!("routes/compute/{}", t.len()), |b| b.iter(|| Routes::from_topology(black_box(t), me, 1)));
+        c.bench_function(&format!("routes/compute/{}", t.len()), |b| {
+            b.iter(|| Routes::from_topology(black_box(t), me, 1))
+        });
     }
     c.final_summary();
 }

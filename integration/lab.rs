@@ -33,7 +33,8 @@ impl Run {
         if self.log.lines().any(|l| l.trim_end().ends_with(&pass) || l.contains(&format!("{pass}\r"))) {
             return Ok(());
         }
-        let why = if self.log.contains(&fail) { "failed in the guest" } else { "did not report (guest did not run it)" };
+        let why =
+            if self.log.contains(&fail) { "failed in the guest" } else { "did not report (guest did not run it)" };
         Err(format!("scenario {scenario} {why}; guest exit ok={}; see the lab log above", self.ok))
     }
 }
@@ -116,7 +117,9 @@ fn multi_vm_vxlan() {
 
 #[test]
 fn scenario_scripts_exist() {
-    for s in ["integration/scenarios/guest-fastdp.sh", "integration/scenarios/multi-vxlan.sh", "integration/lab/boot.sh"] {
+    for s in
+        ["integration/scenarios/guest-fastdp.sh", "integration/scenarios/multi-vxlan.sh", "integration/lab/boot.sh"]
+    {
         assert!(Path::new(&repo().join(s)).is_file(), "{s} missing");
     }
 }

@@ -162,7 +162,8 @@ fn chain_of_five_converges_splits_and_heals() {
         wait_until(&format!("{h} to see all five peers"), Duration::from_secs(60), || seen(&net, h) == all);
     }
     // The chain, as A sees it: each peer connected only to its neighbours.
-    let peers: Value = serde_json::from_str(&weavectl(&net.sock("a"), &["status", "peers", "--json"]).unwrap()).unwrap();
+    let peers: Value =
+        serde_json::from_str(&weavectl(&net.sock("a"), &["status", "peers", "--json"]).unwrap()).unwrap();
     for p in peers.as_array().unwrap() {
         let me = p["nickname"].as_str().unwrap().trim_start_matches("host-");
         let i = HOSTS.iter().position(|x| *x == me).unwrap();

@@ -27,6 +27,9 @@ integration/setup.sh
 # over 9p, except /tmp and /run.
 export CARGO_TARGET_DIR="$PWD/target"
 
+step "format"
+cargo fmt --all -- --check
+
 step "build"
 cargo build --all-targets --workspace
 

@@ -3,8 +3,8 @@
 
 pub mod client;
 pub mod handle;
-pub mod show;
 pub mod server;
+pub mod show;
 
 use serde::{Deserialize, Serialize};
 

@@ -10,7 +10,8 @@ use axum::{Json, Router};
 
 use super::handle::{MeshGone, MeshHandle};
 use super::{
-    monotonic_ms, ApiError, AttachRequest, AttachView, DetachRequest, ConnectRequest, ConnectionView, DatapathView, FlowsView, ForgetRequest, PeerView, Status,
+    monotonic_ms, ApiError, AttachRequest, AttachView, ConnectRequest, ConnectionView, DatapathView, DetachRequest,
+    FlowsView, ForgetRequest, PeerView, Status,
 };
 use crate::odp::socket::{OdpClient, OdpError};
 
@@ -95,7 +96,10 @@ fn dataplane(s: &AppState) -> Result<&crate::daemon::dataplane::DataplaneHandle,
     s.dataplane.as_ref().ok_or_else(|| {
         Failure(
             StatusCode::CONFLICT,
-            format!("attach needs the fast datapath, which is not in use ({}); sleeve attach comes with the sleeve overlay", s.status.reason),
+            format!(
+                "attach needs the fast datapath, which is not in use ({}); sleeve attach comes with the sleeve overlay",
+                s.status.reason
+            ),
         )
     })
 }
@@ -146,17 +150,14 @@ fn fastdp(s: &AppState) -> Result<(Arc<OdpClient>, String), Failure> {
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, Failure> + Send + 'static) -> Result<T, Failure> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| Failure(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+    tokio::task::spawn_blocking(f).await.map_err(|e| Failure(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
 }
 
 async fn datapath(State(s): State<Arc<AppState>>) -> Result<Json<DatapathView>, Failure> {
     let (c, name) = fastdp(&s)?;
     blocking(move || {
-        let dp = c
-            .get_datapath(&name)?
-            .ok_or_else(|| Failure(StatusCode::NOT_FOUND, format!("datapath {name} is gone")))?;
+        let dp =
+            c.get_datapath(&name)?.ok_or_else(|| Failure(StatusCode::NOT_FOUND, format!("datapath {name} is gone")))?;
         let ports = c.dump_vports(dp.dp_ifindex)?;
         Ok(Json(DatapathView { datapath: dp, ports }))
     })
@@ -166,9 +167,8 @@ async fn datapath(State(s): State<Arc<AppState>>) -> Result<Json<DatapathView>, 
 async fn flows(State(s): State<Arc<AppState>>) -> Result<Json<FlowsView>, Failure> {
     let (c, name) = fastdp(&s)?;
     blocking(move || {
-        let dp = c
-            .get_datapath(&name)?
-            .ok_or_else(|| Failure(StatusCode::NOT_FOUND, format!("datapath {name} is gone")))?;
+        let dp =
+            c.get_datapath(&name)?.ok_or_else(|| Failure(StatusCode::NOT_FOUND, format!("datapath {name} is gone")))?;
         let flows = c.dump_flows(dp.dp_ifindex)?;
         Ok(Json(FlowsView { datapath: name, now_ms: monotonic_ms(), flows }))
     })

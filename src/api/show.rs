@@ -21,7 +21,8 @@ pub fn format_status(s: &Status) -> String {
         let _ = writeln!(o, "  PeerDiscovery: {}", if m.discovery { "enabled" } else { "disabled" });
         let _ = writeln!(o, "        Targets: {}", m.targets.len());
         let total: usize = m.connections.values().sum();
-        let by_state: Vec<String> = m.connections.iter().filter(|(_, n)| **n > 0).map(|(k, n)| format!("{n} {k}")).collect();
+        let by_state: Vec<String> =
+            m.connections.iter().filter(|(_, n)| **n > 0).map(|(k, n)| format!("{n} {k}")).collect();
         let detail = if by_state.is_empty() { String::new() } else { format!(" ({})", by_state.join(", ")) };
         let _ = writeln!(o, "    Connections: {total}{detail}");
         let _ = writeln!(o, "          Peers: {}", m.peers);
@@ -55,11 +56,8 @@ pub fn format_connections(conns: &[ConnectionView]) -> String {
         };
         let enc = if c.encrypted { "encrypted" } else { "unencrypted" };
         let mtu = c.mtu.map(|m| format!("mtu={m}")).unwrap_or_default();
-        let _ = writeln!(
-            o,
-            "{dir} {:<21} {:<11} {:<6} {enc:<11} {mtu:<8} {peer} {}",
-            c.addr, c.state, c.overlay, c.info
-        );
+        let _ =
+            writeln!(o, "{dir} {:<21} {:<11} {:<6} {enc:<11} {mtu:<8} {peer} {}", c.addr, c.state, c.overlay, c.info);
     }
     o
 }
@@ -108,6 +106,9 @@ mod tests {
         };
         let s = format_connections(&[c]);
         assert_eq!(s.lines().count(), 1);
-        assert!(s.starts_with("-> 10.0.0.2:6783         established sleeve encrypted   mtu=1376 aa:bb:cc:dd:ee:ff(b)"), "{s}");
+        assert!(
+            s.starts_with("-> 10.0.0.2:6783         established sleeve encrypted   mtu=1376 aa:bb:cc:dd:ee:ff(b)"),
+            "{s}"
+        );
     }
 }

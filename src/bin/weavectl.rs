@@ -7,11 +7,14 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
-use weaver::api::{self, client, AttachRequest, AttachView, DetachRequest, ConnectRequest, ConnectionView, DatapathView, FlowsView, ForgetRequest, PeerView, Status};
+use weaver::api::show;
+use weaver::api::{
+    self, client, AttachRequest, AttachView, ConnectRequest, ConnectionView, DatapathView, DetachRequest, FlowsView,
+    ForgetRequest, PeerView, Status,
+};
 use weaver::odp::flow::Flow;
 use weaver::odp::format;
 use weaver::odp::probe;
-use weaver::api::show;
 use weaver::odp::socket::{DpFeatures, OdpClient};
 use weaver::odp::vport::{VportOptions, VportType};
 
@@ -344,7 +347,12 @@ async fn dp(cli: &Cli, cmd: &DpCmd) -> Result<()> {
 }
 
 /// Polls `recv` until it has produced `count` items or `timeout_s` passes.
-fn poll_until<T>(count: usize, timeout_s: u64, mut recv: impl FnMut() -> Result<Vec<T>>, mut each: impl FnMut(T) -> Result<()>) -> Result<()> {
+fn poll_until<T>(
+    count: usize,
+    timeout_s: u64,
+    mut recv: impl FnMut() -> Result<Vec<T>>,
+    mut each: impl FnMut(T) -> Result<()>,
+) -> Result<()> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(timeout_s);
     let mut seen = 0;
     while seen < count {
@@ -418,17 +426,26 @@ fn events(count: usize, timeout: u64) -> Result<()> {
     let mut ev = VportEvents::open(&c.families())?;
     ev.set_nonblocking(true)?;
     eprintln!("listening for vport events");
-    poll_until(count, timeout, || Ok(ev.recv()?), |e| {
-        let cmd = match e.cmd {
-            1 => "new",
-            2 => "del",
-            4 => "set",
-            _ => "other",
-        };
-        let kind = e.vport.kind.map(|k| k.name()).unwrap_or_default();
-        println!("{cmd} port {}: {} ({kind})", e.vport.port_no.unwrap_or_default(), e.vport.name.as_deref().unwrap_or("?"));
-        Ok(())
-    })
+    poll_until(
+        count,
+        timeout,
+        || Ok(ev.recv()?),
+        |e| {
+            let cmd = match e.cmd {
+                1 => "new",
+                2 => "del",
+                4 => "set",
+                _ => "other",
+            };
+            let kind = e.vport.kind.map(|k| k.name()).unwrap_or_default();
+            println!(
+                "{cmd} port {}: {} ({kind})",
+                e.vport.port_no.unwrap_or_default(),
+                e.vport.name.as_deref().unwrap_or("?")
+            );
+            Ok(())
+        },
+    )
 }
 
 fn port(cmd: &PortCmd) -> Result<()> {
@@ -489,14 +506,27 @@ async fn flows(cli: &Cli, cmd: &FlowsCmd) -> Result<()> {
             let (key, mask) = format::parse_key(key).context("flow key")?;
             let actions = format::parse_actions(actions).context("flow actions")?;
             let c = kernel()?;
-            let f = Flow { dp_ifindex: dp_index(&c, dp)?, key, mask: Some(mask), actions: Some(actions), ..Default::default() };
+            let f = Flow {
+                dp_ifindex: dp_index(&c, dp)?,
+                key,
+                mask: Some(mask),
+                actions: Some(actions),
+                ..Default::default()
+            };
             c.new_flow(&f)?;
         }
         FlowsCmd::Mod { dp, clear, key, actions } => {
             let (key, mask) = format::parse_key(key).context("flow key")?;
             let actions = actions.as_deref().map(format::parse_actions).transpose().context("flow actions")?;
             let c = kernel()?;
-            let f = Flow { dp_ifindex: dp_index(&c, dp)?, key, mask: Some(mask), actions, clear: *clear, ..Default::default() };
+            let f = Flow {
+                dp_ifindex: dp_index(&c, dp)?,
+                key,
+                mask: Some(mask),
+                actions,
+                clear: *clear,
+                ..Default::default()
+            };
             c.set_flow(&f)?;
         }
         FlowsCmd::Get { dp, key } => {

@@ -119,9 +119,10 @@ async fn main() -> Result<()> {
         .with_context(|| format!("binding the API socket {}", cfg.api_socket.display()))?;
     info!(socket = %cfg.api_socket.display(), "API listening");
     let api_stop = stopped(stop_rx.clone());
-    let api = tokio::spawn(async move {
-        axum::serve(listener, server::router(state)).with_graceful_shutdown(api_stop).await
-    });
+    let api =
+        tokio::spawn(
+            async move { axum::serve(listener, server::router(state)).with_graceful_shutdown(api_stop).await },
+        );
 
     shutdown_signal().await;
     info!("shutting down");

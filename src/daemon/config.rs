@@ -105,7 +105,12 @@ impl Config {
             .filter(|p| !p.trim().is_empty())
             .map(|p| maker::normalise(p, a.port).map_err(|e| invalid("peers", e.to_string())))
             .collect::<Result<Vec<_>, _>>()?;
-        let name = a.name.as_deref().map(str::parse).transpose().map_err(|e: crate::mesh::peer::PeerError| invalid("name", e.to_string()))?;
+        let name = a
+            .name
+            .as_deref()
+            .map(str::parse)
+            .transpose()
+            .map_err(|e: crate::mesh::peer::PeerError| invalid("name", e.to_string()))?;
         let nickname = a.nickname.clone().unwrap_or_else(hostname);
         if nickname.len() > 64 {
             return Err(invalid("nickname", "longer than 64 bytes"));
@@ -128,7 +133,8 @@ impl Config {
         if a.datapath.is_empty() || a.datapath.len() > 15 {
             return Err(invalid("datapath", "must be 1 to 15 characters (an interface name)"));
         }
-        let vxlan_port = a.port.checked_add(1).ok_or_else(|| invalid("port", "must be below 65535 (VXLAN uses port + 1)"))?;
+        let vxlan_port =
+            a.port.checked_add(1).ok_or_else(|| invalid("port", "must be below 65535 (VXLAN uses port + 1)"))?;
         if a.port == 0 {
             return Err(invalid("port", "must not be 0"));
         }
@@ -163,7 +169,8 @@ mod tests {
     use super::*;
 
     fn parse(args: &[&str]) -> Result<Config, String> {
-        let a = Args::try_parse_from(std::iter::once("weaver").chain(args.iter().copied())).map_err(|e| e.to_string())?;
+        let a =
+            Args::try_parse_from(std::iter::once("weaver").chain(args.iter().copied())).map_err(|e| e.to_string())?;
         Config::from_args(a).map_err(|e| e.to_string())
     }
 

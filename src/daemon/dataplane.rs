@@ -74,7 +74,9 @@ pub(super) fn snapshot<'a>(router: &Router, live: impl Iterator<Item = &'a Live>
         .peers
         .iter()
         .filter(|p| p.name != st.name)
-        .filter_map(|p| underlay_of.get(&p.name).map(|ip| PeerInfo { name: p.name, short_id: p.short_id, underlay: *ip }))
+        .filter_map(|p| {
+            underlay_of.get(&p.name).map(|ip| PeerInfo { name: p.name, short_id: p.short_id, underlay: *ip })
+        })
         .collect();
     let routes = router.routes();
     let mut table = RouteTable::new();

@@ -130,10 +130,7 @@ pub async fn spawn(
         discovery: s.discovery,
         conn_cfg: Arc::new(s.conn),
         port: s.port,
-        limiter: AcceptLimiter::new(
-            LimitConfig { max_connections: s.conn_limit, ..LimitConfig::default() },
-            now,
-        ),
+        limiter: AcceptLimiter::new(LimitConfig { max_connections: s.conn_limit, ..LimitConfig::default() }, now),
         next_conn: 1,
         start: now,
         events_tx,
@@ -215,11 +212,19 @@ impl MeshTask {
         }
         let mut changed = false;
         while let Some(ev) = self.router.poll_event() {
-            changed |= matches!(ev, MeshEvent::RouteChange(_) | MeshEvent::PeerAdded { .. } | MeshEvent::PeerRemoved { .. } | MeshEvent::ShortIdChanged { .. });
+            changed |= matches!(
+                ev,
+                MeshEvent::RouteChange(_)
+                    | MeshEvent::PeerAdded { .. }
+                    | MeshEvent::PeerRemoved { .. }
+                    | MeshEvent::ShortIdChanged { .. }
+            );
             match ev {
                 MeshEvent::PeerAdded { name, nickname, .. } => info!(peer = %name, %nickname, "peer added"),
                 MeshEvent::PeerRemoved { name, .. } => info!(peer = %name, "peer removed"),
-                MeshEvent::ShortIdChanged { old, new } => info!(old = old.get(), new = new.get(), "our short ID changed"),
+                MeshEvent::ShortIdChanged { old, new } => {
+                    info!(old = old.get(), new = new.get(), "our short ID changed")
+                }
                 MeshEvent::RouteChange(c) => {
                     debug!(?c, "routes changed");
                     if self.discovery {
@@ -280,7 +285,14 @@ impl MeshTask {
                     Ok(Err(e)) => Err(Failure { error: format!("connect to {addr}: {e}"), permanent: false }),
                     Err(_) => Err(Failure { error: format!("connect to {addr}: timed out"), permanent: false }),
                 };
-                let ev = TaskEvent::Handshake { conn, addr: addr.clone(), local, target: Some(addr), outbound: true, result };
+                let ev = TaskEvent::Handshake {
+                    conn,
+                    addr: addr.clone(),
+                    local,
+                    target: Some(addr),
+                    outbound: true,
+                    result,
+                };
                 let _ = tx.send(ev).await;
             });
         }
@@ -298,7 +310,8 @@ impl MeshTask {
         tokio::spawn(async move {
             let local = stream.local_addr().ok();
             let result = conn::establish(stream, &cfg, false).await.map_err(Failure::from);
-            let ev = TaskEvent::Handshake { conn, addr: addr.to_string(), local, target: None, outbound: false, result };
+            let ev =
+                TaskEvent::Handshake { conn, addr: addr.to_string(), local, target: None, outbound: false, result };
             let _ = tx.send(ev).await;
         });
     }
@@ -353,7 +366,12 @@ impl MeshTask {
     ) {
         let now = self.now();
         let info = est.info.clone();
-        let new = NewConnection { remote: info.remote.clone(), address: addr.clone(), outbound, tie_breaker: info.conn_uid() };
+        let new = NewConnection {
+            remote: info.remote.clone(),
+            address: addr.clone(),
+            outbound,
+            tie_breaker: info.conn_uid(),
+        };
         let verdict = self.router.handle_connection_up(now, conn, new);
         let mut handle = conn::spawn(est);
         match verdict {
@@ -378,7 +396,16 @@ impl MeshTask {
                 let remote_ip = handle.remote_addr.ip();
                 self.live.insert(
                     conn,
-                    Live { handle_tx: handle.tx, closer: handle.closer, info, addr, outbound, target, local, remote_ip },
+                    Live {
+                        handle_tx: handle.tx,
+                        closer: handle.closer,
+                        info,
+                        addr,
+                        outbound,
+                        target,
+                        local,
+                        remote_ip,
+                    },
                 );
                 self.publish_dataplane();
             }

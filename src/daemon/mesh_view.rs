@@ -13,7 +13,12 @@ impl MeshTask {
         let mut connections: BTreeMap<String, usize> = BTreeMap::new();
         connections.insert("established".into(), self.live.len());
         connections.insert("connecting".into(), self.pending.len());
-        let failed = self.maker.status().iter().filter(|t| matches!(t.state, TargetState::Waiting { .. }) && t.failures > 0).count();
+        let failed = self
+            .maker
+            .status()
+            .iter()
+            .filter(|t| matches!(t.state, TargetState::Waiting { .. }) && t.failures > 0)
+            .count();
         connections.insert("failed".into(), failed);
         MeshStatus {
             name: me.name.to_string(),
@@ -85,16 +90,18 @@ impl MeshTask {
             info: String::new(),
         }));
         let live_addrs: Vec<&String> = self.live.values().map(|l| &l.addr).collect();
-        out.extend(self.failures.iter().filter(|(a, _, _)| !live_addrs.contains(&a)).map(|(a, outbound, e)| ConnectionView {
-            direction: dir(*outbound),
-            addr: a.clone(),
-            state: "failed".into(),
-            peer: None,
-            nickname: None,
-            overlay: String::new(),
-            encrypted: self.encrypted(),
-            mtu: None,
-            info: e.clone(),
+        out.extend(self.failures.iter().filter(|(a, _, _)| !live_addrs.contains(&a)).map(|(a, outbound, e)| {
+            ConnectionView {
+                direction: dir(*outbound),
+                addr: a.clone(),
+                state: "failed".into(),
+                peer: None,
+                nickname: None,
+                overlay: String::new(),
+                encrypted: self.encrypted(),
+                mtu: None,
+                info: e.clone(),
+            }
         }));
         out
     }

@@ -205,7 +205,8 @@ fn flood(
     deps: &mut BTreeSet<Dep>,
 ) -> Vec<Action> {
     let me = &w.me;
-    let mut actions: Vec<Action> = w.ports.iter().filter(|p| Some(**p) != in_port).map(|p| Action::Output(*p)).collect();
+    let mut actions: Vec<Action> =
+        w.ports.iter().filter(|p| Some(**p) != in_port).map(|p| Action::Output(*p)).collect();
     deps.extend([Dep::LocalPorts, Dep::Tree(origin), Dep::Peer(me.name)]);
     for &c in w.routes.children(origin) {
         deps.insert(Dep::Peer(c));

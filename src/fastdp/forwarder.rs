@@ -61,7 +61,15 @@ impl Forwarder {
             ports: BTreeSet::new(),
         };
         let macs = MacTable::new(cfg.mac_timeout_ms);
-        Forwarder { cfg, world, macs, cache: FlowCache::default(), epoch: Epoch(0), queue: VecDeque::new(), counters: Counters::default() }
+        Forwarder {
+            cfg,
+            world,
+            macs,
+            cache: FlowCache::default(),
+            epoch: Epoch(0),
+            queue: VecDeque::new(),
+            counters: Counters::default(),
+        }
     }
 
     /// The current epoch.
@@ -276,7 +284,15 @@ impl Forwarder {
         }
     }
 
-    fn install(&mut self, now: u64, key: MatchKey, source: Location, actions: &[Action], deps: BTreeSet<Dep>, out: &mut Vec<StampedOp>) {
+    fn install(
+        &mut self,
+        now: u64,
+        key: MatchKey,
+        source: Location,
+        actions: &[Action],
+        deps: BTreeSet<Dep>,
+        out: &mut Vec<StampedOp>,
+    ) {
         match self.cache.get(&key) {
             Some(e) if e.actions == actions && e.epoch == self.epoch => return,
             Some(e) if e.actions == actions => self.cache.reinstalled(&key, self.epoch),
@@ -295,7 +311,15 @@ impl Forwarder {
     }
 
     fn entry(&self, now: u64, key: MatchKey, source: Location, actions: &[Action], deps: &BTreeSet<Dep>) -> FlowEntry {
-        FlowEntry { key, actions: actions.to_vec(), deps: deps.clone(), source, epoch: self.epoch, installed: now, used: now }
+        FlowEntry {
+            key,
+            actions: actions.to_vec(),
+            deps: deps.clone(),
+            source,
+            epoch: self.epoch,
+            installed: now,
+            used: now,
+        }
     }
 
     fn execute(&mut self, actions: Vec<Action>) -> StampedOp {

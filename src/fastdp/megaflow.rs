@@ -260,7 +260,11 @@ mod tests {
             MatchKey {
                 in_port: 4,
                 eth: eth(5, 6),
-                tunnel: Some(TunnelMatch { id: 0x1002, src: Ipv4Addr::new(10, 0, 0, 1), dst: Ipv4Addr::new(10, 0, 0, 2) })
+                tunnel: Some(TunnelMatch {
+                    id: 0x1002,
+                    src: Ipv4Addr::new(10, 0, 0, 1),
+                    dst: Ipv4Addr::new(10, 0, 0, 2)
+                })
             }
         );
         // The canonical key drops the TTL and port the packet happened to have.
@@ -269,7 +273,8 @@ mod tests {
 
     #[test]
     fn vlan_tags_are_noticed() {
-        let tagged = [KeyAttr::InPort(1), KeyAttr::Ethernet(eth(1, 2)), KeyAttr::EthType(0x8100), KeyAttr::Vlan(0x1005)];
+        let tagged =
+            [KeyAttr::InPort(1), KeyAttr::Ethernet(eth(1, 2)), KeyAttr::EthType(0x8100), KeyAttr::Vlan(0x1005)];
         assert!(Upcall::parse(&tagged).unwrap().vlan);
         let qinq = [KeyAttr::InPort(1), KeyAttr::Ethernet(eth(1, 2)), KeyAttr::EthType(0x88a8)];
         assert!(Upcall::parse(&qinq).unwrap().vlan);

@@ -190,7 +190,10 @@ mod tests {
     fn drop_reasons_have_stable_kinds() {
         assert_eq!(DropReason::Hairpin(3).kind(), "hairpin");
         assert_eq!(DropReason::Hairpin(3).to_string(), "hairpin: destination is behind in_port 3");
-        assert_eq!(DropReason::UnknownSource(ShortId::from_bits(9)).to_string(), "no single peer has source short ID 9");
+        assert_eq!(
+            DropReason::UnknownSource(ShortId::from_bits(9)).to_string(),
+            "no single peer has source short ID 9"
+        );
         assert_eq!(DropReason::from(KeyError::MissingInPort).kind(), "bad_key");
     }
 }

@@ -42,9 +42,13 @@ pub enum Source {
 #[serde(rename_all = "snake_case", tag = "state")]
 pub enum TargetState {
     /// Waiting until `at` (ms) to dial.
-    Waiting { at: u64 },
+    Waiting {
+        at: u64,
+    },
     Connecting,
-    Connected { since: u64 },
+    Connected {
+        since: u64,
+    },
     /// Refused for good (e.g. it is ourselves).
     Abandoned,
 }
@@ -201,7 +205,8 @@ impl Maker {
 
     /// The next address due for dialling at `now`, marked as connecting.
     pub fn poll_connect(&mut self, now: u64) -> Option<String> {
-        let (addr, t) = self.targets.iter_mut().find(|(_, t)| matches!(t.state, TargetState::Waiting { at } if at <= now))?;
+        let (addr, t) =
+            self.targets.iter_mut().find(|(_, t)| matches!(t.state, TargetState::Waiting { at } if at <= now))?;
         t.state = TargetState::Connecting;
         Some(addr.clone())
     }

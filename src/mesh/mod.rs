@@ -7,6 +7,6 @@
 //! - `maker`: which addresses to connect to, and when (backoff).
 
 pub mod conn;
-pub mod maker;
 pub mod core;
+pub mod maker;
 pub mod peer;

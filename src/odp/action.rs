@@ -62,12 +62,21 @@ pub enum Action {
     /// Replace a header (or the tunnel metadata) with the one given.
     Set(KeyAttr),
     /// Replace the bits of a header selected by the mask.
-    SetMasked { value: KeyAttr, mask: KeyAttr },
-    PushVlan { tpid: u16, tci: u16 },
+    SetMasked {
+        value: KeyAttr,
+        mask: KeyAttr,
+    },
+    PushVlan {
+        tpid: u16,
+        tci: u16,
+    },
     PopVlan,
     Sample(SampleAction),
     Recirc(u32),
-    Hash { alg: u32, basis: u32 },
+    Hash {
+        alg: u32,
+        basis: u32,
+    },
     /// Truncate the packet to `max_len` bytes for the following outputs.
     Trunc(u32),
     Other(RawNla),
@@ -96,10 +105,7 @@ impl Action {
             }
             PUSH_VLAN => {
                 let b = a.fixed::<4>(WHAT)?;
-                Action::PushVlan {
-                    tpid: u16::from_be_bytes([b[0], b[1]]),
-                    tci: u16::from_be_bytes([b[2], b[3]]),
-                }
+                Action::PushVlan { tpid: u16::from_be_bytes([b[0], b[1]]), tci: u16::from_be_bytes([b[2], b[3]]) }
             }
             POP_VLAN => {
                 a.flag(WHAT)?;
@@ -240,24 +246,30 @@ pub(crate) mod strategy {
     }
 
     pub fn action() -> impl Strategy<Value = Action> {
-        let leaf = prop_oneof![
-            any::<u32>().prop_map(Action::Output),
-            (any::<u32>(), proptest::option::of(proptest::collection::vec(any::<u8>(), 0..12)), any::<Option<u32>>(), any::<bool>())
-                .prop_map(|(pid, userdata, egress_tun_port, actions)| Action::Userspace(UserspaceAction {
-                    pid, userdata, egress_tun_port, actions, other: vec![]
-                })),
-            ks::fixed_key_attr().prop_map(Action::Set),
-            tunnel_key().prop_map(|t| Action::Set(KeyAttr::Tunnel(t))),
-            (ks::fixed_key_attr()).prop_map(|v| Action::SetMasked { mask: v.clone(), value: v }),
-            masked_pair().prop_map(|(value, mask)| Action::SetMasked { value, mask }),
-            (any::<u16>(), any::<u16>()).prop_map(|(tpid, tci)| Action::PushVlan { tpid, tci }),
-            Just(Action::PopVlan),
-            any::<u32>().prop_map(Action::Recirc),
-            (any::<u32>(), any::<u32>()).prop_map(|(alg, basis)| Action::Hash { alg, basis }),
-            any::<u32>().prop_map(Action::Trunc),
-            (40u16..200, proptest::collection::vec(any::<u8>(), 0..12))
-                .prop_map(|(kind, payload)| Action::Other(RawNla { kind, payload })),
-        ];
+        let leaf =
+            prop_oneof![
+                any::<u32>().prop_map(Action::Output),
+                (
+                    any::<u32>(),
+                    proptest::option::of(proptest::collection::vec(any::<u8>(), 0..12)),
+                    any::<Option<u32>>(),
+                    any::<bool>()
+                )
+                    .prop_map(|(pid, userdata, egress_tun_port, actions)| Action::Userspace(
+                        UserspaceAction { pid, userdata, egress_tun_port, actions, other: vec![] }
+                    )),
+                ks::fixed_key_attr().prop_map(Action::Set),
+                tunnel_key().prop_map(|t| Action::Set(KeyAttr::Tunnel(t))),
+                (ks::fixed_key_attr()).prop_map(|v| Action::SetMasked { mask: v.clone(), value: v }),
+                masked_pair().prop_map(|(value, mask)| Action::SetMasked { value, mask }),
+                (any::<u16>(), any::<u16>()).prop_map(|(tpid, tci)| Action::PushVlan { tpid, tci }),
+                Just(Action::PopVlan),
+                any::<u32>().prop_map(Action::Recirc),
+                (any::<u32>(), any::<u32>()).prop_map(|(alg, basis)| Action::Hash { alg, basis }),
+                any::<u32>().prop_map(Action::Trunc),
+                (40u16..200, proptest::collection::vec(any::<u8>(), 0..12))
+                    .prop_map(|(kind, payload)| Action::Other(RawNla { kind, payload })),
+            ];
         leaf.prop_recursive(2, 12, 4, |inner| {
             (any::<u32>(), proptest::collection::vec(inner, 0..4))
                 .prop_map(|(probability, actions)| Action::Sample(SampleAction { probability, actions, other: vec![] }))

@@ -137,7 +137,12 @@ mod tests {
             (any::<i32>(), proptest::option::of("[a-z][a-z0-9-]{0,14}"), any::<Option<u32>>()),
             proptest::option::of(any::<[u64; 4]>()),
             proptest::option::of((any::<u64>(), any::<u32>(), any::<u64>())),
-            (any::<Option<u32>>(), any::<Option<u32>>(), proptest::option::of(proptest::collection::vec(any::<u32>(), 0..8)), any::<Option<u32>>()),
+            (
+                any::<Option<u32>>(),
+                any::<Option<u32>>(),
+                proptest::option::of(proptest::collection::vec(any::<u32>(), 0..8)),
+                any::<Option<u32>>(),
+            ),
         )
             .prop_map(|((dp_ifindex, name, upcall_pid), s, m, (uf, mcs, pcp, ifi))| Datapath {
                 dp_ifindex,

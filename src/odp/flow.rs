@@ -137,21 +137,23 @@ pub(crate) mod strategy {
             (any::<Option<(u64, u64)>>(), any::<Option<u8>>(), any::<Option<u64>>(), any::<bool>(), any::<bool>()),
             (proptest::option::of(proptest::collection::vec(any::<u8>(), 1..16)), any::<Option<u32>>()),
         )
-            .prop_map(|((dp, key, mask, actions), (stats, tcp_flags, used, clear, probe), (ufid, ufid_flags))| Flow {
-                dp_ifindex: dp,
-                // An empty key is not sent at all, so it parses back as empty.
-                key,
-                mask,
-                actions,
-                stats: stats.map(|(packets, bytes)| FlowStats { packets, bytes }),
-                tcp_flags,
-                used,
-                clear,
-                probe,
-                ufid,
-                ufid_flags,
-                other: vec![],
-            })
+            .prop_map(
+                |((dp, key, mask, actions), (stats, tcp_flags, used, clear, probe), (ufid, ufid_flags))| Flow {
+                    dp_ifindex: dp,
+                    // An empty key is not sent at all, so it parses back as empty.
+                    key,
+                    mask,
+                    actions,
+                    stats: stats.map(|(packets, bytes)| FlowStats { packets, bytes }),
+                    tcp_flags,
+                    used,
+                    clear,
+                    probe,
+                    ufid,
+                    ufid_flags,
+                    other: vec![],
+                },
+            )
     }
 }
 

@@ -398,12 +398,16 @@ pub(crate) mod strategy {
             (mac(), mac()).prop_map(|(src, dst)| KeyAttr::Ethernet(EthernetKey { src, dst })).boxed(),
             any::<u16>().prop_map(KeyAttr::Vlan).boxed(),
             any::<u16>().prop_map(KeyAttr::EthType).boxed(),
-            (v4(), v4(), any::<[u8; 4]>()).prop_map(|(src, dst, b)| KeyAttr::Ipv4(Ipv4Key {
-                src, dst, proto: b[0], tos: b[1], ttl: b[2], frag: b[3]
-            })).boxed(),
-            (v6(), v6(), any::<u32>(), any::<[u8; 4]>()).prop_map(|(src, dst, label, b)| KeyAttr::Ipv6(Ipv6Key {
-                src, dst, label, proto: b[0], tclass: b[1], hlimit: b[2], frag: b[3]
-            })).boxed(),
+            (v4(), v4(), any::<[u8; 4]>())
+                .prop_map(|(src, dst, b)| {
+                    KeyAttr::Ipv4(Ipv4Key { src, dst, proto: b[0], tos: b[1], ttl: b[2], frag: b[3] })
+                })
+                .boxed(),
+            (v6(), v6(), any::<u32>(), any::<[u8; 4]>())
+                .prop_map(|(src, dst, label, b)| {
+                    KeyAttr::Ipv6(Ipv6Key { src, dst, label, proto: b[0], tclass: b[1], hlimit: b[2], frag: b[3] })
+                })
+                .boxed(),
             ports().prop_map(KeyAttr::Tcp).boxed(),
             ports().prop_map(KeyAttr::Udp).boxed(),
             icmp().prop_map(KeyAttr::Icmp).boxed(),
@@ -439,9 +443,7 @@ pub(crate) mod strategy {
             1 => (40u16..200, proptest::collection::vec(any::<u8>(), 0..16))
                 .prop_map(|(kind, payload)| KeyAttr::Other(RawNla { kind, payload })),
         ];
-        leaf.prop_recursive(2, 16, 4, |inner| {
-            proptest::collection::vec(inner, 0..4).prop_map(KeyAttr::Encap)
-        })
+        leaf.prop_recursive(2, 16, 4, |inner| proptest::collection::vec(inner, 0..4).prop_map(KeyAttr::Encap))
     }
 
     pub fn keys() -> impl Strategy<Value = Vec<KeyAttr>> {

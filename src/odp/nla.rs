@@ -112,11 +112,7 @@ impl<'a> Nla<'a> {
                 expected: "a multiple of 4",
             });
         }
-        Ok(self
-            .payload
-            .chunks_exact(4)
-            .map(|c| u32::from_ne_bytes([c[0], c[1], c[2], c[3]]))
-            .collect())
+        Ok(self.payload.chunks_exact(4).map(|c| u32::from_ne_bytes([c[0], c[1], c[2], c[3]])).collect())
     }
 
     /// A struct of `N` host-order u64 counters (only 4-byte aligned on the wire).
@@ -184,11 +180,7 @@ impl<'a> Iterator for NlaIter<'a> {
         let buf = self.buf;
         if buf.len() < NLA_HDRLEN {
             self.failed = true;
-            return Some(Err(WireError::Truncated {
-                what: "attribute header",
-                need: NLA_HDRLEN,
-                have: buf.len(),
-            }));
+            return Some(Err(WireError::Truncated { what: "attribute header", need: NLA_HDRLEN, have: buf.len() }));
         }
         let len = u16::from_ne_bytes([buf[0], buf[1]]) as usize;
         let raw_type = u16::from_ne_bytes([buf[2], buf[3]]);
@@ -199,11 +191,7 @@ impl<'a> Iterator for NlaIter<'a> {
         let payload = &buf[NLA_HDRLEN..len];
         // The last attribute of a message may arrive without its padding.
         self.buf = &buf[align(len).min(buf.len())..];
-        Some(Ok(Nla {
-            kind: raw_type & NLA_TYPE_MASK,
-            flags: raw_type & !NLA_TYPE_MASK,
-            payload,
-        }))
+        Some(Ok(Nla { kind: raw_type & NLA_TYPE_MASK, flags: raw_type & !NLA_TYPE_MASK, payload }))
     }
 }
 

@@ -139,7 +139,10 @@ pub struct Upcall {
 pub enum UpcallItem {
     Upcall(Box<Upcall>),
     /// A message of another family or command, ignored by the caller.
-    Ignored { kind: u16, cmd: Option<u8> },
+    Ignored {
+        kind: u16,
+        cmd: Option<u8>,
+    },
     /// An `NLMSG_ERROR` (errno, negative) delivered to this socket.
     Error(i32),
 }
@@ -180,11 +183,26 @@ mod tests {
     fn packet_msg() -> impl Strategy<Value = PacketMsg> {
         (
             (any::<i32>(), proptest::collection::vec(any::<u8>(), 0..128), keys(), proptest::option::of(actions())),
-            (proptest::option::of(proptest::collection::vec(any::<u8>(), 0..16)), proptest::option::of(crate::odp::tunnel::strategy::tunnel_key())),
+            (
+                proptest::option::of(proptest::collection::vec(any::<u8>(), 0..16)),
+                proptest::option::of(crate::odp::tunnel::strategy::tunnel_key()),
+            ),
             (any::<bool>(), any::<Option<u16>>(), any::<Option<u32>>(), any::<Option<u64>>()),
         )
-            .prop_map(|((dp, packet, key, actions), (userdata, egress_tun_key), (probe, mru, len, hash))| PacketMsg {
-                dp_ifindex: dp, packet, key, actions, userdata, egress_tun_key, probe, mru, len, hash, other: vec![],
+            .prop_map(|((dp, packet, key, actions), (userdata, egress_tun_key), (probe, mru, len, hash))| {
+                PacketMsg {
+                    dp_ifindex: dp,
+                    packet,
+                    key,
+                    actions,
+                    userdata,
+                    egress_tun_key,
+                    probe,
+                    mru,
+                    len,
+                    hash,
+                    other: vec![],
+                }
             })
     }
 

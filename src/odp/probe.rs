@@ -105,13 +105,8 @@ fn nix_uname() -> Option<String> {
 /// Probes the running kernel in the current network namespace. It creates a
 /// scratch datapath `name` with a VXLAN vport on `vxlan_port`, then removes both.
 pub fn probe(scratch_dp: &str, vxlan_port: u16) -> (Capability, Observations) {
-    let mut o = Observations {
-        release: release(),
-        families: Ok(()),
-        vxlan: None,
-        per_cpu_dispatch: false,
-        other_error: None,
-    };
+    let mut o =
+        Observations { release: release(), families: Ok(()), vxlan: None, per_cpu_dispatch: false, other_error: None };
     let client = match OdpClient::connect() {
         Ok(c) => c,
         Err(OdpError::FamilyMissing(_)) => {
@@ -140,7 +135,8 @@ pub fn probe(scratch_dp: &str, vxlan_port: u16) -> (Capability, Observations) {
                     .map(|_| ())
                     .map_err(|e| e.errno().unwrap_or(libc::EIO)),
             );
-            let per_cpu = DpFeatures { bits: DpFeatures::weaver_default().bits | super::datapath::F_DISPATCH_UPCALL_PER_CPU };
+            let per_cpu =
+                DpFeatures { bits: DpFeatures::weaver_default().bits | super::datapath::F_DISPATCH_UPCALL_PER_CPU };
             o.per_cpu_dispatch = client.set_datapath(scratch_dp, per_cpu, Some(vec![0])).is_ok();
             let _ = client.delete_datapath(scratch_dp);
         }

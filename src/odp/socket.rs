@@ -90,7 +90,10 @@ impl ToBytes for Payload {
 
 impl FromBytesWithInput for Payload {
     type Input = usize;
-    fn from_bytes_with_input(buffer: &mut Cursor<impl AsRef<[u8]>>, input: usize) -> std::result::Result<Self, DeError> {
+    fn from_bytes_with_input(
+        buffer: &mut Cursor<impl AsRef<[u8]>>,
+        input: usize,
+    ) -> std::result::Result<Self, DeError> {
         let start = buffer.position() as usize;
         let all = buffer.get_ref().as_ref();
         let end = start.checked_add(input).filter(|&e| e <= all.len()).ok_or(DeError::InvalidInput(input))?;
@@ -314,9 +317,7 @@ impl OdpClient {
     /// dispatch is not requested here; see [`Self::set_datapath`].
     pub fn ensure_datapath(&self, name: &str, upcall_pid: u32, features: DpFeatures) -> Result<Datapath> {
         match self.create_datapath(name, upcall_pid, features) {
-            Err(e) if e.errno() == Some(libc::EEXIST) => {
-                self.set_datapath(name, features, None)
-            }
+            Err(e) if e.errno() == Some(libc::EEXIST) => self.set_datapath(name, features, None),
             r => r,
         }
     }

@@ -189,7 +189,16 @@ impl Vport {
         if let Some(s) = self.stats {
             w.put_u64_fields(
                 STATS,
-                &[s.rx_packets, s.tx_packets, s.rx_bytes, s.tx_bytes, s.rx_errors, s.tx_errors, s.rx_dropped, s.tx_dropped],
+                &[
+                    s.rx_packets,
+                    s.tx_packets,
+                    s.rx_bytes,
+                    s.tx_bytes,
+                    s.rx_errors,
+                    s.tx_errors,
+                    s.rx_dropped,
+                    s.tx_dropped,
+                ],
             );
         }
         if let Some(i) = self.ifindex {
@@ -212,7 +221,12 @@ mod tests {
 
     fn vport() -> impl Strategy<Value = Vport> {
         (
-            (any::<i32>(), any::<Option<u32>>(), proptest::option::of(0u32..8), proptest::option::of("[a-z][a-z0-9]{0,14}")),
+            (
+                any::<i32>(),
+                any::<Option<u32>>(),
+                proptest::option::of(0u32..8),
+                proptest::option::of("[a-z][a-z0-9]{0,14}"),
+            ),
             proptest::option::of(any::<Option<u16>>()),
             proptest::option::of(proptest::collection::vec(any::<u32>(), 0..4)),
             proptest::option::of(any::<[u64; 8]>()),
@@ -226,8 +240,14 @@ mod tests {
                 options: opts.map(|dst_port| VportOptions { dst_port, other: vec![] }),
                 upcall_pids: pids,
                 stats: stats.map(|s| VportStats {
-                    rx_packets: s[0], tx_packets: s[1], rx_bytes: s[2], tx_bytes: s[3],
-                    rx_errors: s[4], tx_errors: s[5], rx_dropped: s[6], tx_dropped: s[7],
+                    rx_packets: s[0],
+                    tx_packets: s[1],
+                    rx_bytes: s[2],
+                    tx_bytes: s[3],
+                    rx_errors: s[4],
+                    tx_errors: s[5],
+                    rx_dropped: s[6],
+                    tx_dropped: s[7],
                 }),
                 ifindex,
                 netnsid,

@@ -68,8 +68,8 @@ pub fn host_ifname(netns: &Path) -> String {
 }
 
 async fn connect() -> Result<Handle, PlumbError> {
-    let (conn, handle, _) =
-        rtnetlink::new_connection().map_err(|e| PlumbError::Other { op: "netlink socket".into(), msg: e.to_string() })?;
+    let (conn, handle, _) = rtnetlink::new_connection()
+        .map_err(|e| PlumbError::Other { op: "netlink socket".into(), msg: e.to_string() })?;
     tokio::spawn(conn);
     Ok(handle)
 }
@@ -100,19 +100,17 @@ pub async fn attach(spec: &AttachSpec) -> Result<Attached, PlumbError> {
         .execute()
         .await
         .map_err(nl(format!("create veth {}", spec.host_ifname)))?;
-    let peer_index = index_of(&h, &peer).await?.ok_or_else(|| PlumbError::Other {
-        op: "create veth".into(),
-        msg: format!("{peer} vanished"),
-    })?;
+    let peer_index = index_of(&h, &peer)
+        .await?
+        .ok_or_else(|| PlumbError::Other { op: "create veth".into(), msg: format!("{peer} vanished") })?;
     h.link()
         .set(LinkUnspec::new_with_index(peer_index).mtu(spec.mtu).setns_by_fd(ns.as_raw_fd()).build())
         .execute()
         .await
         .map_err(nl("move the container end into its namespace"))?;
-    let host_index = index_of(&h, &spec.host_ifname).await?.ok_or_else(|| PlumbError::Other {
-        op: "create veth".into(),
-        msg: format!("{} vanished", spec.host_ifname),
-    })?;
+    let host_index = index_of(&h, &spec.host_ifname)
+        .await?
+        .ok_or_else(|| PlumbError::Other { op: "create veth".into(), msg: format!("{} vanished", spec.host_ifname) })?;
     h.link()
         .set(LinkUnspec::new_with_index(host_index).up().build())
         .execute()
@@ -138,18 +136,15 @@ async fn configure_inner(h: &Handle, peer: &str, addrs: &[IpNet]) -> Result<[u8;
         .await
         .map_err(nl("rename to ethwe (is there already an ethwe?)"))?;
     for a in addrs {
-        h.address()
-            .add(idx, a.addr(), a.prefix_len())
-            .execute()
-            .await
-            .map_err(nl(format!("add address {a}")))?;
+        h.address().add(idx, a.addr(), a.prefix_len()).execute().await.map_err(nl(format!("add address {a}")))?;
     }
     h.link().set(LinkUnspec::new_with_index(idx).up().build()).execute().await.map_err(nl("bring ethwe up"))?;
     let mut links = h.link().get().match_index(idx).execute();
-    let msg = links.try_next().await.map_err(nl("read ethwe"))?.ok_or_else(|| PlumbError::Other {
-        op: "read ethwe".into(),
-        msg: "gone".into(),
-    })?;
+    let msg = links
+        .try_next()
+        .await
+        .map_err(nl("read ethwe"))?
+        .ok_or_else(|| PlumbError::Other { op: "read ethwe".into(), msg: "gone".into() })?;
     use rtnetlink::packet_route::link::LinkAttribute;
     let mac = msg
         .attributes
@@ -173,10 +168,8 @@ where
     let (tx, rx) = tokio::sync::oneshot::channel();
     std::thread::spawn(move || {
         let r = (|| {
-            nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET).map_err(|e| PlumbError::Other {
-                op: "enter the namespace".into(),
-                msg: e.to_string(),
-            })?;
+            nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET)
+                .map_err(|e| PlumbError::Other { op: "enter the namespace".into(), msg: e.to_string() })?;
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()

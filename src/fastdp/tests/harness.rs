@@ -81,7 +81,14 @@ pub fn fixture() -> Forwarder {
 
 /// An IPv4 upcall key from a local port (the L3 part must not matter).
 pub fn local_key(port: u32, src: Mac, dst: Mac) -> Vec<KeyAttr> {
-    let l3 = Ipv4Key { src: Ipv4Addr::new(10, 32, 0, 1), dst: Ipv4Addr::new(10, 32, 0, 2), proto: 1, tos: 0, ttl: 64, frag: 0 };
+    let l3 = Ipv4Key {
+        src: Ipv4Addr::new(10, 32, 0, 1),
+        dst: Ipv4Addr::new(10, 32, 0, 2),
+        proto: 1,
+        tos: 0,
+        ttl: 64,
+        frag: 0,
+    };
     vec![
         KeyAttr::SkbMark(0),
         KeyAttr::InPort(port),
@@ -146,7 +153,11 @@ pub fn drain(f: &mut Forwarder) -> Vec<StampedOp> {
 
 /// A flow in dump-flows form: `KEY/MASK actions:ACTIONS`.
 pub fn text(flow: &Flow) -> String {
-    format!("{} actions:{}", format_key(&flow.key, flow.mask.as_deref()), format_actions(flow.actions.as_deref().unwrap_or(&[])))
+    format!(
+        "{} actions:{}",
+        format_key(&flow.key, flow.mask.as_deref()),
+        format_actions(flow.actions.as_deref().unwrap_or(&[]))
+    )
 }
 
 /// Actions in dump-flows form.

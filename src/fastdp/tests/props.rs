@@ -159,7 +159,8 @@ impl Model {
                 if old != Some(new) {
                     expect.insert(Dep::Peer(p(*n)));
                     let sids: Vec<_> = [Some(new.short_id), old.map(|o| o.short_id)].into_iter().flatten().collect();
-                    expect.extend(self.peers.values().filter(|i| sids.contains(&i.short_id)).map(|i| Dep::Peer(i.name)));
+                    expect
+                        .extend(self.peers.values().filter(|i| sids.contains(&i.short_id)).map(|i| Dep::Peer(i.name)));
                 }
                 self.peers.insert(*n, new);
                 self.f.handle_peer(now, new);
@@ -168,7 +169,8 @@ impl Model {
             Ev::PeerRemoved(n) => {
                 let mut expect = BTreeSet::from([Dep::Peer(p(*n))]);
                 if let Some(old) = self.peers.remove(n) {
-                    expect.extend(self.peers.values().filter(|i| i.short_id == old.short_id).map(|i| Dep::Peer(i.name)));
+                    expect
+                        .extend(self.peers.values().filter(|i| i.short_id == old.short_id).map(|i| Dep::Peer(i.name)));
                 }
                 expect.extend(self.macs_at(Location::Remote(p(*n))));
                 self.f.handle_peer_removed(now, p(*n));
@@ -285,7 +287,9 @@ fn route_deps(old: &RouteTable, new: &RouteTable) -> BTreeSet<Dep> {
         if old.next_hop(d) != new.next_hop(d) {
             out.insert(Dep::Route(d));
         }
-        let set = |r: &RouteTable| r.broadcast.get(&d).map(|c| c.iter().copied().collect::<BTreeSet<_>>()).unwrap_or_default();
+        let set = |r: &RouteTable| {
+            r.broadcast.get(&d).map(|c| c.iter().copied().collect::<BTreeSet<_>>()).unwrap_or_default()
+        };
         if set(old) != set(new) {
             out.insert(Dep::Tree(d));
         }

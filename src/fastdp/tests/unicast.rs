@@ -10,10 +10,7 @@ fn local_to_local_outputs_to_the_port() {
     let mut f = fixture();
     learn_local(&mut f, 0, 2, mac(2));
     let ops = f.handle_miss(1, &local_key(1, mac(1), mac(2)), 98);
-    assert_eq!(
-        installed(&ops),
-        "in_port(1),eth(src=02:00:00:00:00:01,dst=02:00:00:00:00:02) actions:2"
-    );
+    assert_eq!(installed(&ops), "in_port(1),eth(src=02:00:00:00:00:01,dst=02:00:00:00:00:02) actions:2");
     let o = split(&ops);
     assert_eq!(o.executes, vec![vec![Action::Output(2)]]);
     // Install comes before execute.
@@ -138,7 +135,8 @@ fn one_megaflow_serves_every_ethertype() {
     learn_local(&mut f, 0, 2, mac(2));
     f.handle_miss(1, &local_key(1, mac(1), mac(2)), 98);
     // ARP between the same pair maps to the same megaflow.
-    let arp = vec![KeyAttr::InPort(1), KeyAttr::Ethernet(EthernetKey { src: mac(1), dst: mac(2) }), KeyAttr::EthType(0x0806)];
+    let arp =
+        vec![KeyAttr::InPort(1), KeyAttr::Ethernet(EthernetKey { src: mac(1), dst: mac(2) }), KeyAttr::EthType(0x0806)];
     let ops = f.handle_miss(2, &arp, 42);
     assert!(split(&ops).installs.is_empty());
     assert_eq!(f.flows().count(), 1);
@@ -186,7 +184,10 @@ fn ingress_refusals_are_typed() {
     assert_eq!(d(&mut f, tunnel_key(vni(1, 2), 2, mac(4), mac(2))), DropReason::FromSelf);
     assert_eq!(d(&mut f, tunnel_key(vni(9, 1), 2, mac(4), mac(2))), DropReason::UnknownSource(sid(9)));
     assert_eq!(d(&mut f, tunnel_key(vni(4, 9), 2, mac(4), mac(2))), DropReason::UnknownDestination(sid(9)));
-    assert_eq!(d(&mut f, tunnel_key(1 << 30, 2, mac(4), mac(2))), DropReason::BadKey(KeyError::Vni(crate::fastdp::vni::VniError(1 << 30))));
+    assert_eq!(
+        d(&mut f, tunnel_key(1 << 30, 2, mac(4), mac(2))),
+        DropReason::BadKey(KeyError::Vni(crate::fastdp::vni::VniError(1 << 30)))
+    );
     assert_eq!(d(&mut f, local_key(VX, mac(4), mac(2))), DropReason::BadKey(KeyError::MissingTunnel));
     assert_eq!(d(&mut f, vec![KeyAttr::InPort(1)]), DropReason::BadKey(KeyError::MissingEthernet));
     // Only the packet with a valid source taught anything.

@@ -42,10 +42,16 @@ impl Router {
     /// Changes the state of gossip channel `name` with `f`; the change (the
     /// state's [`GossipState::take_delta`]) then goes to every peer along
     /// the broadcast tree.
-    pub fn update_channel<G: GossipState, R>(&mut self, now: u64, name: &str, f: impl FnOnce(&mut G) -> R) -> Result<R, MeshError> {
+    pub fn update_channel<G: GossipState, R>(
+        &mut self,
+        now: u64,
+        name: &str,
+        f: impl FnOnce(&mut G) -> R,
+    ) -> Result<R, MeshError> {
         let state = self.channels.get_mut(name).ok_or_else(|| MeshError::UnknownChannel(name.to_string()))?;
         let state = state.as_deref_mut().ok_or_else(|| MeshError::WrongChannelType(name.to_string()))?;
-        let typed = (state as &mut dyn Any).downcast_mut::<G>().ok_or_else(|| MeshError::WrongChannelType(name.to_string()))?;
+        let typed =
+            (state as &mut dyn Any).downcast_mut::<G>().ok_or_else(|| MeshError::WrongChannelType(name.to_string()))?;
         let r = f(typed);
         if let Some(delta) = typed.take_delta() {
             self.pending_channels.push((name.to_string(), delta, None));
@@ -62,7 +68,13 @@ impl Router {
         }
         let seq = self.next_seq;
         self.next_seq += 1;
-        let body = pb::ChannelBroadcast { channel: channel.to_string(), origin: self.me.name.as_u64(), origin_uid: self.me.uid.0, seq, payload };
+        let body = pb::ChannelBroadcast {
+            channel: channel.to_string(),
+            origin: self.me.name.as_u64(),
+            origin_uid: self.me.uid.0,
+            seq,
+            payload,
+        };
         let bytes = wire::encode(Body::Broadcast(body));
         for (id, _) in self.forward_targets(None) {
             self.send(id, bytes.clone());
@@ -80,7 +92,8 @@ impl Router {
             self.deliver(channel.to_string(), dst, Delivery::Unicast, payload);
             return Ok(());
         }
-        let id = self.routes.next_hop(dst).and_then(|hop| self.by_name.get(&hop).copied()).ok_or(MeshError::NoRoute(dst))?;
+        let id =
+            self.routes.next_hop(dst).and_then(|hop| self.by_name.get(&hop).copied()).ok_or(MeshError::NoRoute(dst))?;
         let body = pb::ChannelUnicast {
             channel: channel.to_string(),
             src: self.me.name.as_u64(),

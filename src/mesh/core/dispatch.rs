@@ -42,7 +42,10 @@ impl Router {
             return Err(MeshError::Invalid("summary without 64 buckets"));
         }
         let Some(differ) = differing_buckets(self.topology.buckets(), &s.buckets) else { return Ok(()) };
-        let mut v = pb::Versions { buckets: (0..BUCKETS as u32).filter(|&b| differ[b as usize]).collect(), ..Default::default() };
+        let mut v = pb::Versions {
+            buckets: (0..BUCKETS as u32).filter(|&b| differ[b as usize]).collect(),
+            ..Default::default()
+        };
         for (name, uid, version) in self.topology.versions_in(&differ) {
             v.names.push(name.as_u64());
             v.uids.push(uid.0);
@@ -65,7 +68,8 @@ impl Router {
         for i in 0..v.names.len() {
             theirs.push((wire::name(v.names[i])?, wire::uid(v.uids[i])?, v.versions[i]));
         }
-        let (send, want) = reconcile(&self.topology, &buckets, &mut theirs, |n, uid, v| self.wants_entry(now, n, uid, v));
+        let (send, want) =
+            reconcile(&self.topology, &buckets, &mut theirs, |n, uid, v| self.wants_entry(now, n, uid, v));
         if send.is_empty() && want.is_empty() {
             return Ok(());
         }
@@ -161,7 +165,8 @@ impl Router {
             self.counters.dropped += 1;
             return Ok(());
         };
-        let new = state.merge(from, &bytes).map_err(|source| MeshError::Channel { channel: channel.clone(), source })?;
+        let new =
+            state.merge(from, &bytes).map_err(|source| MeshError::Channel { channel: channel.clone(), source })?;
         let full = reply.then(|| state.encode_full());
         if let Some(full) = full {
             let body = pb::ChannelState { channel: channel.clone(), state: full, reply: false };

@@ -65,6 +65,6 @@ pub use types::{ConnId, ConnVerdict, Delivery, MeshConfig, MeshEvent, NewConnect
 mod error;
 
 #[cfg(test)]
-mod tests;
-#[cfg(test)]
 mod sim_tests;
+#[cfg(test)]
+mod tests;

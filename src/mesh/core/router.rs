@@ -123,7 +123,11 @@ impl Router {
             return ConnVerdict::Refuse(RefuseReason::ConnIdInUse);
         }
         if name == self.me.name {
-            let reason = if new.remote.uid == self.me.uid { RefuseReason::ConnectToSelf } else { RefuseReason::NameCollision { name } };
+            let reason = if new.remote.uid == self.me.uid {
+                RefuseReason::ConnectToSelf
+            } else {
+                RefuseReason::NameCollision { name }
+            };
             return ConnVerdict::Refuse(reason);
         }
         let mut replaced = None;
@@ -204,7 +208,10 @@ impl Router {
 
     /// When [`Router::handle_timeout`] should next be called.
     pub fn poll_timeout(&self) -> Option<u64> {
-        [self.route_due, self.gc_due, self.flush_due, self.repair_due, Some(self.gossip_due)].into_iter().flatten().min()
+        [self.route_due, self.gc_due, self.flush_due, self.repair_due, Some(self.gossip_due)]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// The next message to send: an encoded `MeshMessage` for the connection.
@@ -325,7 +332,10 @@ impl Router {
     }
 
     pub(super) fn summary(&self) -> Vec<u8> {
-        wire::encode(Body::Summary(pb::Summary { count: self.topology.len() as u64, buckets: self.topology.buckets().to_vec() }))
+        wire::encode(Body::Summary(pb::Summary {
+            count: self.topology.len() as u64,
+            buckets: self.topology.buckets().to_vec(),
+        }))
     }
 }
 

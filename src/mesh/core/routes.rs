@@ -236,6 +236,8 @@ impl Routes {
 
     /// An estimate of the heap bytes held.
     pub fn heap_bytes(&self) -> usize {
-        self.names.capacity() * 8 + (self.hop.capacity() + self.parent.capacity()) * 4 + (self.tree.capacity() + self.direct.capacity()) * 8
+        self.names.capacity() * 8
+            + (self.hop.capacity() + self.parent.capacity()) * 4
+            + (self.tree.capacity() + self.direct.capacity()) * 8
     }
 }

@@ -46,7 +46,13 @@ pub struct SimConfig {
 
 impl Default for SimConfig {
     fn default() -> Self {
-        SimConfig { mesh: MeshConfig::default(), latency_ms: 1..=20, loss: 0.0, record_events: true, short_ids: ShortIds::Unique }
+        SimConfig {
+            mesh: MeshConfig::default(),
+            latency_ms: 1..=20,
+            loss: 0.0,
+            record_events: true,
+            short_ids: ShortIds::Unique,
+        }
     }
 }
 
@@ -237,7 +243,8 @@ impl Sim {
 
     /// Reconnects every configured link that has no connection.
     pub fn heal(&mut self) {
-        let down: Vec<(usize, usize)> = self.links.iter().filter(|(_, l)| l.conns.is_empty()).map(|(&k, _)| k).collect();
+        let down: Vec<(usize, usize)> =
+            self.links.iter().filter(|(_, l)| l.conns.is_empty()).map(|(&k, _)| k).collect();
         for (a, b) in down {
             self.connect(a, b);
         }
@@ -363,7 +370,9 @@ impl Sim {
                 && sids.len() == comp.len()
                 && comp.iter().all(|&i| {
                     let r = &self.nodes[i].router;
-                    !r.routes_pending() && r.topology().fingerprint() == fp && r.topology().get(r.identity().name).is_some_and(|e| e.short_id == r.identity().short_id)
+                    !r.routes_pending()
+                        && r.topology().fingerprint() == fp
+                        && r.topology().get(r.identity().name).is_some_and(|e| e.short_id == r.identity().short_id)
                 })
         })
     }
@@ -455,7 +464,9 @@ impl Sim {
             .events
             .iter()
             .filter_map(|e| match e {
-                MeshEvent::ChannelMessage { channel: c, src, delivery, payload } if c == channel => Some((*src, *delivery, payload.clone())),
+                MeshEvent::ChannelMessage { channel: c, src, delivery, payload } if c == channel => {
+                    Some((*src, *delivery, payload.clone()))
+                }
                 _ => None,
             })
             .collect()

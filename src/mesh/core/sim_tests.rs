@@ -229,7 +229,6 @@ fn same_seed_same_run() {
     assert_eq!(run(), run());
 }
 
-
 /// Each component's peers with their views, for failure messages.
 fn dump(sim: &Sim) -> String {
     use std::fmt::Write;
@@ -240,16 +239,31 @@ fn dump(sim: &Sim) -> String {
         for &i in &comp {
             let r = sim.router(i);
             let t = r.topology();
-            let _ = writeln!(out, "  peer {i} sid {} fp {:x} routes pending {} timeout {:?}", r.identity().short_id.get(), t.fingerprint(), r.routes_pending(), r.poll_timeout());
+            let _ = writeln!(
+                out,
+                "  peer {i} sid {} fp {:x} routes pending {} timeout {:?}",
+                r.identity().short_id.get(),
+                t.fingerprint(),
+                r.routes_pending(),
+                r.poll_timeout()
+            );
             for e in t.iter() {
-                let conns: Vec<String> = e.connections.iter().map(|c| format!("{}{}", idx(c.remote), if c.established { "" } else { "?" })).collect();
-                let _ = writeln!(out, "    {} uid {:x} v{} sid {} -> {}", idx(e.name), e.uid.0 & 0xffff, e.version, e.short_id.get(), conns.join(","));
+                let conns: Vec<String> = e
+                    .connections
+                    .iter()
+                    .map(|c| format!("{}{}", idx(c.remote), if c.established { "" } else { "?" }))
+                    .collect();
+                let _ = writeln!(
+                    out,
+                    "    {} uid {:x} v{} sid {} -> {}",
+                    idx(e.name),
+                    e.uid.0 & 0xffff,
+                    e.version,
+                    e.short_id.get(),
+                    conns.join(",")
+                );
             }
         }
     }
     out
 }
-
-
-
-

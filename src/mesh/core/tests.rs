@@ -58,7 +58,12 @@ pub(super) fn test_config() -> SimConfig {
 }
 
 fn identity(name: u64, uid: u64) -> Identity {
-    Identity { name: PeerName::from_u64(name), nickname: format!("n{name}"), uid: PeerUid(uid), short_id: ShortId::from_bits(name as u32) }
+    Identity {
+        name: PeerName::from_u64(name),
+        nickname: format!("n{name}"),
+        uid: PeerUid(uid),
+        short_id: ShortId::from_bits(name as u32),
+    }
 }
 
 fn conn(remote: Identity, outbound: bool, tie_breaker: u64) -> NewConnection {
@@ -83,7 +88,10 @@ fn connecting_to_ourself_or_a_namesake_is_refused_for_good() {
     assert_eq!(r.handle_connection_up(0, ConnId(3), conn(identity(2, 200), true, 0)), ConnVerdict::Accept);
     let v = r.handle_connection_up(0, ConnId(4), conn(identity(2, 201), false, 0));
     assert_eq!(v, ConnVerdict::Refuse(RefuseReason::NameCollision { name: PeerName::from_u64(2) }));
-    assert_eq!(r.handle_connection_up(0, ConnId(3), conn(identity(3, 300), true, 0)), ConnVerdict::Refuse(RefuseReason::ConnIdInUse));
+    assert_eq!(
+        r.handle_connection_up(0, ConnId(3), conn(identity(3, 300), true, 0)),
+        ConnVerdict::Refuse(RefuseReason::ConnIdInUse)
+    );
 }
 
 #[test]
@@ -117,7 +125,10 @@ fn malformed_input_is_an_error_and_changes_nothing() {
     // One bad entry spoils the whole update: nothing of it is applied.
     let good = pb::PeerEntry { name: 5, uid: 5, version: 1, ..Default::default() };
     let bad = pb::PeerEntry { name: 6, uid: 6, version: 1, short_id: 5000, ..Default::default() };
-    let update = pb::Update { entries: vec![prost::Message::encode_to_vec(&good), prost::Message::encode_to_vec(&bad)], want: vec![] };
+    let update = pb::Update {
+        entries: vec![prost::Message::encode_to_vec(&good), prost::Message::encode_to_vec(&bad)],
+        want: vec![],
+    };
     assert!(matches!(r.handle_message(0, ConnId(1), &wire::encode(Body::Update(update))), Err(MeshError::Invalid(_))));
     assert_eq!(r.topology(), &before);
     assert_eq!(r.counters().malformed, 3);
@@ -237,8 +248,12 @@ fn short_id_collisions_move_the_higher_name() {
     let (lo, hi) = if sim.router(0).identity().name < sim.router(1).identity().name { (0, 1) } else { (1, 0) };
     assert_eq!(sim.router(lo).identity().short_id, ShortId::from_bits(1));
     assert_ne!(sim.router(hi).identity().short_id, ShortId::from_bits(1));
-    let changes: Vec<MeshEvent> = sim.take_events(hi).into_iter().filter(|e| matches!(e, MeshEvent::ShortIdChanged { .. })).collect();
-    assert_eq!(changes, vec![MeshEvent::ShortIdChanged { old: ShortId::from_bits(1), new: sim.router(hi).identity().short_id }]);
+    let changes: Vec<MeshEvent> =
+        sim.take_events(hi).into_iter().filter(|e| matches!(e, MeshEvent::ShortIdChanged { .. })).collect();
+    assert_eq!(
+        changes,
+        vec![MeshEvent::ShortIdChanged { old: ShortId::from_bits(1), new: sim.router(hi).identity().short_id }]
+    );
     assert!(!sim.take_events(lo).iter().any(|e| matches!(e, MeshEvent::ShortIdChanged { .. })));
 }
 

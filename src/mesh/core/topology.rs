@@ -225,11 +225,7 @@ impl Topology {
 
     /// `(name, uid, version)` of every entry in the given buckets.
     pub fn versions_in(&self, buckets: &[bool; BUCKETS]) -> Vec<(PeerName, PeerUid, u64)> {
-        self.entries
-            .values()
-            .filter(|e| buckets[bucket_of(e.name)])
-            .map(|e| (e.name, e.uid, e.version))
-            .collect()
+        self.entries.values().filter(|e| buckets[bucket_of(e.name)]).map(|e| (e.name, e.uid, e.version)).collect()
     }
 
     /// An estimate of the heap bytes held (entries, strings, map nodes).

@@ -116,7 +116,9 @@ impl fmt::Display for RefuseReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             RefuseReason::ConnectToSelf => write!(f, "cannot connect to ourself"),
-            RefuseReason::NameCollision { name } => write!(f, "peer name collision: another peer is already known as {name}"),
+            RefuseReason::NameCollision { name } => {
+                write!(f, "peer name collision: another peer is already known as {name}")
+            }
             RefuseReason::Duplicate { kept } => write!(f, "duplicate connection (keeping {kept:?})"),
             RefuseReason::ConnIdInUse => write!(f, "connection ID already in use"),
         }

@@ -62,7 +62,12 @@ pub fn decode_entry(bytes: &[u8]) -> Result<PeerEntry, MeshError> {
         .connections
         .into_iter()
         .map(|c| {
-            Ok(ConnectionInfo { remote: name(c.remote)?, address: c.address, outbound: c.outbound, established: c.established })
+            Ok(ConnectionInfo {
+                remote: name(c.remote)?,
+                address: c.address,
+                outbound: c.outbound,
+                established: c.established,
+            })
         })
         .collect::<Result<Vec<_>, MeshError>>()?;
     connections.shrink_to_fit();
@@ -108,12 +113,19 @@ fn put_bytes(buf: &mut Vec<u8>, tag: u32, b: &[u8]) {
 }
 
 fn connection_len(c: &ConnectionInfo) -> usize {
-    varint_len(1, c.remote.as_u64()) + bytes_len(2, c.address.len()) + varint_len(3, c.outbound.into()) + varint_len(4, c.established.into())
+    varint_len(1, c.remote.as_u64())
+        + bytes_len(2, c.address.len())
+        + varint_len(3, c.outbound.into())
+        + varint_len(4, c.established.into())
 }
 
 /// The encoded length of an entry.
 pub fn entry_len(e: &PeerEntry) -> usize {
-    let conns: usize = e.connections.iter().map(|c| key_len(6) + encoded_len_varint(connection_len(c) as u64) + connection_len(c)).sum();
+    let conns: usize = e
+        .connections
+        .iter()
+        .map(|c| key_len(6) + encoded_len_varint(connection_len(c) as u64) + connection_len(c))
+        .sum();
     varint_len(1, e.name.as_u64())
         + if e.uid.0 != 0 { key_len(2) + 8 } else { 0 }
         + varint_len(3, e.version)
@@ -144,7 +156,11 @@ pub fn encode_entry(e: &PeerEntry, buf: &mut Vec<u8>) {
 
 /// Encodes `entries` and `want` as `Update` messages of about `max_bytes`
 /// each (at least one entry per message; `want` goes in the first).
-pub fn encode_updates<'a>(entries: impl IntoIterator<Item = &'a PeerEntry>, want: &[PeerName], max_bytes: usize) -> Vec<Vec<u8>> {
+pub fn encode_updates<'a>(
+    entries: impl IntoIterator<Item = &'a PeerEntry>,
+    want: &[PeerName],
+    max_bytes: usize,
+) -> Vec<Vec<u8>> {
     let mut out = Vec::new();
     let mut batch: Vec<(&PeerEntry, usize)> = Vec::new();
     let mut size = 0;
@@ -166,7 +182,9 @@ pub fn encode_updates<'a>(entries: impl IntoIterator<Item = &'a PeerEntry>, want
 
 fn encode_update(entries: &[(&PeerEntry, usize)], want: &[PeerName]) -> Vec<u8> {
     let want_len: usize = want.iter().map(|n| encoded_len_varint(n.as_u64())).sum();
-    let body_len: usize = entries.iter().map(|&(_, len)| key_len(1) + encoded_len_varint(len as u64) + len).sum::<usize>() + bytes_len(2, want_len);
+    let body_len: usize =
+        entries.iter().map(|&(_, len)| key_len(1) + encoded_len_varint(len as u64) + len).sum::<usize>()
+            + bytes_len(2, want_len);
     let mut buf = Vec::with_capacity(body_len + 8);
     encode_key(3, WireType::LengthDelimited, &mut buf);
     encode_varint(body_len as u64, &mut buf);
@@ -192,19 +210,23 @@ mod tests {
     use super::*;
 
     fn entry_strategy() -> impl Strategy<Value = PeerEntry> {
-        let conn = (any::<u64>(), "[0-9.:]{0,21}", any::<bool>(), any::<bool>()).prop_map(|(r, address, outbound, established)| {
-            ConnectionInfo { remote: PeerName::from_u64(r), address, outbound, established }
-        });
-        (any::<u64>(), 1..u64::MAX, any::<u64>(), "\\PC{0,12}", 0u32..4096, proptest::collection::vec(conn, 0..5)).prop_map(
-            |(n, u, version, nickname, sid, connections)| PeerEntry {
+        let conn = (any::<u64>(), "[0-9.:]{0,21}", any::<bool>(), any::<bool>()).prop_map(
+            |(r, address, outbound, established)| ConnectionInfo {
+                remote: PeerName::from_u64(r),
+                address,
+                outbound,
+                established,
+            },
+        );
+        (any::<u64>(), 1..u64::MAX, any::<u64>(), "\\PC{0,12}", 0u32..4096, proptest::collection::vec(conn, 0..5))
+            .prop_map(|(n, u, version, nickname, sid, connections)| PeerEntry {
                 name: PeerName::from_u64(n),
                 uid: PeerUid(u),
                 version,
                 nickname,
                 short_id: ShortId::from_bits(sid),
                 connections,
-            },
-        )
+            })
     }
 
     fn to_pb(e: &PeerEntry) -> pb::PeerEntry {
@@ -217,7 +239,12 @@ mod tests {
             connections: e
                 .connections
                 .iter()
-                .map(|c| pb::Connection { remote: c.remote.as_u64(), address: c.address.clone(), outbound: c.outbound, established: c.established })
+                .map(|c| pb::Connection {
+                    remote: c.remote.as_u64(),
+                    address: c.address.clone(),
+                    outbound: c.outbound,
+                    established: c.established,
+                })
                 .collect(),
         }
     }

@@ -7,8 +7,8 @@ use std::fmt::Write as _;
 use super::key_fmt::{attr_from_raw, attr_of, fmt_attr_checked};
 use super::print::{alt_hex, be16, be32, mac_str, mpls_lse, ne16, ne32, put_flags, put_generic, put_vlan_tci, rd};
 use super::tables::{
-    action_len, slow_path_name, Len, A_ADD_MPLS, A_CLONE, A_CT_CLEAR, A_DROP, A_LB_OUTPUT, A_METER, A_POP_ETH, A_POP_MPLS, A_POP_NSH,
-    A_PUSH_ETH, A_PUSH_MPLS, A_TUNNEL_POP, COOKIE_LEN,
+    action_len, slow_path_name, Len, A_ADD_MPLS, A_CLONE, A_CT_CLEAR, A_DROP, A_LB_OUTPUT, A_METER, A_POP_ETH,
+    A_POP_MPLS, A_POP_NSH, A_PUSH_ETH, A_PUSH_MPLS, A_TUNNEL_POP, COOKIE_LEN,
 };
 use crate::odp::action::{self, Action, SampleAction, UserspaceAction};
 use crate::odp::key::KeyAttr;
@@ -287,7 +287,10 @@ mod tests {
             ("set(skb_priority(0))", "set(skb_priority(0))".into()),
             ("set(dp_hash(7))", "set(dp_hash(0x7))".into()),
             ("set(arp(op=2))", "set(arp(op=2))".into()),
-            ("set(ipv6(src=::1,dst=fe80::2,label=5,proto=6,tclass=0,hlimit=64,frag=no))", "set(ipv6(src=::1,dst=fe80::2,label=0x5,proto=6,tclass=0,hlimit=64,frag=no))".into()),
+            (
+                "set(ipv6(src=::1,dst=fe80::2,label=5,proto=6,tclass=0,hlimit=64,frag=no))",
+                "set(ipv6(src=::1,dst=fe80::2,label=0x5,proto=6,tclass=0,hlimit=64,frag=no))".into(),
+            ),
             ("set(tcp_flags(0xfff))", "set(tcp_flags(fin|syn|rst|psh|ack|urg|ece|cwr|ns|[200]|[400]|[800]))".into()),
             ("set(tcp_flags(+syn-ack))", "set(tcp_flags(+syn-ack))".into()),
             ("set(tcp_flags(0x12/0x13))", "set(tcp_flags(-fin+syn+ack))".into()),
@@ -296,8 +299,14 @@ mod tests {
                 "set(tunnel(tun_id=0x5,src=1.1.1.1,dst=2.2.2.2,ttl=64,tp_dst=4789,flags(df)))",
                 "set(tunnel(tun_id=0x5,src=1.1.1.1,dst=2.2.2.2,ttl=64,tp_dst=4789,flags(df|key)))".into(),
             ),
-            ("set(tunnel(tun_id=0x0,dst=2.2.2.2,ttl=64,flags(df|csum)))", "set(tunnel(tun_id=0x0,dst=2.2.2.2,ttl=64,flags(df|csum|key)))".into()),
-            ("set(tunnel(dst=2.2.2.2,tos=0,ttl=64,tp_src=0,flags(0)))", "set(tunnel(dst=2.2.2.2,tos=0,ttl=64,tp_src=0,flags(0)))".into()),
+            (
+                "set(tunnel(tun_id=0x0,dst=2.2.2.2,ttl=64,flags(df|csum)))",
+                "set(tunnel(tun_id=0x0,dst=2.2.2.2,ttl=64,flags(df|csum|key)))".into(),
+            ),
+            (
+                "set(tunnel(dst=2.2.2.2,tos=0,ttl=64,tp_src=0,flags(0)))",
+                "set(tunnel(dst=2.2.2.2,tos=0,ttl=64,tp_src=0,flags(0)))".into(),
+            ),
             ("trunc(100),2,3", "trunc(100),2,3".into()),
         ];
         for (input, want) in cases {

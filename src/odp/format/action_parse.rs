@@ -169,7 +169,8 @@ fn parse_sample(c: &mut Cursor<'_>) -> PResult<SampleAction> {
 
 /// The four forms OVS accepts, each all or nothing.
 fn parse_push_vlan(c: &mut Cursor<'_>) -> PResult<Action> {
-    const FORMS: [&[&str]; 4] = [&["vid", "pcp"], &["vid", "pcp", "cfi"], &["tpid", "vid", "pcp"], &["tpid", "vid", "pcp", "cfi"]];
+    const FORMS: [&[&str]; 4] =
+        [&["vid", "pcp"], &["vid", "pcp", "cfi"], &["tpid", "vid", "pcp"], &["tpid", "vid", "pcp", "cfi"]];
     let start = c.pos;
     for form in FORMS {
         c.pos = start + "push_vlan(".len();
@@ -256,7 +257,9 @@ fn parse_cookie(c: &mut Cursor<'_>) -> PResult<Option<Vec<u8>>> {
         2
     } else if c.eat(",flow_sample(probability=") {
         let mut vals = [0u32; 5];
-        for (i, name) in ["", ",collector_set_id=", ",obs_domain_id=", ",obs_point_id=", ",output_port="].iter().enumerate() {
+        for (i, name) in
+            ["", ",collector_set_id=", ",obs_domain_id=", ",obs_point_id=", ",output_port="].iter().enumerate()
+        {
             c.expect(name)?;
             vals[i] = c.num_u32(0)?;
         }
@@ -397,15 +400,14 @@ mod tests {
         let ks = crate::odp::key::strategy::fixed_key_attr;
         let leaf = prop_oneof![
             any::<u32>().prop_map(Action::Output),
-            (any::<u32>(), proptest::collection::vec(any::<u8>(), 8..20), any::<Option<u32>>(), any::<bool>()).prop_map(
-                |(pid, userdata, port, actions)| Action::Userspace(UserspaceAction {
+            (any::<u32>(), proptest::collection::vec(any::<u8>(), 8..20), any::<Option<u32>>(), any::<bool>())
+                .prop_map(|(pid, userdata, port, actions)| Action::Userspace(UserspaceAction {
                     pid,
                     userdata: Some(userdata),
                     egress_tun_port: port.filter(|p| *p != u32::MAX),
                     actions,
                     other: vec![],
-                })
-            ),
+                })),
             (any::<u32>(), proptest::collection::vec(any::<u8>(), 48..=48), 0u16..7).prop_map(|(pid, mut d, ty)| {
                 d[..2].copy_from_slice(&ty.to_ne_bytes());
                 if ty == 2 {
@@ -440,8 +442,9 @@ mod tests {
         ];
         leaf.prop_recursive(2, 12, 4, |inner| {
             prop_oneof![
-                (any::<u32>(), proptest::collection::vec(inner.clone(), 0..4))
-                    .prop_map(|(probability, actions)| Action::Sample(SampleAction { probability, actions, other: vec![] })),
+                (any::<u32>(), proptest::collection::vec(inner.clone(), 0..4)).prop_map(|(probability, actions)| {
+                    Action::Sample(SampleAction { probability, actions, other: vec![] })
+                }),
                 proptest::collection::vec(inner, 0..3).prop_map(|acts| {
                     let mut w = NlaWriter::new();
                     action::emit_actions(&acts, &mut w);

@@ -4,12 +4,12 @@ use std::borrow::Cow;
 use std::fmt::Write as _;
 
 use super::print::{
-    all_bytes, alt_hex, be16, be32, chomp, mpls_lse, ne16, ne32, put_eth, put_flags, put_flags_masked, put_frag, put_generic,
-    put_in6, put_ipv4, put_label, put_num, put_vlan_tci, rd,
+    all_bytes, alt_hex, be16, be32, chomp, mpls_lse, ne16, ne32, put_eth, put_flags, put_flags_masked, put_frag,
+    put_generic, put_in6, put_ipv4, put_label, put_num, put_vlan_tci, rd,
 };
 use super::tables::{
-    ct_state_name, key_len, key_name, layout, mask_is_const, tcp_flag_name, Field, Fmt, Len, K_CT_LABELS, K_CT_MARK, K_CT_STATE,
-    K_CT_ZONE, K_MPLS, K_ND_EXT, K_PACKET_TYPE,
+    ct_state_name, key_len, key_name, layout, mask_is_const, tcp_flag_name, Field, Fmt, Len, K_CT_LABELS, K_CT_MARK,
+    K_CT_STATE, K_CT_ZONE, K_MPLS, K_ND_EXT, K_PACKET_TYPE,
 };
 use super::tunnel::fmt_tunnel;
 use crate::odp::key::{self, KeyAttr};
@@ -115,7 +115,14 @@ fn find_mask(mask: &[KeyAttr], kind: u16) -> Option<&KeyAttr> {
 
 /// `check_attr_len`. Prints the attribute generically and returns false if
 /// the key or mask has the wrong length for its type.
-pub(super) fn check_len(out: &mut String, kind: u16, k: &[u8], m: Option<&[u8]>, len: Option<Len>, need_key: bool) -> bool {
+pub(super) fn check_len(
+    out: &mut String,
+    kind: u16,
+    k: &[u8],
+    m: Option<&[u8]>,
+    len: Option<Len>,
+    need_key: bool,
+) -> bool {
     let Some(Len::Fixed(n)) = len else { return true };
     let bad_k = k.len() != n;
     let bad_m = m.is_some_and(|m| m.len() != n);
@@ -317,7 +324,15 @@ fn fmt_attr_body(out: &mut String, a: &Attr<'_>, ma: Option<&Attr<'_>>, verbose:
         }
         K_ND_EXT => {
             let _ = write!(out, "nd_reserved=0x{:x},", be32(k, 0));
-            put_num(out, "nd_options_type", k.get(4).copied().unwrap_or(0).into(), m.map(|m| rd::<1>(m, 4)[0].into()), 0xff, false, verbose);
+            put_num(
+                out,
+                "nd_options_type",
+                k.get(4).copied().unwrap_or(0).into(),
+                m.map(|m| rd::<1>(m, 4)[0].into()),
+                0xff,
+                false,
+                verbose,
+            );
             chomp(out, ',');
         }
         _ => match layout(kind) {
@@ -377,7 +392,9 @@ fn fmt_fields(out: &mut String, fields: &[Field], k: &[u8], m: Option<&[u8]>, ve
                 let hex = matches!(f.fmt, Fmt::U8x);
                 put_num(out, f.name, rd::<1>(kv, 0)[0].into(), mv.map(|m| rd::<1>(m, 0)[0].into()), 0xff, hex, verbose)
             }
-            Fmt::Be16 => put_num(out, f.name, be16(kv, 0).into(), mv.map(|m| be16(m, 0).into()), 0xffff, false, verbose),
+            Fmt::Be16 => {
+                put_num(out, f.name, be16(kv, 0).into(), mv.map(|m| be16(m, 0).into()), 0xffff, false, verbose)
+            }
             Fmt::Frag => put_frag(out, f.name, rd::<1>(kv, 0)[0], mv.map(|m| rd::<1>(m, 0)[0])),
         }
     }
@@ -408,12 +425,21 @@ mod tests {
         assert_eq!(format_key(&k, Some(&m)), "in_port(1),eth_type(0/0xffff)");
         assert_eq!(format_key(&[], None), "<empty>");
         // Unknown attributes print raw; one OVS knows with a bad length says so.
-        let k = [KeyAttr::Other(RawNla { kind: 40, payload: vec![1, 2] }), KeyAttr::Other(RawNla { kind: K_CT_ZONE, payload: vec![1] })];
+        let k = [
+            KeyAttr::Other(RawNla { kind: 40, payload: vec![1, 2] }),
+            KeyAttr::Other(RawNla { kind: K_CT_ZONE, payload: vec![1] }),
+        ];
         // A bad length is printed in place, without a separating comma.
         assert_eq!(format_key(&k, None), "key40(01 02)(bad key length 1, expected 2)(01)");
-        let a = [Action::Other(RawNla { kind: 40, payload: vec![1, 2, 3, 4] }), Action::Other(RawNla { kind: A_DROP, payload: vec![0; 4] })];
+        let a = [
+            Action::Other(RawNla { kind: 40, payload: vec![1, 2, 3, 4] }),
+            Action::Other(RawNla { kind: A_DROP, payload: vec![0; 4] }),
+        ];
         assert_eq!(format_actions(&a), "bad length 4, expected -1 for: action40(01 02 03 04),drop");
-        assert_eq!(format_actions(&[Action::Other(RawNla { kind: A_METER, payload: vec![1] })]), "bad length 1, expected 4 for: action19(01)");
+        assert_eq!(
+            format_actions(&[Action::Other(RawNla { kind: A_METER, payload: vec![1] })]),
+            "bad length 1, expected 4 for: action19(01)"
+        );
         // ct_* without a mask print empty in non-verbose output.
         let k = [KeyAttr::Other(RawNla { kind: K_CT_ZONE, payload: vec![5, 0] })];
         assert_eq!(format_key(&k, None), "ct_zone()");

@@ -4,8 +4,8 @@
 use super::error::{FormatError, PResult};
 use super::scan::{scan_fields, Cursor};
 use super::tables::{
-    ct_state_name, key_len, layout, tcp_flag_name, Field, Fmt, Len, CT_TUPLE6_FIELDS, K_CT_LABELS, K_CT_MARK, K_CT_STATE,
-    K_CT_TUPLE4, K_CT_TUPLE6, K_CT_ZONE, K_ND, K_SCTP,
+    ct_state_name, key_len, layout, tcp_flag_name, Field, Fmt, Len, CT_TUPLE6_FIELDS, K_CT_LABELS, K_CT_MARK,
+    K_CT_STATE, K_CT_TUPLE4, K_CT_TUPLE6, K_CT_ZONE, K_ND, K_SCTP,
 };
 use super::tunnel::parse_tunnel;
 use crate::odp::key::{self, KeyAttr};
@@ -328,14 +328,19 @@ mod tests {
 
     #[test]
     fn parse_builds_the_masks_ovs_builds() {
-        let (k, m) = parse_key("in_port(3),eth(dst=0a:00:00:00:00:01),vlan(vid=10),ipv4(src=1.2.3.4/255.255.0.0,frag=no)").unwrap();
+        let (k, m) =
+            parse_key("in_port(3),eth(dst=0a:00:00:00:00:01),vlan(vid=10),ipv4(src=1.2.3.4/255.255.0.0,frag=no)")
+                .unwrap();
         assert_eq!(k[0], KeyAttr::InPort(3));
         assert_eq!(m[0], KeyAttr::InPort(u32::MAX));
         let KeyAttr::Ethernet(e) = &m[1] else { panic!() };
         assert_eq!((e.src, e.dst), (Mac([0; 6]), Mac([0xff; 6])));
         assert_eq!((k[2].clone(), m[2].clone()), (KeyAttr::Vlan(0x1000 | 10), KeyAttr::Vlan(0x1fff)));
         let KeyAttr::Ipv4(ip) = &m[3] else { panic!() };
-        assert_eq!((ip.src, ip.dst, ip.proto, ip.frag), (Ipv4Addr::new(255, 255, 0, 0), Ipv4Addr::UNSPECIFIED, 0, 0xff));
+        assert_eq!(
+            (ip.src, ip.dst, ip.proto, ip.frag),
+            (Ipv4Addr::new(255, 255, 0, 0), Ipv4Addr::UNSPECIFIED, 0, 0xff)
+        );
         // Tunnel flags: the `|` form masks every flag, `+`/`-` only those named.
         let (k, m) = parse_key("tunnel(dst=1.1.1.1,flags(df|key))").unwrap();
         let (KeyAttr::Tunnel(kt), KeyAttr::Tunnel(mt)) = (&k[0], &m[0]) else { panic!() };
@@ -344,13 +349,14 @@ mod tests {
         let KeyAttr::Tunnel(mt) = &m[0] else { panic!() };
         assert_eq!((mt.dont_fragment, mt.csum, mt.oam), (true, false, false));
         // OVS accepts attributes without commas, a trailing comma, and a ufid.
-        let (k, _) = parse_key("ufid:1f2e3d4c-5b6a-7980-1a2b-3c4d5e6f7a8b in_port(1)eth(src=00:00:00:00:00:01,)").unwrap();
+        let (k, _) =
+            parse_key("ufid:1f2e3d4c-5b6a-7980-1a2b-3c4d5e6f7a8b in_port(1)eth(src=00:00:00:00:00:01,)").unwrap();
         assert_eq!(k.len(), 2);
     }
 
     fn tunnel_pair() -> impl Strategy<Value = (KeyAttr, KeyAttr)> {
-        (crate::odp::tunnel::strategy::tunnel_key(), crate::odp::tunnel::strategy::tunnel_key(), any::<u64>())
-            .prop_map(|(mut k, m, id_mask)| {
+        (crate::odp::tunnel::strategy::tunnel_key(), crate::odp::tunnel::strategy::tunnel_key(), any::<u64>()).prop_map(
+            |(mut k, m, id_mask)| {
                 k.other.clear();
                 // Each field the key has gets a mask; a zero tun_id mask is lossy in OVS.
                 let mask = TunnelKey {
@@ -367,7 +373,8 @@ mod tests {
                     other: vec![],
                 };
                 (KeyAttr::Tunnel(k), KeyAttr::Tunnel(mask))
-            })
+            },
+        )
     }
 
     fn fixed_pair() -> impl Strategy<Value = (KeyAttr, KeyAttr)> {

@@ -189,12 +189,8 @@ impl<'a> Cursor<'a> {
     /// `IPV6_SCAN_FMT` (`%46[0-9a-fA-F:.]`) and `inet_pton`.
     pub(super) fn ipv6(&mut self) -> PResult<[u8; 16]> {
         let start = self.pos;
-        let len = self
-            .rest()
-            .bytes()
-            .take(46)
-            .take_while(|c| c.is_ascii_hexdigit() || *c == b':' || *c == b'.')
-            .count();
+        let len =
+            self.rest().bytes().take(46).take_while(|c| c.is_ascii_hexdigit() || *c == b':' || *c == b'.').count();
         let word = &self.rest()[..len];
         match word.parse::<Ipv6Addr>() {
             Ok(a) if len > 0 => {

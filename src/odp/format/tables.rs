@@ -273,8 +273,7 @@ pub(super) fn mask_is_const(kind: u16, m: &[u8], c: u8) -> bool {
 pub(super) type FlagName = fn(u32) -> Option<&'static str>;
 
 pub(super) fn tcp_flag_name(bit: u32) -> Option<&'static str> {
-    const NAMES: [&str; 12] =
-        ["fin", "syn", "rst", "psh", "ack", "urg", "ece", "cwr", "ns", "[200]", "[400]", "[800]"];
+    const NAMES: [&str; 12] = ["fin", "syn", "rst", "psh", "ack", "urg", "ece", "cwr", "ns", "[200]", "[400]", "[800]"];
     (bit.is_power_of_two() && bit < 1 << 12).then(|| NAMES[bit.trailing_zeros() as usize])
 }
 

@@ -26,11 +26,9 @@ pub(super) fn printable(a: KeyAttr) -> KeyAttr {
 fn printable_mask(a: KeyAttr) -> KeyAttr {
     match a {
         KeyAttr::Ipv4(k) => KeyAttr::Ipv4(Ipv4Key { frag: if k.frag & 1 == 1 { 0xff } else { 0 }, ..k }),
-        KeyAttr::Ipv6(k) => KeyAttr::Ipv6(key::Ipv6Key {
-            frag: if k.frag & 1 == 1 { 0xff } else { 0 },
-            label: k.label & 0xfffff,
-            ..k
-        }),
+        KeyAttr::Ipv6(k) => {
+            KeyAttr::Ipv6(key::Ipv6Key { frag: if k.frag & 1 == 1 { 0xff } else { 0 }, label: k.label & 0xfffff, ..k })
+        }
         KeyAttr::RecircId(m) => KeyAttr::RecircId(if m & 1 == 1 { u32::MAX } else { 0 }),
         other => other,
     }

@@ -199,7 +199,8 @@ pub(super) fn parse_tunnel(c: &mut Cursor<'_>) -> PResult<(TunnelKey, TunnelKey)
             let (v, mv) = c.masked(Cursor::ipv4, [0xff; 4])?;
             (k.ipv4_dst, m.ipv4_dst) = (Some(v.into()), Some(mv.into()));
         } else if c.eat_field("ipv6_src") || c.eat_field("ipv6_dst") {
-            let kind = if c.text.get(at..).is_some_and(|s| s.starts_with("ipv6_src")) { T_IPV6_SRC } else { T_IPV6_DST };
+            let kind =
+                if c.text.get(at..).is_some_and(|s| s.starts_with("ipv6_src")) { T_IPV6_SRC } else { T_IPV6_DST };
             let (v, mv) = c.masked(Cursor::ipv6, [0xff; 16])?;
             set_other(&mut k.other, kind, v.to_vec());
             set_other(&mut m.other, kind, mv.to_vec());
