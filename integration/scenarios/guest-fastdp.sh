@@ -121,13 +121,20 @@ scenario_flows_ovs_to_weaver() {
 
 # ---------------------------------------------------------------------------
 # Traffic: two namespaces' veths as netdev vports, flows by weavectl, ping.
-scenario_traffic() {
-  "$WEAVECTL" dp add trf
+# dp_with_two_containers DP NS VETH MAC_OCTET SUBNET: datapath DP with two
+# containers NS1/NS2 (MACs 02:00:00:00:MAC_OCTET:0i, SUBNET.i/24) whose host
+# veths VETH1/VETH2 are its ports 1 and 2.
+dp_with_two_containers() {
+  "$WEAVECTL" dp add "$1"
   local i
   for i in 1 2; do
-    container c$i v$i 02:00:00:00:00:0$i 10.1.0.$i/24
-    "$WEAVECTL" port add trf v$i --type netdev
+    container "$2$i" "$3$i" "02:00:00:00:$4:0$i" "$5.$i/24"
+    "$WEAVECTL" port add "$1" "$3$i" --type netdev
   done
+}
+
+scenario_traffic() {
+  dp_with_two_containers trf c v 00 10.1.0
   ip -n c1 neigh add 10.1.0.2 lladdr 02:00:00:00:00:02 dev eth0 nud permanent
   ip -n c2 neigh add 10.1.0.1 lladdr 02:00:00:00:00:01 dev eth0 nud permanent
   local p1 p2
@@ -218,12 +225,7 @@ scenario_upcalls_per_cpu() {
 }
 
 upcalls_with() {
-  "$WEAVECTL" dp add upc
-  local i
-  for i in 1 2; do
-    container u$i w$i 02:00:00:00:04:0$i 10.4.0.$i/24
-    "$WEAVECTL" port add upc w$i --type netdev
-  done
+  dp_with_two_containers upc u w 04 10.4.0
   ip netns exec u2 tcpdump -n -i eth0 -c 1 -w /tmp/u2.pcap arp 2>/dev/null &
   local tpid=$!
   "$WEAVECTL" dp upcalls --dp upc --count 1 --timeout 30 --execute-output 2 "$@" > /tmp/upcalls.txt &

@@ -243,31 +243,29 @@ async fn from_daemon<T: serde::de::DeserializeOwned>(cli: &Cli, path: &str) -> R
     }
 }
 
+/// Prints an answer as pretty JSON or in its text form.
+fn print_view<T: serde::Serialize>(json: bool, v: &T, text: impl Fn(&T) -> String) -> Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(v)?);
+    } else {
+        print!("{}", text(v));
+    }
+    Ok(())
+}
+
 async fn run(cli: Cli) -> Result<()> {
     match &cli.cmd {
         Command::Status { what: None, json } => {
             let s: Status = client::get(&cli.api, "/v1/status").await?;
-            if *json {
-                println!("{}", serde_json::to_string_pretty(&s)?);
-            } else {
-                print!("{}", show::format_status(&s));
-            }
+            print_view(*json, &s, show::format_status)?;
         }
         Command::Status { what: Some(StatusWhat::Peers), json } => {
             let peers: Vec<PeerView> = client::get(&cli.api, "/v1/peers").await?;
-            if *json {
-                println!("{}", serde_json::to_string_pretty(&peers)?);
-            } else {
-                print!("{}", show::format_peers(&peers));
-            }
+            print_view(*json, &peers, |p| show::format_peers(p))?;
         }
         Command::Status { what: Some(StatusWhat::Connections), json } => {
             let conns: Vec<ConnectionView> = client::get(&cli.api, "/v1/connections").await?;
-            if *json {
-                println!("{}", serde_json::to_string_pretty(&conns)?);
-            } else {
-                print!("{}", show::format_connections(&conns));
-            }
+            print_view(*json, &conns, |c| show::format_connections(c))?;
         }
         Command::Connect { addrs, replace } => {
             let r = ConnectRequest { addrs: addrs.clone(), replace: *replace };

@@ -31,7 +31,6 @@ use crate::plumb::veth::{self, AttachSpec};
 /// the routes, and our own underlay address.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Snapshot {
-    pub me: PeerName,
     pub short_id: crate::mesh::peer::ShortId,
     /// The address our connections leave from (single-homed hosts).
     pub underlay: Option<Ipv4Addr>,
@@ -63,9 +62,9 @@ pub(super) fn snapshot<'a>(router: &Router, live: impl Iterator<Item = &'a Live>
     // IP of any connection to them, inbound or outbound).
     for p in router.topology().iter() {
         for c in &p.connections {
-            if !underlay_of.contains_key(&c.remote) {
+            if let std::collections::btree_map::Entry::Vacant(e) = underlay_of.entry(c.remote) {
                 if let Some(ip) = c.address.parse::<std::net::SocketAddr>().ok().and_then(|a| v4(a.ip())) {
-                    underlay_of.insert(c.remote, ip);
+                    e.insert(ip);
                 }
             }
         }
@@ -89,7 +88,7 @@ pub(super) fn snapshot<'a>(router: &Router, live: impl Iterator<Item = &'a Live>
             table.broadcast.insert(p.name, kids);
         }
     }
-    Snapshot { me: st.name, short_id: st.short_id, underlay: local, peers, routes: table }
+    Snapshot { short_id: st.short_id, underlay: local, peers, routes: table }
 }
 
 /// Requests from the API.
@@ -131,7 +130,6 @@ struct Dataplane {
     mtu: u32,
     attached: BTreeMap<String, Attachment>,
     known_peers: BTreeSet<PeerName>,
-    lost_upcalls: u64,
 }
 
 /// Starts the dataplane for a datapath the daemon created.
@@ -167,15 +165,13 @@ pub fn spawn(
         mtu,
         attached: BTreeMap::new(),
         known_peers: BTreeSet::new(),
-        lost_upcalls: 0,
     };
 
     // Upcalls: a blocking reader thread feeding a bounded queue. When the
     // queue is full, misses are dropped and counted: a storm cannot starve
     // the control plane.
     let (up_tx, mut up_rx) = mpsc::channel::<Upcall>(4096);
-    let lost = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let lost2 = lost.clone();
+    let mut lost: u64 = 0;
     std::thread::Builder::new()
         .name("upcalls".into())
         .spawn(move || loop {
@@ -185,7 +181,10 @@ pub fn spawn(
                         match it {
                             Ok(UpcallItem::Upcall(u)) => {
                                 if up_tx.try_send(*u).is_err() {
-                                    lost2.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                                    lost += 1;
+                                    if lost % 1024 == 1 {
+                                        warn!(lost, "miss queue full: upcalls dropped");
+                                    }
                                 }
                             }
                             Ok(_) => {}
@@ -232,7 +231,6 @@ pub fn spawn(
                     dataplane.apply_queued();
                 }
             }
-            dataplane.lost_upcalls = lost.load(std::sync::atomic::Ordering::Relaxed);
         }
     });
     Ok(DataplaneHandle { tx: req_tx })
@@ -288,21 +286,23 @@ impl Dataplane {
         }
         let now = self.now();
         let ops = self.fwd.handle_miss(now, &u.msg.key, u.msg.packet.len());
+        let mut missed = Some(u);
         for op in ops {
-            self.apply(op, Some(&u));
+            self.apply(op, &mut missed);
         }
         self.apply_queued();
     }
 
     fn apply_queued(&mut self) {
         while let Some(op) = self.fwd.poll_op() {
-            self.apply(op, None);
+            self.apply(op, &mut None);
         }
     }
 
     /// Executes one op on the datapath. Kernel calls are short and
     /// synchronous; they run in place on this task's worker thread.
-    fn apply(&mut self, op: StampedOp, upcall: Option<&Upcall>) {
+    /// `missed` is the packet of the miss being handled: an execute consumes it.
+    fn apply(&mut self, op: StampedOp, missed: &mut Option<Upcall>) {
         if op.is_stale(self.fwd.epoch()) {
             return;
         }
@@ -315,10 +315,8 @@ impl Dataplane {
                     r => r,
                 }
             }
-            FlowOp::Execute { actions } => match upcall {
-                Some(u) if !actions.is_empty() => {
-                    odp.execute(self.dp_ifindex, u.msg.packet.clone(), u.msg.key.clone(), actions)
-                }
+            FlowOp::Execute { actions } => match missed.take() {
+                Some(u) if !actions.is_empty() => odp.execute(self.dp_ifindex, u.msg.packet, u.msg.key, actions),
                 _ => Ok(()),
             },
             FlowOp::Delete { key } => match odp.del_flow(self.dp_ifindex, key, None) {

@@ -43,7 +43,7 @@ enum TaskEvent {
         local: Option<SocketAddr>,
         target: Option<String>,
         outbound: bool,
-        result: Result<Established, Failure>,
+        result: Result<Box<Established>, Failure>,
     },
     Conn(ConnId, ConnEvent),
 }
@@ -280,7 +280,7 @@ impl MeshTask {
                 let result = match tokio::time::timeout(cfg.handshake_timeout, TcpStream::connect(&addr)).await {
                     Ok(Ok(stream)) => {
                         local = stream.local_addr().ok();
-                        conn::establish(stream, &cfg, true).await.map_err(Failure::from)
+                        conn::establish(stream, &cfg, true).await.map(Box::new).map_err(Failure::from)
                     }
                     Ok(Err(e)) => Err(Failure { error: format!("connect to {addr}: {e}"), permanent: false }),
                     Err(_) => Err(Failure { error: format!("connect to {addr}: timed out"), permanent: false }),
@@ -309,7 +309,7 @@ impl MeshTask {
         let tx = self.events_tx.clone();
         tokio::spawn(async move {
             let local = stream.local_addr().ok();
-            let result = conn::establish(stream, &cfg, false).await.map_err(Failure::from);
+            let result = conn::establish(stream, &cfg, false).await.map(Box::new).map_err(Failure::from);
             let ev =
                 TaskEvent::Handshake { conn, addr: addr.to_string(), local, target: None, outbound: false, result };
             let _ = tx.send(ev).await;
@@ -321,7 +321,7 @@ impl MeshTask {
             TaskEvent::Handshake { conn, addr, local, target, outbound, result } => {
                 self.pending.remove(&conn);
                 match result {
-                    Ok(est) => self.on_established(conn, addr, local, target, outbound, est),
+                    Ok(est) => self.on_established(conn, addr, local, target, outbound, *est),
                     Err(e) => self.on_failed(addr, target, outbound, e),
                 }
             }

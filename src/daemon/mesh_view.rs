@@ -23,7 +23,7 @@ impl MeshTask {
         MeshStatus {
             name: me.name.to_string(),
             nickname: me.nickname.clone(),
-            short_id: self.router.status().short_id.get(),
+            short_id: me.short_id.get(),
             encryption: self.encrypted(),
             discovery: self.discovery,
             targets: self.maker.status(),

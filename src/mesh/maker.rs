@@ -326,7 +326,7 @@ mod tests {
         fn jittered_delays_stay_within_bounds(seed: u64, failures in 1u32..64) {
             let mut m = Maker::new(BackoffConfig::default(), seed);
             let d = m.backoff(failures);
-            prop_assert!(d >= 1 && d <= 120_000);
+            prop_assert!((1..=120_000).contains(&d));
         }
     }
 }
