@@ -96,7 +96,14 @@ scenario!(upcalls_per_cpu);
 scenario!(vport_events);
 scenario!(daemon);
 scenario!(fastdp_two_hosts);
-scenario!(fastdp_three_hosts);
+scenario!(mesh3_setup);
+scenario!(mesh3_pairs);
+scenario!(mesh3_steady);
+scenario!(mesh3_broadcast);
+scenario!(mesh3_udp_blocked);
+scenario!(mesh3_multihop);
+scenario!(mesh3_partition);
+scenario!(mesh3_restart);
 
 /// Boots two guests joined over loopback by qemu's UDP netdevs and runs a
 /// scenario script in both; `name` is the scenario it reports.

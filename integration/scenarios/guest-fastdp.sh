@@ -7,6 +7,8 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 . "$HERE/lib.sh"
 FAILED=0
 
+# The guest's devtmpfs has no /dev/fd, which process substitution needs.
+[ -e /dev/fd ] || ln -s /proc/self/fd /dev/fd
 # ovs-dpctl keeps no state, but wants its run directory.
 mkdir -p /var/run/openvswitch /run/openvswitch
 
@@ -354,97 +356,263 @@ scenario_fastdp_two_hosts() {
 }
 
 # ---------------------------------------------------------------------------
-# Three hosts on one underlay segment (a bridge). A and C cannot reach each
-# other at first (blackhole routes), so they talk through B: multi-hop
-# forwarding by B's datapath. A broadcast reaches every container exactly
-# once. Then the block is lifted and A–C traffic goes direct.
-scenario_fastdp_three_hosts() {
-  local h n=0
+# Three hosts (A, B, C: namespaces tA, tB, tC on one underlay bridge), a
+# daemon on each, two containers on each (kA1 kA2 kB1 ...; 10.42.0.1-6).
+# mesh3_setup builds it once; the mesh3_* scenarios after it share it, and
+# mesh3_teardown (not a scenario) removes it at the end.
+M3_HOSTS=(A B C)
+m3_ip() { case $1 in A) echo 192.168.90.1 ;; B) echo 192.168.90.2 ;; C) echo 192.168.90.3 ;; esac; }
+m3_ctl() { local h=$1; shift; "$WEAVECTL" --api /run/t$h.sock "$@"; }
+m3_start() {
+  local h=$1 peers=() o
+  for o in "${M3_HOSTS[@]}"; do [ "$o" != "$h" ] && peers+=("$(m3_ip $o)"); done
+  ip netns exec t$h "$WEAVER" --nickname host$h --api-socket /run/t$h.sock --state-dir /tmp/t$h "${peers[@]}" \
+    >> /tmp/t$h.log 2>&1 &
+  echo $! > /tmp/t$h.pid
+}
+# Container pairs on different hosts: "src dst-ip" lines.
+m3_cross_pairs() {
+  local s d
+  for s in kA1 kA2 kB1 kB2 kC1 kC2; do
+    for d in 1 2 3 4 5 6; do
+      local dh=$(( (d - 1) / 2 )) sh
+      case ${s:1:1} in A) sh=0 ;; B) sh=1 ;; C) sh=2 ;; esac
+      [ $dh != $sh ] && echo "$s 10.42.0.$d"
+    done
+  done
+}
+# m3_wait SECONDS DESC CMD...: polls CMD once a second (weavectl is slow under TCG).
+m3_wait() {
+  local t=$1 desc=$2 i; shift 2
+  for i in $(seq "$t"); do "$@" > /dev/null 2>&1 && return 0; sleep 1; done
+  fail "timed out after ${t}s waiting for: $desc"
+}
+# m3_conn_state H PEER: the overlay column of H's connection to host PEER.
+m3_conn_state() {
+  m3_ctl $1 status connections | awk -v ip="$(m3_ip $2):" 'index($2, ip) == 1 { print $4 == "on" ? "on hold" : $4 }' | head -n 1
+}
+m3_conn_is() { [ "$(m3_conn_state $1 $2)" = "$3" ]; }
+# On hold, or gone altogether (the control connection timed out).
+m3_conn_down() { local s; s=$(m3_conn_state $1 $2); [ "$s" = "on hold" ] || [ -z "$s" ]; }
+m3_sees3() { m3_ctl $1 status | grep -q 'Peers: 3'; }
+m3_missed() { ip netns exec t$1 "$WEAVECTL" dp show --direct | sed -nE 's/.*missed:([0-9]+).*/\1/p'; }
+m3_block() {  # m3_block H1 H2 [iptables match...]: drops H1<->H2 traffic in H1.
+  local h=$1 o=$2; shift 2
+  ip netns exec t$h iptables -I INPUT -s "$(m3_ip $o)" "$@" -j DROP
+  ip netns exec t$h iptables -I OUTPUT -d "$(m3_ip $o)" "$@" -j DROP
+}
+m3_unblock() { ip netns exec t$1 iptables -F INPUT; ip netns exec t$1 iptables -F OUTPUT; }
+m3_ping_all() {
+  local s d
+  while read -r s d; do
+    ip netns exec "$s" ping -c 1 -W 3 "$d" > /dev/null || fail "$s cannot ping $d"
+  done < <(m3_cross_pairs)
+}
+
+scenario_mesh3_setup() {
+  local h n=0 i
   modprobe bridge 2>/dev/null || true
+  # iptables (nft) for the blocking scenarios: this kernel does not autoload it.
+  modprobe -a nf_tables nft_compat xt_tcpudp 2>/dev/null || true
   ip link add ul3 type bridge; ip link set ul3 up
-  for h in A B C; do
+  for h in "${M3_HOSTS[@]}"; do
     n=$((n + 1))
     ip netns add t$h; ip -n t$h link set lo up
     ip link add u$h type veth peer name eth0 netns t$h
     ip link set u$h master ul3; ip link set u$h up
-    ip -n t$h addr add 192.168.90.$n/24 dev eth0; ip -n t$h link set eth0 up
+    ip -n t$h addr add "$(m3_ip $h)/24" dev eth0; ip -n t$h link set eth0 up
   done
-  ip -n tA route add blackhole 192.168.90.3/32
-  ip -n tC route add blackhole 192.168.90.1/32
-  ip netns exec tA "$WEAVER" --nickname hostA --api-socket /run/tA.sock --state-dir /tmp/tA 192.168.90.2 192.168.90.3 > /tmp/tA.log 2>&1 &
-  ip netns exec tB "$WEAVER" --nickname hostB --api-socket /run/tB.sock --state-dir /tmp/tB 192.168.90.1 192.168.90.3 > /tmp/tB.log 2>&1 &
-  ip netns exec tC "$WEAVER" --nickname hostC --api-socket /run/tC.sock --state-dir /tmp/tC 192.168.90.1 192.168.90.2 > /tmp/tC.log 2>&1 &
-  trap 'kill $(jobs -p) 2>/dev/null; wait; ip link del ul3; tail -n 20 /tmp/tA.log /tmp/tB.log /tmp/tC.log' EXIT
-  local i
-  # weavectl is slow to start under emulation: few, spaced polls.
-  for i in $(seq 30); do
-    [ "$("$WEAVECTL" --api /run/tA.sock status 2>/dev/null | sed -nE 's/ *Peers: ([0-9]+)/\1/p')" = 3 ] && break
-    sleep 1
+  for h in "${M3_HOSTS[@]}"; do m3_start $h; done
+  for h in "${M3_HOSTS[@]}"; do
+    m3_wait 40 "host $h sees 3 peers" m3_sees3 $h
   done
-  "$WEAVECTL" --api /run/tA.sock status peers
-  local ips=()
   n=0
-  for h in A B C; do
+  for h in "${M3_HOSTS[@]}"; do
     for i in 1 2; do
       n=$((n + 1))
       ip netns add k$h$i
       ip netns exec k$h$i sysctl -qw net.ipv6.conf.all.disable_ipv6=1
       ip netns exec k$h$i sysctl -qw net.ipv4.icmp_echo_ignore_broadcasts=0
-      "$WEAVECTL" --api /run/t$h.sock attach 10.42.0.$n/24 k$h$i > /dev/null
-      ips+=("k$h$i:10.42.0.$n")
+      m3_ctl $h attach 10.42.0.$n/24 k$h$i > /dev/null
     done
   done
-  local src dst
-  for src in "${ips[@]}"; do
-    for dst in "${ips[@]}"; do
-      [ "$src" = "$dst" ] && continue
-      ip netns exec "${src%%:*}" ping -c 1 -W 3 "${dst##*:}" > /dev/null || fail "${src%%:*} cannot ping ${dst##*:}"
-    done
-  done
-  echo "all 30 pairs ping, A–C relayed by B"
-  local flows
-  flows=$("$WEAVECTL" --api /run/tB.sock flows dump)
-  # B relays A's packets for C: in from A's address, out to C's, same VNI.
-  echo "$flows" | grep -E '^tunnel\(.*src=192\.168\.90\.1,.*actions:set\(tunnel\(.*dst=192\.168\.90\.3' \
-    || { echo "$flows"; fail "no relay flow on B"; }
-  # Broadcast: one broadcast echo request from kA1 reaches each of the other
-  # five containers exactly once (counted by a capture in each; ping itself
-  # stops after the first reply, so it cannot count them).
-  local k caps=()
-  for k in kA2 kB1 kB2 kC1 kC2; do
-    ip netns exec $k timeout 6 tcpdump -n -U -i ethwe -w /tmp/bc-$k.pcap icmp 2>/dev/null &
-    caps+=($!)
-  done
-  sleep 2
-  ip netns exec kA1 ping -b -c 1 -W 2 10.42.0.255 > /dev/null 2>&1 || true
-  wait "${caps[@]}" || true
-  for k in kA2 kB1 kB2 kC1 kC2; do
-    local got
-    got=$(tcpdump -n -r /tmp/bc-$k.pcap 2>/dev/null | grep -c '10.42.0.255: ICMP echo request' || true)
-    echo "$k received the broadcast $got time(s)"
-    [ "$got" = 1 ] || fail "$k received the broadcast $got times, not once"
-  done
-  # The block is lifted: A and C connect directly and traffic goes direct.
-  ip -n tA route del blackhole 192.168.90.3/32
-  ip -n tC route del blackhole 192.168.90.1/32
-  for i in $(seq 60); do
-    "$WEAVECTL" --api /run/tA.sock status 2>/dev/null | grep -q '(2 established' && break
-    sleep 1
-  done
-  "$WEAVECTL" --api /run/tA.sock status | grep -q '(2 established' || fail "A and C did not connect directly"
-  local direct=0
-  for i in $(seq 10); do
-    ip netns exec kA1 ping -c 1 -W 2 10.42.0.5 > /dev/null || true
-    flows=$("$WEAVECTL" --api /run/tA.sock flows dump)
-    if echo "$flows" | grep -qE 'actions:set\(tunnel\(.*dst=192\.168\.90\.3'; then direct=1; break; fi
-    sleep 1
-  done
-  echo "$flows"
-  [ "$direct" = 1 ] || fail "A's traffic to C did not go direct after the block was lifted"
-  ip netns exec kA1 ping -c 3 -i 0.2 -W 2 10.42.0.5 > /dev/null || fail "A to C after the switch"
+  m3_ctl A status
 }
 
-ALL=(probe dp_ports flows_weaver_to_ovs flows_ovs_to_weaver traffic vxlan upcalls upcalls_per_cpu vport_events daemon fastdp_two_hosts fastdp_three_hosts)
+# All twelve cross-host container pairs ping, both ways; every connection is
+# on the fast datapath, its heartbeats acknowledged.
+scenario_mesh3_pairs() {
+  m3_ping_all
+  echo "all $(m3_cross_pairs | wc -l) cross-host (ordered) pairs ping"
+  local c
+  c=$(m3_ctl A status connections)
+  echo "$c"
+  [ "$(echo "$c" | grep -c ' established fastdp ')" = 2 ] || fail "A's two connections are not both on fastdp"
+}
+
+# Steady traffic makes no new misses on any host, for longer than the idle-
+# flow timeout (10 s); the flows dump shows the flows with their counts.
+scenario_mesh3_steady() {
+  local s d h pids=()
+  declare -A before
+  # 25 s of pings between every cross-host pair; the misses are counted
+  # after a warm-up (new flows, and ones that idled out since earlier
+  # scenarios), over 12 s: longer than the 10 s idle-flow timeout.
+  while read -r s d; do
+    ip netns exec "$s" ping -q -c 100 -i 0.25 "$d" > /dev/null & pids+=($!)
+  done < <(m3_cross_pairs)
+  sleep 5
+  for h in "${M3_HOSTS[@]}"; do before[$h]=$(m3_missed $h); done
+  sleep 12
+  for h in "${M3_HOSTS[@]}"; do
+    local after
+    after=$(m3_missed $h)
+    echo "host $h: misses ${before[$h]} -> $after"
+    [ "${before[$h]}" = "$after" ] || fail "host $h still misses in steady state (${before[$h]} -> $after)"
+  done
+  wait "${pids[@]}" || fail "steady pings lost packets"
+  local flows
+  flows=$(m3_ctl A flows dump)
+  echo "$flows"
+  # A's container kA1 (port with MAC of 10.42.0.1) sends to C over the tunnel; counts are there.
+  echo "$flows" | grep -E 'actions:set\(tunnel\(.*dst=192\.168\.90\.3' | grep -qE 'packets:([1-9][0-9]+)' \
+    || fail "no busy tunnel flow to C on A"
+  echo "$flows" | grep -E '^tunnel\(.*src=192\.168\.90\.2' | grep -qE 'packets:([1-9][0-9]+)' \
+    || fail "no busy ingress flow from B on A"
+  echo "$flows" | grep -q 'eth_type(0x88b5).*actions:userspace' || fail "no heartbeat flow on A"
+}
+
+# Broadcast and multicast reach every other container exactly once: an ARP
+# request (broadcast) and a ping to 224.0.0.1 (multicast), counted by a
+# capture in each container.
+scenario_mesh3_broadcast() {
+  local k caps=()
+  for k in kA2 kB1 kB2 kC1 kC2; do
+    ip netns exec $k timeout 8 tcpdump -n -U -i ethwe -w /tmp/bc-$k.pcap 'arp or icmp' 2>/dev/null &
+    caps+=($!)
+  done
+  sleep 3
+  ip netns exec kA1 ip neigh flush dev ethwe
+  ip netns exec kA1 ping -c 1 -W 2 10.42.0.6 > /dev/null || fail "kA1 cannot ping kC2"
+  ip netns exec kA1 ping -I ethwe -c 1 -W 2 224.0.0.1 > /dev/null 2>&1 || true
+  wait "${caps[@]}" || true
+  for k in kA2 kB1 kB2 kC1 kC2; do
+    local arp mc
+    # Broadcast requests only: the kernel may follow up with a unicast probe to kC2.
+    arp=$(tcpdump -e -n -r /tmp/bc-$k.pcap 2>/dev/null | grep 'ff:ff:ff:ff:ff:ff' \
+      | grep -c 'Request who-has 10.42.0.6 tell 10.42.0.1' || true)
+    mc=$(tcpdump -n -r /tmp/bc-$k.pcap 2>/dev/null | grep -c '10.42.0.1 > 224.0.0.1: ICMP echo request' || true)
+    echo "$k: ARP request seen $arp time(s), multicast echo $mc time(s)"
+    [ "$arp" = 1 ] || fail "$k saw the ARP broadcast $arp times, not once"
+    [ "$mc" = 1 ] || fail "$k saw the multicast ping $mc times, not once"
+  done
+}
+
+# UDP to the VXLAN port blocked between A and C: their connection goes on
+# hold within a few seconds (the control connection stays), A reaches C
+# through B, and it returns to the fast datapath when unblocked.
+scenario_mesh3_udp_blocked() {
+  m3_block A C -p udp --dport 6784
+  local t0=$SECONDS
+  m3_wait 15 "A-C on hold" m3_conn_is A C "on hold"
+  echo "A-C on hold after $((SECONDS - t0)) s"
+  m3_ctl A status connections
+  m3_ctl A status connections | grep "$(m3_ip C):" | grep -q 'blocked' || fail "the reason does not say UDP is blocked"
+  m3_wait 10 "kA1 reaches kC1 through B" ip netns exec kA1 ping -c 1 -W 2 10.42.0.5
+  m3_unblock A
+  m3_wait 15 "A-C back on fastdp" m3_conn_is A C fastdp
+  m3_wait 15 "C-A back on fastdp" m3_conn_is C A fastdp
+  m3_ctl A status connections
+}
+
+# The A-C underlay blocked altogether: A's containers reach C's, relayed by
+# B's datapath. Unblocked: A-C goes direct again.
+scenario_mesh3_multihop() {
+  m3_block A C; m3_block C A
+  m3_wait 15 "A-C withdrawn" m3_conn_down A C
+  local s d
+  for s in kA1 kA2; do
+    for d in 10.42.0.5 10.42.0.6; do
+      m3_wait 10 "$s reaches $d through B" ip netns exec $s ping -c 1 -W 2 $d
+    done
+  done
+  ip netns exec kC1 ping -c 2 -i 0.3 -W 2 10.42.0.1 > /dev/null || fail "kC1 cannot reach kA1 through B"
+  local flows
+  flows=$(m3_ctl B flows dump)
+  echo "$flows" | grep -E '^tunnel\(.*src=192\.168\.90\.1,.*actions:set\(tunnel\(.*dst=192\.168\.90\.3' \
+    || { echo "$flows"; fail "no relay flow A->C on B"; }
+  m3_unblock A; m3_unblock C
+  m3_wait 60 "A-C back on fastdp" m3_conn_is A C fastdp
+  m3_wait 60 "C-A back on fastdp" m3_conn_is C A fastdp
+  local direct=0 i
+  for i in $(seq 10); do
+    ip netns exec kA1 ping -c 1 -W 2 10.42.0.5 > /dev/null || true
+    if m3_ctl A flows dump | grep -qE 'actions:set\(tunnel\(.*dst=192\.168\.90\.3'; then direct=1; break; fi
+    sleep 1
+  done
+  [ "$direct" = 1 ] || fail "A's traffic to C did not go direct after the block was lifted"
+}
+
+# B cut off from everyone, then healed: no restart needed, and while B is
+# gone A keeps no flow that tunnels to B.
+scenario_mesh3_partition() {
+  ip netns exec tB iptables -I INPUT -i eth0 -j DROP
+  ip netns exec tB iptables -I OUTPUT -o eth0 -j DROP
+  m3_wait 20 "A-B on hold" m3_conn_down A B
+  sleep 1
+  local flows
+  flows=$(m3_ctl A flows dump)
+  if echo "$flows" | grep -qE 'set\(tunnel\(.*dst=192\.168\.90\.2'; then
+    echo "$flows"; fail "A kept flows tunnelling to B while B is cut off"
+  fi
+  ip netns exec kA1 ping -c 1 -W 2 10.42.0.5 > /dev/null || fail "A-C broke while B was cut off"
+  m3_unblock B
+  # Both ends of both links: each end needs its own heartbeats acknowledged,
+  # and acknowledgements ride TCP, which retransmits on its own (backed-off)
+  # schedule after a partition.
+  local x
+  for x in "A B" "B A" "C B" "B C"; do
+    m3_wait 60 "$x back on fastdp" m3_conn_is $x fastdp
+  done
+  m3_ping_all
+}
+
+# weaver on B killed with SIGKILL and started again: the containers are taken
+# back, the flows rebuilt, and traffic resumes.
+scenario_mesh3_restart() {
+  local pid
+  pid=$(cat /tmp/tB.pid)
+  kill -KILL "$pid"; wait "$pid" 2>/dev/null || true
+  m3_start B
+  m3_wait 40 "B sees 3 peers again" m3_sees3 B
+  m3_wait 30 "A-B on fastdp" m3_conn_is A B fastdp
+  m3_wait 30 "B-A on fastdp" m3_conn_is B A fastdp
+  m3_wait 30 "B-C on fastdp" m3_conn_is B C fastdp
+  m3_wait 30 "kA1 reaches kB1" ip netns exec kA1 ping -c 1 -W 2 10.42.0.3
+  m3_ping_all
+  grep -q 'container re-attached' /tmp/tB.log || fail "B did not take its containers back"
+  ip netns exec kB1 ping -c 2 -i 0.3 10.42.0.1 > /dev/null || fail "kB1 cannot reach kA1"
+  local flows
+  flows=$(m3_ctl B flows dump)
+  echo "$flows"
+  case "$flows" in *'actions:set(tunnel('*) ;; *) fail "B has no tunnel flows after the restart" ;; esac
+}
+
+mesh3_teardown() {
+  local h
+  for h in "${M3_HOSTS[@]}"; do
+    [ -f /tmp/t$h.pid ] && kill "$(cat /tmp/t$h.pid)" 2>/dev/null
+  done
+  wait 2>/dev/null
+  # Whole logs when something failed, else their ends.
+  local n=25; [ "$FAILED" = 0 ] || n=400
+  for h in "${M3_HOSTS[@]}"; do echo "--- t$h.log (last $n lines)"; tail -n $n /tmp/t$h.log 2>/dev/null; done
+  ip link del ul3 2>/dev/null || true
+}
+
+ALL=(probe dp_ports flows_weaver_to_ovs flows_ovs_to_weaver traffic vxlan upcalls upcalls_per_cpu vport_events daemon fastdp_two_hosts
+  mesh3_setup mesh3_pairs mesh3_steady mesh3_broadcast mesh3_udp_blocked mesh3_multihop mesh3_partition mesh3_restart)
 [ $# -gt 0 ] && ALL=("$@")
 for s in "${ALL[@]}"; do run_scenario "$s" "scenario_$s"; done
+case " ${ALL[*]} " in *" mesh3_setup "*) mesh3_teardown ;; esac
 exit $FAILED

@@ -28,6 +28,18 @@ pub struct Status {
     /// The mesh, when the daemon runs one.
     #[serde(default)]
     pub mesh: Option<MeshStatus>,
+    /// The fast datapath's upcall handling, when it runs.
+    #[serde(default)]
+    pub upcalls: Option<crate::daemon::upcalls::UpcallStatsView>,
+}
+
+/// `POST /v1/stop`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct StopRequest {
+    /// Also detach every container and forget the peers and attachments:
+    /// the host is left as if weaver had never run.
+    #[serde(default)]
+    pub reset: bool,
 }
 
 /// The mesh part of `weavectl status`.
@@ -83,6 +95,9 @@ pub struct ConnectionView {
     pub mtu: Option<u32>,
     /// Why a connection failed or what it is doing.
     pub info: String,
+    /// The fast datapath's heartbeats on this connection.
+    #[serde(default)]
+    pub health: Option<crate::fastdp::health::HealthView>,
 }
 
 /// `POST /v1/connect`.

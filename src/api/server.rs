@@ -11,7 +11,7 @@ use axum::{Json, Router};
 use super::handle::{MeshGone, MeshHandle};
 use super::{
     monotonic_ms, ApiError, AttachRequest, AttachView, ConnectRequest, ConnectionView, DatapathView, DetachRequest,
-    FlowsView, ForgetRequest, PeerView, Status,
+    FlowsView, ForgetRequest, PeerView, Status, StopRequest,
 };
 use crate::odp::socket::{OdpClient, OdpError};
 
@@ -25,6 +25,8 @@ pub struct AppState {
     pub mesh: Option<MeshHandle>,
     /// The fast-datapath driver, when the kernel datapath is in use.
     pub dataplane: Option<crate::daemon::dataplane::DataplaneHandle>,
+    /// Asks the daemon to stop (`weavectl stop`).
+    pub stop: tokio::sync::mpsc::Sender<StopRequest>,
 }
 
 struct Failure(StatusCode, String);
@@ -58,6 +60,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/forget", post(forget))
         .route("/v1/attach", post(attach))
         .route("/v1/detach", post(detach))
+        .route("/v1/stop", post(stop))
         .route("/metrics", get(metrics))
         .with_state(state)
 }
@@ -71,7 +74,35 @@ async fn status(State(s): State<Arc<AppState>>) -> Result<Json<Status>, Failure>
     if let Some(m) = &s.mesh {
         st.mesh = Some(m.status().await?);
     }
+    st.upcalls = upcall_stats(&s).await;
     Ok(Json(st))
+}
+
+/// The upcall counters, with the kernel's count of upcalls it could not deliver.
+async fn upcall_stats(s: &AppState) -> Option<crate::daemon::upcalls::UpcallStatsView> {
+    let d = s.dataplane.as_ref()?;
+    let lost = match fastdp(s) {
+        Ok((c, name)) => tokio::task::spawn_blocking(move || c.get_datapath(&name))
+            .await
+            .ok()
+            .and_then(|r| r.ok())
+            .flatten()
+            .and_then(|dp| dp.stats)
+            .map(|st| st.lost),
+        Err(_) => None,
+    };
+    Some(d.upcall_stats(lost))
+}
+
+/// Stops the daemon; with `reset`, detaches every container first.
+async fn stop(State(s): State<Arc<AppState>>, Json(r): Json<StopRequest>) -> Result<Json<()>, Failure> {
+    if r.reset {
+        if let Some(d) = &s.dataplane {
+            d.detach_all().await;
+        }
+    }
+    s.stop.send(r).await.map_err(|_| Failure(StatusCode::SERVICE_UNAVAILABLE, "already stopping".into()))?;
+    Ok(Json(()))
 }
 
 async fn peers(State(s): State<Arc<AppState>>) -> Result<Json<Vec<PeerView>>, Failure> {
@@ -133,6 +164,24 @@ async fn metrics(State(s): State<Arc<AppState>>) -> Result<Response, Failure> {
         let peers = Gauge::<i64>::default();
         peers.set(st.peers as i64);
         reg.register("peers", "Peers in the topology, this one included", peers);
+    }
+    if let Some(u) = upcall_stats(&s).await {
+        use prometheus_client::metrics::counter::Counter;
+        let c = Family::<Vec<(String, String)>, Counter>::default();
+        for (result, n) in [
+            ("received", u.received),
+            ("queue_full", u.queue_full),
+            ("rate_limited", u.rate_limited),
+            ("malformed", u.malformed),
+        ] {
+            c.get_or_create(&vec![("result".to_string(), result.to_string())]).inc_by(n);
+        }
+        reg.register("upcalls", "Upcalls read from the kernel, and those dropped in userspace", c);
+        if let Some(l) = u.kernel_lost {
+            let g = Counter::<u64>::default();
+            g.inc_by(l);
+            reg.register("upcalls_kernel_lost", "Upcalls the kernel could not deliver (datapath lost)", g);
+        }
     }
     let fastdp = Gauge::<i64>::default();
     fastdp.set(i64::from(s.status.overlay == "fastdp"));

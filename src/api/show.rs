@@ -27,6 +27,14 @@ pub fn format_status(s: &Status) -> String {
         let _ = writeln!(o, "    Connections: {total}{detail}");
         let _ = writeln!(o, "          Peers: {}", m.peers);
     }
+    if let Some(u) = &s.upcalls {
+        let lost = u.kernel_lost.map(|l| format!(", {l} lost in the kernel")).unwrap_or_default();
+        let _ = writeln!(
+            o,
+            "        Upcalls: {} received by {} handlers ({}); dropped: {} queue full, {} rate-limited{lost}",
+            u.received, u.handlers, u.dispatch, u.queue_full, u.rate_limited
+        );
+    }
     o
 }
 
@@ -56,8 +64,26 @@ pub fn format_connections(conns: &[ConnectionView]) -> String {
         };
         let enc = if c.encrypted { "encrypted" } else { "unencrypted" };
         let mtu = c.mtu.map(|m| format!("mtu={m}")).unwrap_or_default();
-        let _ =
-            writeln!(o, "{dir} {:<21} {:<11} {:<6} {enc:<11} {mtu:<8} {peer} {}", c.addr, c.state, c.overlay, c.info);
+        let mut info = c.info.clone();
+        if let Some(h) = &c.health {
+            let mut extra = vec![format!("{:.0}s", h.for_ms as f64 / 1000.0)];
+            if let Some(r) = h.rtt_ms {
+                extra.push(format!("rtt={r}ms"));
+            }
+            extra.push(format!("heartbeats={}/{}", h.acked, h.sent));
+            if let Some(j) = h.jumbo_mtu {
+                extra.push(format!("underlay carries mtu={j} (--mtu {j})"));
+            }
+            info = format!("[{}] {info}", extra.join(" "));
+        }
+        let _ = writeln!(
+            o,
+            "{dir} {:<21} {:<11} {:<16} {enc:<11} {mtu:<8} {peer} {}",
+            c.addr,
+            c.state,
+            c.overlay,
+            info.trim_end()
+        );
     }
     o
 }
@@ -103,11 +129,14 @@ mod tests {
             encrypted: true,
             mtu: Some(1376),
             info: String::new(),
+            health: None,
         };
         let s = format_connections(&[c]);
         assert_eq!(s.lines().count(), 1);
         assert!(
-            s.starts_with("-> 10.0.0.2:6783         established sleeve encrypted   mtu=1376 aa:bb:cc:dd:ee:ff(b)"),
+            s.starts_with(
+                "-> 10.0.0.2:6783         established sleeve           encrypted   mtu=1376 aa:bb:cc:dd:ee:ff(b)"
+            ),
             "{s}"
         );
     }

@@ -10,13 +10,39 @@ use clap::{Parser, Subcommand, ValueEnum};
 use weaver::api::show;
 use weaver::api::{
     self, client, AttachRequest, AttachView, ConnectRequest, ConnectionView, DatapathView, DetachRequest, FlowsView,
-    ForgetRequest, PeerView, Status,
+    ForgetRequest, PeerView, Status, StopRequest,
 };
 use weaver::odp::flow::Flow;
 use weaver::odp::format;
 use weaver::odp::probe;
 use weaver::odp::socket::{DpFeatures, OdpClient};
 use weaver::odp::vport::{VportOptions, VportType};
+
+/// `println!` that ends the program quietly when stdout is closed (as in
+/// `weavectl flows dump | head`), instead of panicking.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write;
+        if let Err(e) = writeln!(std::io::stdout().lock(), $($arg)*) {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                std::process::exit(0);
+            }
+        }
+    }};
+}
+
+/// `print!`, likewise.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write;
+        let mut o = std::io::stdout().lock();
+        if let Err(e) = write!(o, $($arg)*).and_then(|_| o.flush()) {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                std::process::exit(0);
+            }
+        }
+    }};
+}
 
 #[derive(Parser)]
 #[command(name = "weavectl", version, about = "Inspect and steer a weaver host")]
@@ -62,6 +88,13 @@ enum Command {
     Forget {
         #[arg(required = true)]
         addrs: Vec<String>,
+    },
+    /// Stop the daemon: it removes its datapath and exits. Containers stay
+    /// attached and are taken back when it starts again, unless `--reset`.
+    Stop {
+        /// Also detach every container and forget peers and attachments.
+        #[arg(long)]
+        reset: bool,
     },
     /// Probe this kernel's fast datapath support (creates and removes a scratch datapath).
     Probe {
@@ -246,9 +279,9 @@ async fn from_daemon<T: serde::de::DeserializeOwned>(cli: &Cli, path: &str) -> R
 /// Prints an answer as pretty JSON or in its text form.
 fn print_view<T: serde::Serialize>(json: bool, v: &T, text: impl Fn(&T) -> String) -> Result<()> {
     if json {
-        println!("{}", serde_json::to_string_pretty(v)?);
+        outln!("{}", serde_json::to_string_pretty(v)?);
     } else {
-        print!("{}", text(v));
+        out!("{}", text(v));
     }
     Ok(())
 }
@@ -275,10 +308,23 @@ async fn run(cli: Cli) -> Result<()> {
             let (target, cidrs) = args.split_last().context("attach needs a target")?;
             let r = AttachRequest { target: target.clone(), cidrs: cidrs.to_vec() };
             let a: AttachView = client::post(&cli.api, "/v1/attach", &r).await?;
-            println!("{} {} port {}", a.host_ifname, a.mac, a.port_no.map(|p| p.to_string()).unwrap_or_default());
+            outln!("{} {} port {}", a.host_ifname, a.mac, a.port_no.map(|p| p.to_string()).unwrap_or_default());
         }
         Command::Detach { target } => {
             client::post::<_, ()>(&cli.api, "/v1/detach", &DetachRequest { target: target.clone() }).await?;
+        }
+        Command::Stop { reset } => {
+            client::post::<_, ()>(&cli.api, "/v1/stop", &StopRequest { reset: *reset }).await?;
+            // Wait for the daemon to finish: its socket goes away last.
+            for _ in 0..100 {
+                if !cli.api.exists() {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            if cli.api.exists() {
+                anyhow::bail!("the daemon did not stop within 10 s");
+            }
         }
         Command::Forget { addrs } => {
             client::post::<_, ()>(&cli.api, "/v1/forget", &ForgetRequest { addrs: addrs.clone() }).await?;
@@ -286,10 +332,10 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Probe { json } => {
             let (cap, _) = tokio::task::spawn_blocking(|| probe::probe("weaver-probe", 6784)).await?;
             if *json {
-                println!("{}", serde_json::to_string_pretty(&cap)?);
+                outln!("{}", serde_json::to_string_pretty(&cap)?);
             } else {
                 let overlay = if cap.fastdp() { "fastdp" } else { "sleeve" };
-                println!("{overlay}: {}", cap.reason());
+                outln!("{overlay}: {}", cap.reason());
             }
         }
         Command::Dp { cmd } => dp(&cli, cmd).await?,
@@ -321,10 +367,10 @@ async fn dp(cli: &Cli, cmd: &DpCmd) -> Result<()> {
                 }
             };
             if *json {
-                println!("{}", serde_json::to_string_pretty(&views)?);
+                outln!("{}", serde_json::to_string_pretty(&views)?);
             } else {
                 for v in &views {
-                    print!("{}", weaver::odp::show::format_datapath(&v.datapath, &v.ports));
+                    out!("{}", weaver::odp::show::format_datapath(&v.datapath, &v.ports));
                 }
             }
         }
@@ -409,7 +455,7 @@ fn upcalls(dp: &str, count: usize, timeout: u64, execute_output: Option<u32>, pe
             Ok(v)
         },
         |u| {
-            println!("{:?}: {} len:{}", u.kind, format::format_key(&u.msg.key, None), u.msg.packet.len());
+            outln!("{:?}: {} len:{}", u.kind, format::format_key(&u.msg.key, None), u.msg.packet.len());
             if let Some(port) = execute_output {
                 c.execute(ifi, u.msg.packet.clone(), u.msg.key.clone(), vec![Action::Output(port)])?;
             }
@@ -436,7 +482,7 @@ fn events(count: usize, timeout: u64) -> Result<()> {
                 _ => "other",
             };
             let kind = e.vport.kind.map(|k| k.name()).unwrap_or_default();
-            println!(
+            outln!(
                 "{cmd} port {}: {} ({kind})",
                 e.vport.port_no.unwrap_or_default(),
                 e.vport.name.as_deref().unwrap_or("?")
@@ -460,7 +506,7 @@ fn port(cmd: &PortCmd) -> Result<()> {
                 ),
             };
             let v = c.create_vport(ifi, name, kind, options, vec![])?;
-            println!("port {}: {}", v.port_no.unwrap_or_default(), name);
+            outln!("port {}: {}", v.port_no.unwrap_or_default(), name);
         }
         PortCmd::Del { dp, name } => {
             let ifi = dp_index(&c, dp)?;
@@ -492,10 +538,10 @@ async fn flows(cli: &Cli, cmd: &FlowsCmd) -> Result<()> {
                     .iter()
                     .map(|f| serde_json::json!({ "flow": f, "text": format::format_flow(f, Some(view.now_ms)) }))
                     .collect();
-                println!("{}", serde_json::to_string_pretty(&rows)?);
+                outln!("{}", serde_json::to_string_pretty(&rows)?);
             } else {
                 for f in &view.flows {
-                    println!("{}", format::format_flow(f, Some(view.now_ms)));
+                    outln!("{}", format::format_flow(f, Some(view.now_ms)));
                 }
             }
         }
@@ -531,7 +577,7 @@ async fn flows(cli: &Cli, cmd: &FlowsCmd) -> Result<()> {
             let (key, _) = format::parse_key(key).context("flow key")?;
             let c = kernel()?;
             match c.get_flow(dp_index(&c, dp)?, key, None)? {
-                Some(f) => println!("{}", format::format_flow(&f, Some(api::monotonic_ms()))),
+                Some(f) => outln!("{}", format::format_flow(&f, Some(api::monotonic_ms()))),
                 None => bail!("no such flow"),
             }
         }

@@ -10,9 +10,10 @@ use tokio::sync::watch;
 use tracing::info;
 use weaver::api::{server, Status};
 use weaver::daemon::config::{Args, Config};
-use weaver::daemon::dataplane;
+use weaver::daemon::dataplane::{self, DataplaneSettings};
 use weaver::daemon::fastdp::{self, Fastdp};
-use weaver::daemon::mesh::{self, MeshSettings};
+use weaver::daemon::mesh::{self, FastdpLink, MeshSettings};
+use weaver::fastdp::health::HealthConfig;
 use weaver::mesh::conn::ConnConfig;
 use weaver::mesh::peer::{Identity, PeerName, PeerUid, ShortId};
 
@@ -72,13 +73,31 @@ async fn main() -> Result<()> {
         conn = conn.with_password(p);
     }
     conn.trusted_subnets = cfg.trusted_subnets.clone();
+    // What we offer peers: the fast datapath when it runs here (the sleeve
+    // is not built yet).
+    conn.overlays = if dp.is_some() { vec!["fastdp".into()] } else { vec![] };
     let (snap_tx, snap_rx) = watch::channel(None);
-    let dataplane = match &dp {
-        Some(d) => Some(
-            dataplane::spawn(d, me.name, me.short_id, cfg.vxlan_port, cfg.mtu, snap_rx)
-                .map_err(|e| anyhow::anyhow!("starting the dataplane: {e}"))?,
-        ),
-        None => None,
+    let (dataplane, fastdp_link) = match &dp {
+        Some(d) => {
+            let s = DataplaneSettings {
+                me: me.name,
+                short_id: me.short_id,
+                vxlan_port: cfg.vxlan_port,
+                mtu: cfg.mtu,
+                state_dir: cfg.state_dir.clone(),
+            };
+            let (h, seen) =
+                dataplane::spawn(d, s, snap_rx).await.map_err(|e| anyhow::anyhow!("starting the dataplane: {e}"))?;
+            let link = FastdpLink {
+                dataplane: h.clone(),
+                seen,
+                mtu: cfg.mtu,
+                vxlan_port: cfg.vxlan_port,
+                health: HealthConfig::default(),
+            };
+            (Some(h), Some(link))
+        }
+        None => (None, None),
     };
     let settings = MeshSettings {
         dataplane: dp.as_ref().map(|_| snap_tx),
@@ -89,6 +108,7 @@ async fn main() -> Result<()> {
         discovery: cfg.discovery,
         conn_limit: cfg.conn_limit,
         state_dir: cfg.state_dir.clone(),
+        fastdp: fastdp_link,
     };
     let (mesh_handle, mesh_task) = mesh::spawn(settings, stopped(stop_rx.clone()))
         .await
@@ -101,13 +121,16 @@ async fn main() -> Result<()> {
         capability: cap,
         datapath: dp.as_ref().map(|d| d.datapath.clone()),
         mesh: None,
+        upcalls: None,
     };
+    let (stop_req_tx, mut stop_req_rx) = tokio::sync::mpsc::channel(1);
     let state = Arc::new(server::AppState {
         status,
         odp: dp.as_ref().map(|d| d.client.clone()),
         datapath: dp.as_ref().map(|d| d.datapath.clone()),
         mesh: Some(mesh_handle),
-        dataplane,
+        dataplane: dataplane.clone(),
+        stop: stop_req_tx,
     });
 
     if let Some(dir) = cfg.api_socket.parent() {
@@ -124,11 +147,27 @@ async fn main() -> Result<()> {
             async move { axum::serve(listener, server::router(state)).with_graceful_shutdown(api_stop).await },
         );
 
-    shutdown_signal().await;
+    let reset = tokio::select! {
+        _ = shutdown_signal() => false,
+        Some(r) = stop_req_rx.recv() => {
+            let r: weaver::api::StopRequest = r;
+            info!(reset = r.reset, "stop requested through the API");
+            r.reset
+        }
+    };
     info!("shutting down");
+    if reset {
+        // The containers were detached by the API handler; forget the peers too.
+        for f in ["peers.json", "attachments.json"] {
+            let _ = std::fs::remove_file(cfg.state_dir.join(f));
+        }
+    }
     let _ = stop_tx.send(true);
     let _ = mesh_task.await;
     let _ = api.await;
+    if let Some(h) = &dataplane {
+        h.shutdown().await;
+    }
     if let Some(d) = dp {
         d.stop();
     }

@@ -11,19 +11,24 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, info, warn};
 
+use super::attachments::{self, Saved};
 use super::fastdp::Fastdp;
 use super::mesh::Live;
+use super::upcalls::{self, Handlers, RateConfig, UpcallStats, UpcallStatsView};
 use crate::api::{AttachRequest, AttachView};
+use crate::fastdp::heartbeat::{self, Heartbeat};
 use crate::fastdp::{Config, FlowOp, Forwarder, LocalPeer, PeerInfo, RouteTable, StampedOp};
 use crate::mesh::core::Router;
 use crate::mesh::peer::PeerName;
-use crate::odp::packet::{Upcall, UpcallItem, UpcallKind};
-use crate::odp::socket::{OdpClient, UpcallSocket};
+use crate::odp::key::KeyAttr;
+use crate::odp::packet::{Upcall, UpcallKind};
+use crate::odp::socket::OdpClient;
 use crate::odp::vport::VportType;
 use crate::plumb::veth::{self, AttachSpec};
 
@@ -91,17 +96,38 @@ pub(super) fn snapshot<'a>(router: &Router, live: impl Iterator<Item = &'a Live>
     Snapshot { short_id: st.short_id, underlay: local, peers, routes: table }
 }
 
-/// Requests from the API.
+/// A heartbeat for the dataplane to send through the tunnel.
+#[derive(Debug, Clone, Copy)]
+pub struct SendHeartbeat {
+    pub path: heartbeat::Path,
+    pub heartbeat: Heartbeat,
+}
+
+/// A heartbeat that arrived through the tunnel, for the mesh to acknowledge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeartbeatSeen {
+    pub heartbeat: Heartbeat,
+    /// The outer source address.
+    pub from: Option<Ipv4Addr>,
+}
+
+/// Requests from the API and the mesh.
 #[derive(Debug)]
 pub enum DpRequest {
     Attach(AttachRequest, oneshot::Sender<Result<AttachView, String>>),
     Detach(String, oneshot::Sender<Result<(), String>>),
+    /// Detach every container and forget them (`weavectl stop --reset`).
+    DetachAll(oneshot::Sender<()>),
+    Heartbeat(SendHeartbeat),
+    /// Stop the task (before the datapath is removed under it).
+    Shutdown(oneshot::Sender<()>),
 }
 
-/// A handle for the API.
+/// A handle for the API and the mesh.
 #[derive(Debug, Clone)]
 pub struct DataplaneHandle {
     tx: mpsc::Sender<DpRequest>,
+    stats: Arc<UpcallStats>,
 }
 
 impl DataplaneHandle {
@@ -115,95 +141,100 @@ impl DataplaneHandle {
         self.tx.send(DpRequest::Detach(target, tx)).await.map_err(|_| "the dataplane is not running".to_string())?;
         rx.await.map_err(|_| "the dataplane is not running".to_string())?
     }
+    pub async fn detach_all(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.tx.send(DpRequest::DetachAll(tx)).await.is_ok() {
+            let _ = rx.await;
+        }
+    }
+    /// Stops the dataplane task and waits for it.
+    pub async fn shutdown(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.tx.send(DpRequest::Shutdown(tx)).await.is_ok() {
+            let _ = rx.await;
+        }
+    }
+    /// Queues a heartbeat; `false` when the queue is full (the heartbeat is
+    /// lost, as it could be on the wire).
+    pub fn try_heartbeat(&self, h: SendHeartbeat) -> bool {
+        self.tx.try_send(DpRequest::Heartbeat(h)).is_ok()
+    }
+    /// The upcall counters, with the kernel's `lost` count when known.
+    pub fn upcall_stats(&self, kernel_lost: Option<u64>) -> UpcallStatsView {
+        self.stats.view(kernel_lost)
+    }
 }
 
 struct Attachment {
     host_ifname: String,
     port_no: u32,
+    cidrs: Vec<String>,
 }
 
 struct Dataplane {
     fwd: Forwarder,
     odp: Arc<OdpClient>,
     dp_ifindex: i32,
-    upcall_pid: u32,
+    handlers: Handlers,
     mtu: u32,
     attached: BTreeMap<String, Attachment>,
     known_peers: BTreeSet<PeerName>,
+    seen_tx: mpsc::Sender<HeartbeatSeen>,
+    state_dir: PathBuf,
 }
 
-/// Starts the dataplane for a datapath the daemon created.
-pub fn spawn(
+/// What the dataplane needs to start.
+pub struct DataplaneSettings {
+    pub me: PeerName,
+    pub short_id: crate::mesh::peer::ShortId,
+    pub vxlan_port: u16,
+    pub mtu: u32,
+    pub state_dir: PathBuf,
+}
+
+/// Starts the dataplane for a datapath the daemon created: the upcall
+/// handlers, the heartbeat flow, the containers a previous run attached
+/// (their veths survive a crash or a stop), then the task. Returns the
+/// handle and the heartbeats that arrive, for the mesh to acknowledge.
+pub async fn spawn(
     dp: &Fastdp,
-    me: PeerName,
-    short_id: crate::mesh::peer::ShortId,
-    vxlan_port: u16,
-    mtu: u32,
+    s: DataplaneSettings,
     mut snapshots: watch::Receiver<Option<Snapshot>>,
-) -> Result<DataplaneHandle, String> {
+) -> Result<(DataplaneHandle, mpsc::Receiver<HeartbeatSeen>), String> {
     let odp = dp.client.clone();
     let d = odp.get_datapath(&dp.datapath).map_err(|e| e.to_string())?.ok_or("datapath vanished")?;
-    let mut sock = UpcallSocket::open(&odp.families()).map_err(|e| e.to_string())?;
-    let pid = sock.port_id().map_err(|e| e.to_string())?;
-    // Misses on every existing port (local and VXLAN) come to us.
-    for v in odp.dump_vports(d.dp_ifindex).map_err(|e| e.to_string())? {
-        if let Some(p) = v.port_no {
-            odp.set_vport_upcall_pids(d.dp_ifindex, p, vec![pid]).map_err(|e| e.to_string())?;
-        }
-    }
     let vx = odp
-        .get_vport(&format!("vxlan-{vxlan_port}"))
+        .get_vport(&format!("vxlan-{}", s.vxlan_port))
         .map_err(|e| e.to_string())?
         .and_then(|v| v.port_no)
         .ok_or("the VXLAN vport is missing")?;
-    let local = LocalPeer { name: me, short_id, underlay: Ipv4Addr::UNSPECIFIED, vxlan_port: vx };
+
+    // Upcalls: one handler thread per CPU feeding a bounded queue. When the
+    // queue is full, misses are dropped and counted: a storm cannot starve
+    // the control plane.
+    let (up_tx, mut up_rx) = mpsc::channel::<Upcall>(4096);
+    let stats = Arc::new(UpcallStats::default());
+    let handlers = upcalls::start(&odp, &dp.datapath, d.dp_ifindex, up_tx, stats.clone(), RateConfig::default())?;
+    // Heartbeats from peers come up as action upcalls, never as misses.
+    let hb_pid = handlers.pids.first().copied().ok_or("no upcall handler")?;
+    odp.new_flow(&heartbeat::receive_flow(d.dp_ifindex, vx, hb_pid)).map_err(|e| format!("heartbeat flow: {e}"))?;
+
+    let (seen_tx, seen_rx) = mpsc::channel(256);
+    let local = LocalPeer { name: s.me, short_id: s.short_id, underlay: Ipv4Addr::UNSPECIFIED, vxlan_port: vx };
     let mut dataplane = Dataplane {
         fwd: Forwarder::new(local, Config::default()),
         odp,
         dp_ifindex: d.dp_ifindex,
-        upcall_pid: pid,
-        mtu,
+        handlers,
+        mtu: s.mtu,
         attached: BTreeMap::new(),
         known_peers: BTreeSet::new(),
+        seen_tx,
+        state_dir: s.state_dir,
     };
+    dataplane.readopt().await;
 
-    // Upcalls: a blocking reader thread feeding a bounded queue. When the
-    // queue is full, misses are dropped and counted: a storm cannot starve
-    // the control plane.
-    let (up_tx, mut up_rx) = mpsc::channel::<Upcall>(4096);
-    let mut lost: u64 = 0;
-    std::thread::Builder::new()
-        .name("upcalls".into())
-        .spawn(move || loop {
-            match sock.recv() {
-                Ok(items) => {
-                    for it in items {
-                        match it {
-                            Ok(UpcallItem::Upcall(u)) => {
-                                if up_tx.try_send(*u).is_err() {
-                                    lost += 1;
-                                    if lost % 1024 == 1 {
-                                        warn!(lost, "miss queue full: upcalls dropped");
-                                    }
-                                }
-                            }
-                            Ok(_) => {}
-                            Err(e) => debug!(error = %e, "malformed upcall"),
-                        }
-                    }
-                }
-                Err(e) => {
-                    warn!(error = %e, "upcall socket failed; misses are no longer handled");
-                    return;
-                }
-            }
-            if up_tx.is_closed() {
-                return;
-            }
-        })
-        .map_err(|e| e.to_string())?;
-
-    let (req_tx, mut req_rx) = mpsc::channel(16);
+    let (req_tx, mut req_rx) = mpsc::channel(256);
     tokio::spawn(async move {
         let mut stats = tokio::time::interval(std::time::Duration::from_secs(3));
         stats.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -223,7 +254,13 @@ pub fn spawn(
                     let snap = snapshots.borrow_and_update().clone();
                     if let Some(s) = snap { dataplane.on_snapshot(s); }
                 }
-                Some(req) = req_rx.recv() => dataplane.on_request(req).await,
+                Some(req) = req_rx.recv() => {
+                    if let DpRequest::Shutdown(done) = req {
+                        let _ = done.send(());
+                        break;
+                    }
+                    dataplane.on_request(req).await
+                }
                 _ = stats.tick() => dataplane.sync_stats(),
                 _ = tokio::time::sleep(std::time::Duration::from_millis(wake.max(10))) => {
                     let now = dataplane.now();
@@ -233,7 +270,7 @@ pub fn spawn(
             }
         }
     });
-    Ok(DataplaneHandle { tx: req_tx })
+    Ok((DataplaneHandle { tx: req_tx, stats }, seen_rx))
 }
 
 impl Dataplane {
@@ -281,7 +318,10 @@ impl Dataplane {
     }
 
     fn on_upcall(&mut self, u: Upcall) {
-        if u.kind != UpcallKind::Miss {
+        if u.kind == UpcallKind::Action {
+            if heartbeat::is_heartbeat_userdata(u.msg.userdata.as_deref()) {
+                self.on_heartbeat(&u);
+            }
             return;
         }
         let now = self.now();
@@ -291,6 +331,40 @@ impl Dataplane {
             self.apply(op, &mut missed);
         }
         self.apply_queued();
+    }
+
+    /// A peer's heartbeat arrived through the tunnel: the mesh acknowledges
+    /// it over the control connection it names.
+    fn on_heartbeat(&mut self, u: &Upcall) {
+        let from = u.msg.key.iter().find_map(|k| match k {
+            KeyAttr::Tunnel(t) => t.ipv4_src,
+            _ => None,
+        });
+        match Heartbeat::parse(&u.msg.packet) {
+            Ok(hb) => {
+                if self.seen_tx.try_send(HeartbeatSeen { heartbeat: hb, from }).is_err() {
+                    debug!("heartbeat dropped: the mesh is busy");
+                }
+            }
+            Err(e) => debug!(error = %e, ?from, "bad heartbeat frame"),
+        }
+    }
+
+    fn send_heartbeat(&mut self, h: SendHeartbeat) {
+        let frame = match h.heartbeat.emit() {
+            Ok(f) => f,
+            Err(e) => {
+                warn!(error = %e, "heartbeat not sent");
+                return;
+            }
+        };
+        let (key, actions) = heartbeat::send_actions(&h.path, self.fwd.local().vxlan_port, None);
+        let r = tokio::task::block_in_place(|| self.odp.execute(self.dp_ifindex, frame, key, actions));
+        if let Err(e) = r {
+            // EMSGSIZE and friends: the frame is lost, which the missing
+            // acknowledgement reports.
+            debug!(error = %e, dst = %h.path.dst, "heartbeat not sent");
+        }
     }
 
     fn apply_queued(&mut self) {
@@ -343,7 +417,80 @@ impl Dataplane {
                 let res = self.detach(&t).await;
                 let _ = tx.send(res);
             }
+            DpRequest::DetachAll(tx) => {
+                let targets: Vec<String> = self.attached.keys().cloned().collect();
+                for t in targets {
+                    if let Err(e) = self.detach(&t).await {
+                        warn!(target = %t, error = %e, "detach failed");
+                    }
+                }
+                let _ = tx.send(());
+            }
+            DpRequest::Heartbeat(h) => self.send_heartbeat(h),
+            DpRequest::Shutdown(done) => {
+                let _ = done.send(());
+            }
         }
+    }
+
+    /// Writes the attachments to the state directory.
+    fn save(&self) {
+        let list: Vec<Saved> = self
+            .attached
+            .iter()
+            .map(|(t, a)| Saved { target: t.clone(), host_ifname: a.host_ifname.clone(), cidrs: a.cidrs.clone() })
+            .collect();
+        if let Err(e) = attachments::save(&self.state_dir, &list) {
+            warn!(error = %e, "could not record the attached containers");
+        }
+    }
+
+    /// Adds a host veth as a netdev vport.
+    fn add_port(&mut self, ifname: &str) -> Result<u32, String> {
+        let pids = self.handlers.pids_for_new_port();
+        let v = tokio::task::block_in_place(|| {
+            self.odp.create_vport(self.dp_ifindex, ifname, VportType::Netdev, None, pids)
+        })
+        .map_err(|e| e.to_string())?;
+        let port_no = v.port_no.ok_or("kernel gave the port no number")?;
+        let now = self.now();
+        self.fwd.handle_port_added(now, port_no);
+        self.apply_queued();
+        Ok(port_no)
+    }
+
+    /// Takes back the containers an earlier run attached, whose veths
+    /// survived it (a crash, a restart), and removes host veths of ours that
+    /// no record names (left by a run that died mid-attach).
+    async fn readopt(&mut self) {
+        let saved = attachments::load(&self.state_dir);
+        for s in saved {
+            match veth::exists(&s.host_ifname).await {
+                Ok(true) => match self.add_port(&s.host_ifname) {
+                    Ok(port_no) => {
+                        info!(target = %s.target, ifname = %s.host_ifname, port = port_no, "container re-attached");
+                        let a = Attachment { host_ifname: s.host_ifname, port_no, cidrs: s.cidrs };
+                        self.attached.insert(s.target, a);
+                    }
+                    Err(e) => warn!(target = %s.target, error = %e, "could not re-attach container"),
+                },
+                Ok(false) => info!(target = %s.target, "container gone since the last run; forgotten"),
+                Err(e) => warn!(target = %s.target, error = %e, "could not check container veth"),
+            }
+        }
+        let ours: BTreeSet<&String> = self.attached.values().map(|a| &a.host_ifname).collect();
+        match veth::names_with_prefix(veth::HOST_PREFIX).await {
+            Ok(names) => {
+                for n in names.iter().filter(|n| !ours.contains(n)) {
+                    info!(ifname = %n, "removing a stale container veth");
+                    if let Err(e) = veth::detach(n).await {
+                        warn!(ifname = %n, error = %e, "could not remove stale veth");
+                    }
+                }
+            }
+            Err(e) => warn!(error = %e, "could not list interfaces"),
+        }
+        self.save();
     }
 
     async fn attach(&mut self, r: AttachRequest) -> Result<AttachView, String> {
@@ -357,15 +504,18 @@ impl Dataplane {
         let _ = self.detach(&r.target).await;
         let spec = AttachSpec { host_ifname: veth::host_ifname(&netns), netns, addrs, mtu: self.mtu };
         let a = veth::attach(&spec).await.map_err(|e| e.to_string())?;
-        let v = tokio::task::block_in_place(|| {
-            self.odp.create_vport(self.dp_ifindex, &a.host_ifname, VportType::Netdev, None, vec![self.upcall_pid])
-        })
-        .map_err(|e| e.to_string())?;
-        let port_no = v.port_no.ok_or("kernel gave the port no number")?;
-        let now = self.now();
-        self.fwd.handle_port_added(now, port_no);
-        self.apply_queued();
-        self.attached.insert(r.target.clone(), Attachment { host_ifname: a.host_ifname.clone(), port_no });
+        let port_no = match self.add_port(&a.host_ifname) {
+            Ok(p) => p,
+            Err(e) => {
+                let _ = veth::detach(&a.host_ifname).await;
+                return Err(e);
+            }
+        };
+        self.attached.insert(
+            r.target.clone(),
+            Attachment { host_ifname: a.host_ifname.clone(), port_no, cidrs: r.cidrs.clone() },
+        );
+        self.save();
         let m = a.mac;
         info!(target = %r.target, port = port_no, ifname = %a.host_ifname, "container attached");
         Ok(AttachView {
@@ -385,6 +535,7 @@ impl Dataplane {
         let _ = tokio::task::block_in_place(|| self.odp.delete_vport(self.dp_ifindex, a.port_no));
         self.fwd.handle_port_removed(now, a.port_no);
         self.apply_queued();
+        self.save();
         veth::detach(&a.host_ifname).await.map_err(|e| e.to_string())?;
         info!(%target, "container detached");
         Ok(())

@@ -15,15 +15,30 @@ pub struct Fastdp {
     pub datapath: String,
 }
 
-/// Decides the overlay: the probe's verdict, or sleeve when forced.
+/// Decides the overlay: the probe's verdict, or sleeve when forced. A
+/// datapath of ours left by a run that died (SIGKILL, a crash) is removed
+/// first: its VXLAN vport holds the UDP port the probe needs.
 pub async fn probe(datapath: &str, vxlan_port: u16, forced_sleeve: bool) -> Capability {
     if forced_sleeve {
         return Capability::Disabled;
     }
+    let stale = datapath.to_string();
+    let _ = tokio::task::spawn_blocking(move || remove_stale(&stale)).await;
     let dp = format!("{datapath}-probe");
     tokio::task::spawn_blocking(move || probe::probe(&dp, vxlan_port).0)
         .await
         .unwrap_or_else(|e| Capability::ProbeFailed { error: e.to_string() })
+}
+
+/// Removes the datapath `name` if it exists (nothing when the kernel has no ODP).
+fn remove_stale(name: &str) {
+    let Ok(c) = OdpClient::connect() else { return };
+    if let Ok(Some(_)) = c.get_datapath(name) {
+        warn!(datapath = name, "removing stale datapath from an earlier run");
+        if let Err(e) = c.delete_datapath(name) {
+            warn!(datapath = name, error = %e, "could not remove the stale datapath");
+        }
+    }
 }
 
 impl Fastdp {

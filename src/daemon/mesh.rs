@@ -13,10 +13,14 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
+use super::dataplane::{DataplaneHandle, HeartbeatSeen, SendHeartbeat};
 use super::targets;
 use crate::api::handle::{MeshHandle, MeshRequest};
 use crate::api::{ConnectRequest, ForgetRequest};
-use crate::mesh::conn::{self, AcceptLimiter, ConnConfig, ConnError, ConnEvent, Established, LimitConfig};
+use crate::fastdp::health::{Health, HealthConfig, OverlayState, Transition};
+use crate::fastdp::heartbeat::{self, Ack, Heartbeat};
+use crate::fastdp::Vni;
+use crate::mesh::conn::{self, AcceptLimiter, ConnConfig, ConnError, ConnEvent, Established, LimitConfig, Payload};
 use crate::mesh::core::{ConnId, ConnVerdict, MeshConfig, MeshEvent, NewConnection, RefuseReason, Router};
 use crate::mesh::maker::{self, BackoffConfig, Maker};
 use crate::mesh::peer::Identity;
@@ -32,6 +36,26 @@ pub struct MeshSettings {
     pub discovery: bool,
     pub conn_limit: usize,
     pub state_dir: PathBuf,
+    /// The fast datapath's heartbeats, when this host runs it.
+    pub fastdp: Option<FastdpLink>,
+}
+
+/// What the mesh needs to check each connection's fast datapath.
+pub struct FastdpLink {
+    pub dataplane: DataplaneHandle,
+    /// Heartbeats that arrived, to acknowledge.
+    pub seen: mpsc::Receiver<HeartbeatSeen>,
+    /// The overlay MTU: full heartbeats are this big plus an Ethernet header.
+    pub mtu: u32,
+    pub vxlan_port: u16,
+    pub health: HealthConfig,
+}
+
+struct FastdpState {
+    dataplane: DataplaneHandle,
+    mtu: u32,
+    vxlan_port: u16,
+    health: HealthConfig,
 }
 
 /// Something that happened in a helper task.
@@ -62,7 +86,7 @@ impl From<ConnError> for Failure {
 
 /// A live connection.
 pub(super) struct Live {
-    pub handle_tx: mpsc::Sender<Vec<u8>>,
+    pub handle_tx: mpsc::Sender<Payload>,
     pub closer: conn::Closer,
     pub info: conn::ConnInfo,
     pub addr: String,
@@ -73,6 +97,15 @@ pub(super) struct Live {
     pub local: Option<SocketAddr>,
     /// The remote end's IP: its underlay address.
     pub remote_ip: std::net::IpAddr,
+    /// What the router was told when the connection came up, to tell it
+    /// again when the connection returns from hold.
+    pub new_conn: NewConnection,
+    /// The fast datapath's health on this connection, when both ends run it.
+    pub health: Option<Health>,
+    /// Why there is no health, for `status connections`.
+    pub no_health: &'static str,
+    /// Withdrawn from the router while on hold.
+    pub withdrawn: bool,
 }
 
 /// A connection whose handshake is under way.
@@ -98,6 +131,7 @@ pub(super) struct MeshTask {
     state_dir: PathBuf,
     dropped_sends: u64,
     dataplane: Option<tokio::sync::watch::Sender<Option<super::dataplane::Snapshot>>>,
+    fastdp: Option<FastdpState>,
 }
 
 const MAX_FAILURES_SHOWN: usize = 16;
@@ -121,6 +155,13 @@ pub async fn spawn(
     for t in direct {
         maker.add_direct(0, t);
     }
+    let (fastdp, seen) = match s.fastdp {
+        Some(f) => (
+            Some(FastdpState { dataplane: f.dataplane, mtu: f.mtu, vxlan_port: f.vxlan_port, health: f.health }),
+            Some(f.seen),
+        ),
+        None => (None, None),
+    };
     let task = MeshTask {
         router: Router::new(s.identity.clone(), MeshConfig::default(), seed, 0),
         maker,
@@ -137,9 +178,17 @@ pub async fn spawn(
         state_dir: s.state_dir,
         dropped_sends: 0,
         dataplane: s.dataplane,
+        fastdp,
     };
-    let join = tokio::spawn(task.run(listener, api_rx, events_rx, shutdown));
+    let join = tokio::spawn(task.run(listener, api_rx, events_rx, seen, shutdown));
     Ok((MeshHandle::new(api_tx), join))
+}
+
+fn v4(ip: std::net::IpAddr) -> Option<std::net::Ipv4Addr> {
+    match ip {
+        std::net::IpAddr::V4(a) => Some(a),
+        std::net::IpAddr::V6(a) => a.to_ipv4_mapped(),
+    }
 }
 
 impl MeshTask {
@@ -157,6 +206,15 @@ impl MeshTask {
         self.start.elapsed().as_millis() as u64
     }
 
+    pub(super) fn now_ms(&self) -> u64 {
+        self.now()
+    }
+
+    /// The overlay MTU, when this host runs the fast datapath.
+    pub(super) fn overlay_mtu(&self) -> Option<u32> {
+        self.fastdp.as_ref().map(|f| f.mtu)
+    }
+
     fn conn_id(&mut self) -> ConnId {
         let id = ConnId(self.next_conn);
         self.next_conn += 1;
@@ -168,13 +226,16 @@ impl MeshTask {
         listener: TcpListener,
         mut api_rx: mpsc::Receiver<MeshRequest>,
         mut events_rx: mpsc::Receiver<TaskEvent>,
+        mut seen: Option<mpsc::Receiver<HeartbeatSeen>>,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) {
         tokio::pin!(shutdown);
         loop {
+            self.run_health();
             self.drain_router();
             self.dial_due();
-            let wake = [self.router.poll_timeout(), self.maker.poll_timeout()].into_iter().flatten().min();
+            let health = self.live.values().filter_map(|l| l.health.as_ref().map(Health::poll_timeout)).min();
+            let wake = [self.router.poll_timeout(), self.maker.poll_timeout(), health].into_iter().flatten().min();
             let sleep = match wake {
                 Some(at) => Duration::from_millis(at.saturating_sub(self.now())),
                 None => Duration::from_secs(3600),
@@ -187,6 +248,9 @@ impl MeshTask {
                 },
                 Some(ev) = events_rx.recv() => self.on_event(ev),
                 Some(req) = api_rx.recv() => self.on_request(req),
+                Some(hb) = async { match &mut seen { Some(r) => r.recv().await, None => std::future::pending().await } } => {
+                    self.on_heartbeat_seen(hb);
+                }
                 _ = tokio::time::sleep(sleep) => {
                     let now = self.now();
                     self.router.handle_timeout(now);
@@ -203,7 +267,7 @@ impl MeshTask {
     fn drain_router(&mut self) {
         while let Some((conn, bytes)) = self.router.poll_transmit() {
             if let Some(l) = self.live.get(&conn) {
-                if l.handle_tx.try_send(bytes).is_err() {
+                if l.handle_tx.try_send(Payload::Mesh(bytes)).is_err() {
                     // Gossip is anti-entropic: a dropped message is repaired
                     // by the next exchange. Counted, not logged per message.
                     self.dropped_sends += 1;
@@ -331,6 +395,7 @@ impl MeshTask {
                     debug!(?conn, error = %e, "bad mesh message");
                 }
             }
+            TaskEvent::Conn(conn, ConnEvent::Overlay(bytes)) => self.on_overlay(conn, &bytes),
             TaskEvent::Conn(conn, ConnEvent::Closed(reason)) => self.on_closed(conn, reason.to_string()),
         }
     }
@@ -372,6 +437,7 @@ impl MeshTask {
             outbound,
             tie_breaker: info.conn_uid(),
         };
+        let new_copy = new.clone();
         let verdict = self.router.handle_connection_up(now, conn, new);
         let mut handle = conn::spawn(est);
         match verdict {
@@ -394,6 +460,7 @@ impl MeshTask {
                     }
                 });
                 let remote_ip = handle.remote_addr.ip();
+                let (health, no_health) = self.new_health(&info, local, remote_ip);
                 self.live.insert(
                     conn,
                     Live {
@@ -405,6 +472,10 @@ impl MeshTask {
                         target,
                         local,
                         remote_ip,
+                        new_conn: new_copy,
+                        health,
+                        no_health,
+                        withdrawn: false,
                     },
                 );
                 self.publish_dataplane();
@@ -460,6 +531,122 @@ impl MeshTask {
             }
             self.remember_failure(l.addr, l.outbound, reason);
             self.publish_dataplane();
+        }
+    }
+
+    /// The health check of a new connection: when both ends run the fast
+    /// datapath and the underlay is IPv4.
+    fn new_health(
+        &self,
+        info: &conn::ConnInfo,
+        local: Option<SocketAddr>,
+        remote_ip: std::net::IpAddr,
+    ) -> (Option<Health>, &'static str) {
+        let Some(f) = &self.fastdp else { return (None, "this host runs no fast datapath") };
+        if !info.remote_overlays.iter().any(|o| o == "fastdp") {
+            return (None, "the peer runs no fast datapath");
+        }
+        let (Some(_), Some(dst)) = (local.and_then(|a| v4(a.ip())), v4(remote_ip)) else {
+            return (None, "the fast datapath needs an IPv4 underlay");
+        };
+        let path_mtu = super::pmtu::path_mtu(dst, f.vxlan_port);
+        (Some(Health::new(self.now(), f.health.clone(), f.mtu, path_mtu)), "")
+    }
+
+    /// Sends the heartbeats that are due and acts on connections whose
+    /// heartbeats stopped.
+    fn run_health(&mut self) {
+        let Some(f) = &self.fastdp else { return };
+        let now = self.now();
+        let me = self.router.identity().short_id;
+        let mut changes = Vec::new();
+        for (id, l) in self.live.iter_mut() {
+            let Some(h) = &mut l.health else { continue };
+            if let Some(t) = h.handle_timeout(now) {
+                changes.push((*id, t));
+            }
+            let (Some(src), Some(dst)) = (l.local.and_then(|a| v4(a.ip())), v4(l.remote_ip)) else { continue };
+            let vni = Vni::unicast(me, l.info.remote.short_id).tun_id() as u32;
+            let path = heartbeat::Path { vni, src, dst, ttl: crate::fastdp::Config::default().tunnel_ttl };
+            while let Some(p) = h.poll_probe(now) {
+                let hb = Heartbeat { conn_uid: l.info.conn_uid(), seq: p.seq, len: p.len };
+                // A full queue loses the heartbeat, as the wire could.
+                let _ = f.dataplane.try_heartbeat(SendHeartbeat { path, heartbeat: hb });
+            }
+        }
+        for (id, t) in changes {
+            self.on_transition(id, t);
+        }
+    }
+
+    /// A peer's heartbeat arrived through our tunnel: acknowledge it on the
+    /// control connection it names.
+    fn on_heartbeat_seen(&mut self, seen: HeartbeatSeen) {
+        let hb = seen.heartbeat;
+        let Some(l) = self.live.values().find(|l| l.info.conn_uid() == hb.conn_uid) else {
+            debug!(conn_uid = hb.conn_uid, from = ?seen.from, "heartbeat for no live connection");
+            return;
+        };
+        let ack = Ack { conn_uid: hb.conn_uid, seq: hb.seq, len: hb.len };
+        let _ = l.handle_tx.try_send(Payload::Overlay(ack.encode()));
+    }
+
+    /// An overlay message arrived on a control connection.
+    fn on_overlay(&mut self, conn: ConnId, bytes: &[u8]) {
+        let now = self.now();
+        let ack = match Ack::decode(bytes) {
+            Ok(Some(a)) => a,
+            Ok(None) => return,
+            Err(e) => {
+                debug!(?conn, error = %e, "bad overlay message");
+                return;
+            }
+        };
+        let Some(l) = self.live.get_mut(&conn) else { return };
+        if ack.conn_uid != l.info.conn_uid() {
+            debug!(?conn, "acknowledgement names another connection");
+            return;
+        }
+        let t = l.health.as_mut().and_then(|h| h.handle_ack(now, ack.seq, ack.len));
+        if let Some(t) = t {
+            self.on_transition(conn, t);
+        }
+    }
+
+    /// A connection's fast datapath changed state: on hold, it is withdrawn
+    /// from the router (routes then avoid it, through other peers where they
+    /// can); back on the fast datapath, it is announced again.
+    fn on_transition(&mut self, conn: ConnId, t: Transition) {
+        let now = self.now();
+        let Some(l) = self.live.get_mut(&conn) else { return };
+        let (peer, addr) = (l.info.remote.name, l.addr.clone());
+        match t.to {
+            OverlayState::OnHold => {
+                warn!(%peer, %addr, reason = %t.reason, "connection on hold: fast datapath heartbeats lost");
+                if !l.withdrawn {
+                    l.withdrawn = true;
+                    self.router.handle_connection_down(now, conn);
+                    self.publish_dataplane();
+                }
+            }
+            OverlayState::Fastdp => {
+                info!(%peer, %addr, reason = %t.reason, from = %t.from, "connection on the fast datapath");
+                if l.withdrawn {
+                    l.withdrawn = false;
+                    let new = l.new_conn.clone();
+                    match self.router.handle_connection_up(now, conn, new) {
+                        ConnVerdict::Accept => {}
+                        ConnVerdict::AcceptReplacing(old) => self.retire(old, "replaced by a duplicate connection"),
+                        ConnVerdict::Refuse(reason) => {
+                            info!(%peer, %addr, %reason, "connection back from hold is not needed; closing it");
+                            self.retire(conn, &reason.to_string());
+                            return;
+                        }
+                    }
+                    self.publish_dataplane();
+                }
+            }
+            OverlayState::Probing => {}
         }
     }
 

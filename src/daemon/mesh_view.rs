@@ -63,19 +63,26 @@ impl MeshTask {
         let mut out: Vec<ConnectionView> = self
             .live
             .values()
-            .map(|l| ConnectionView {
-                direction: dir(l.outbound),
-                addr: l.addr.clone(),
-                state: "established".into(),
-                peer: Some(l.info.remote.name.to_string()),
-                nickname: Some(l.info.remote.nickname.clone()),
-                // Traffic to a connected peer goes over the fast datapath
-                // when this host runs it; per-connection fallback to the
-                // sleeve is not there yet, so otherwise there is none.
-                overlay: if self.dataplane_active() { "fastdp" } else { "none" }.into(),
-                encrypted: l.info.encrypted(),
-                mtu: None,
-                info: String::new(),
+            .map(|l| {
+                let now = self.now_ms();
+                let health = l.health.as_ref().map(|h| h.view(now));
+                let (overlay, info) = match &health {
+                    Some(h) => (h.state.to_string(), h.reason.clone()),
+                    None if self.dataplane_active() => ("none".to_string(), l.no_health.to_string()),
+                    None => ("none".to_string(), String::new()),
+                };
+                ConnectionView {
+                    direction: dir(l.outbound),
+                    addr: l.addr.clone(),
+                    state: "established".into(),
+                    peer: Some(l.info.remote.name.to_string()),
+                    nickname: Some(l.info.remote.nickname.clone()),
+                    overlay,
+                    encrypted: l.info.encrypted(),
+                    mtu: self.overlay_mtu(),
+                    info,
+                    health,
+                }
             })
             .collect();
         out.extend(self.pending.values().map(|p| ConnectionView {
@@ -88,6 +95,7 @@ impl MeshTask {
             encrypted: self.encrypted(),
             mtu: None,
             info: String::new(),
+            health: None,
         }));
         let live_addrs: Vec<&String> = self.live.values().map(|l| &l.addr).collect();
         out.extend(self.failures.iter().filter(|(a, _, _)| !live_addrs.contains(&a)).map(|(a, outbound, e)| {
@@ -101,6 +109,7 @@ impl MeshTask {
                 encrypted: self.encrypted(),
                 mtu: None,
                 info: e.clone(),
+                health: None,
             }
         }));
         out

@@ -1,9 +1,12 @@
 //! The `weaver` daemon: configuration, the datapath it owns, the mesh task,
 //! and the API that exposes them.
 
+mod attachments;
 pub mod config;
 pub mod dataplane;
 pub mod fastdp;
 pub mod mesh;
 mod mesh_view;
+pub mod pmtu;
 mod targets;
+pub mod upcalls;

@@ -101,6 +101,8 @@
 mod cache;
 mod decide;
 mod forwarder;
+pub mod health;
+pub mod heartbeat;
 pub mod input;
 mod mac;
 pub mod megaflow;
@@ -117,3 +119,8 @@ pub use mac::MacEntry;
 pub use megaflow::{KeyError, MatchKey, TunnelMatch, Upcall};
 pub use op::{Dep, DropReason, Epoch, FlowOp, Location, StampedOp};
 pub use vni::Vni;
+
+/// Bytes VXLAN adds to an overlay frame on an IPv4 underlay: outer IPv4 (20),
+/// UDP (8), VXLAN (8) and the inner Ethernet header (14). An overlay MTU of
+/// `M` needs an underlay MTU of `M + 50`.
+pub const VXLAN_OVERHEAD: u32 = 50;

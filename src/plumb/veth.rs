@@ -60,11 +60,14 @@ pub fn netns_path(target: &str) -> PathBuf {
 }
 
 /// A host-end interface name derived from the namespace, stable and unique enough.
+/// The prefix of every host-side container veth this daemon creates.
+pub const HOST_PREFIX: &str = "vethwe";
+
 pub fn host_ifname(netns: &Path) -> String {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
     netns.hash(&mut h);
-    format!("vethwe{:08x}", h.finish() as u32)
+    format!("{HOST_PREFIX}{:08x}", h.finish() as u32)
 }
 
 async fn connect() -> Result<Handle, PlumbError> {
@@ -182,6 +185,30 @@ where
         let _ = tx.send(r);
     });
     rx.await.map_err(|_| PlumbError::Other { op: "namespace thread".into(), msg: "died".into() })?
+}
+
+/// Whether an interface of that name exists here.
+pub async fn exists(name: &str) -> Result<bool, PlumbError> {
+    let h = connect().await?;
+    Ok(index_of(&h, name).await?.is_some())
+}
+
+/// The names of the interfaces here that start with `prefix`.
+pub async fn names_with_prefix(prefix: &str) -> Result<Vec<String>, PlumbError> {
+    use rtnetlink::packet_route::link::LinkAttribute;
+    let h = connect().await?;
+    let mut links = h.link().get().execute();
+    let mut out = Vec::new();
+    while let Some(l) = links.try_next().await.map_err(nl("list interfaces"))? {
+        for a in &l.attributes {
+            if let LinkAttribute::IfName(n) = a {
+                if n.starts_with(prefix) {
+                    out.push(n.clone());
+                }
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Removes the host end (the container end goes with it).

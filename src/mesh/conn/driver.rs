@@ -22,7 +22,7 @@ use tracing::{debug, info, info_span, warn, Instrument};
 use super::config::ConnConfig;
 use super::error::{CloseReason, ConnError, SessionError};
 use super::handshake::{ConnInfo, ConnParams, Handshake};
-use super::session::Session;
+use super::session::{Payload, Session};
 
 /// Bytes read per wake-up.
 pub const READ_BUF: usize = 64 << 10;
@@ -61,6 +61,8 @@ impl Established {
 pub enum ConnEvent {
     /// A mesh message from the remote.
     Message(Vec<u8>),
+    /// An overlay message from the remote.
+    Overlay(Vec<u8>),
     /// The connection ended; nothing follows.
     Closed(CloseReason),
 }
@@ -88,8 +90,8 @@ pub struct ConnHandle {
     pub remote_addr: SocketAddr,
     /// The longest message `tx` carries; longer ones are dropped with a warning.
     pub max_message_len: usize,
-    /// Mesh messages to send.
-    pub tx: mpsc::Sender<Vec<u8>>,
+    /// Messages to send.
+    pub tx: mpsc::Sender<Payload>,
     /// Messages received, then the close.
     pub rx: mpsc::Receiver<ConnEvent>,
     /// Closes with a reason.
@@ -176,7 +178,7 @@ pub fn spawn(est: Established) -> ConnHandle {
 async fn run(
     mut stream: TcpStream,
     mut session: Session,
-    mut from_owner: mpsc::Receiver<Vec<u8>>,
+    mut from_owner: mpsc::Receiver<Payload>,
     to_owner: mpsc::Sender<ConnEvent>,
     mut close_rx: oneshot::Receiver<String>,
 ) {
@@ -199,7 +201,7 @@ async fn run(
         close_gracefully(&mut stream, out.buf.split_off(out.pos)).await;
     }
     for m in pending {
-        if to_owner.send(ConnEvent::Message(m)).await.is_err() {
+        if to_owner.send(event(m)).await.is_err() {
             return;
         }
     }
@@ -210,9 +212,9 @@ async fn run(
 async fn pump(
     stream: &mut TcpStream,
     session: &mut Session,
-    pending: &mut VecDeque<Vec<u8>>,
+    pending: &mut VecDeque<Payload>,
     out: &mut Outbox,
-    from_owner: &mut mpsc::Receiver<Vec<u8>>,
+    from_owner: &mut mpsc::Receiver<Payload>,
     to_owner: &mpsc::Sender<ConnEvent>,
     close_rx: &mut oneshot::Receiver<String>,
 ) -> CloseReason {
@@ -253,7 +255,7 @@ async fn pump(
             permit = to_owner.reserve(), if !pending.is_empty() => match permit {
                 Ok(p) => {
                     if let Some(m) = pending.pop_front() {
-                        p.send(ConnEvent::Message(m));
+                        p.send(event(m));
                     }
                     if deliver_more(pending, to_owner).is_err() {
                         return owner_gone();
@@ -327,14 +329,16 @@ async fn read_now(rd: &ReadHalf<'_>, buf: &mut [u8]) -> Option<std::io::Result<u
 }
 
 /// Hands pending messages over while the channel has room.
-fn deliver_more(pending: &mut VecDeque<Vec<u8>>, to_owner: &mpsc::Sender<ConnEvent>) -> Result<(), ()> {
+fn deliver_more(pending: &mut VecDeque<Payload>, to_owner: &mpsc::Sender<ConnEvent>) -> Result<(), ()> {
     use mpsc::error::TrySendError;
     while let Some(m) = pending.pop_front() {
-        match to_owner.try_send(ConnEvent::Message(m)) {
+        match to_owner.try_send(event(m)) {
             Ok(()) => {}
             Err(TrySendError::Full(ev)) => {
-                if let ConnEvent::Message(m) = ev {
-                    pending.push_front(m);
+                match ev {
+                    ConnEvent::Message(m) => pending.push_front(Payload::Mesh(m)),
+                    ConnEvent::Overlay(m) => pending.push_front(Payload::Overlay(m)),
+                    ConnEvent::Closed(_) => {}
                 }
                 return Ok(());
             }
@@ -344,8 +348,15 @@ fn deliver_more(pending: &mut VecDeque<Vec<u8>>, to_owner: &mpsc::Sender<ConnEve
     Ok(())
 }
 
-fn send(session: &mut Session, msg: &[u8]) {
-    if let Err(e) = session.send_message(msg) {
+fn event(p: Payload) -> ConnEvent {
+    match p {
+        Payload::Mesh(m) => ConnEvent::Message(m),
+        Payload::Overlay(m) => ConnEvent::Overlay(m),
+    }
+}
+
+fn send(session: &mut Session, msg: &Payload) {
+    if let Err(e) = session.send_payload(msg) {
         warn!(error = %e, "dropping an outgoing message");
     }
 }

@@ -43,5 +43,5 @@ pub use error::{CloseReason, ConnError, HandshakeError, SessionError, TooLarge};
 pub use frame::{FrameDecoder, FrameError};
 pub use handshake::{ConnInfo, ConnParams, Handshake};
 pub use limit::{AcceptLimiter, LimitConfig, Refusal};
-pub use session::Session;
+pub use session::{Payload, Session};
 pub use trust::{Cidr, TrustedSubnets};

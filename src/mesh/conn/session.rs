@@ -26,6 +26,15 @@ use super::wire::{self, pb};
 /// lengths (at most 1 + 5 bytes each level, twice, rounded up).
 const WRAP_OVERHEAD: usize = 16;
 
+/// What an established connection carries for its owner.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Payload {
+    /// An opaque mesh message (the router's).
+    Mesh(Vec<u8>),
+    /// An opaque overlay message (`weaver.overlay.v1`: heartbeat acks).
+    Overlay(Vec<u8>),
+}
+
 /// The core of one established connection.
 #[derive(Debug)]
 pub struct Session {
@@ -97,14 +106,15 @@ impl Session {
 
     /// The next mesh message, `Ok(None)` when more bytes are needed.
     /// Heartbeats are consumed here. An error ends the connection.
-    pub fn poll_message(&mut self) -> Result<Option<Vec<u8>>, SessionError> {
+    pub fn poll_message(&mut self) -> Result<Option<Payload>, SessionError> {
         if let Some(e) = &self.fatal {
             return Err(e.clone());
         }
         while let Some(body) = self.decoder.next_frame()? {
             let control = self.unwrap_frame(&body)?;
             match control.body {
-                Some(pb::control::Body::Message(m)) => return Ok(Some(m)),
+                Some(pb::control::Body::Message(m)) => return Ok(Some(Payload::Mesh(m))),
+                Some(pb::control::Body::Overlay(m)) => return Ok(Some(Payload::Overlay(m))),
                 Some(pb::control::Body::Heartbeat(_)) => {}
                 Some(pb::control::Body::Close(c)) => return Err(SessionError::RemoteClosed(wire::sanitize(&c.reason))),
                 body => return Err(SessionError::Unexpected(wire::control_kind(&pb::Control { body }))),
@@ -135,6 +145,21 @@ impl Session {
         }
         self.send_control(pb::control::Body::Message(msg.to_vec()));
         Ok(())
+    }
+
+    /// Queues a payload of either kind (see [`Session::send_message`]).
+    pub fn send_payload(&mut self, p: &Payload) -> Result<(), TooLarge> {
+        match p {
+            Payload::Mesh(m) => self.send_message(m),
+            Payload::Overlay(m) => {
+                let max = self.max_message_len();
+                if m.len() > max {
+                    return Err(TooLarge { len: m.len(), max });
+                }
+                self.send_control(pb::control::Body::Overlay(m.clone()));
+                Ok(())
+            }
+        }
     }
 
     /// Queues a close frame with `reason`; nothing is sent after it.

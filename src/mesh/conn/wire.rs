@@ -69,6 +69,7 @@ pub fn control_kind(c: &pb::Control) -> &'static str {
         Some(Body::Features(_)) => "features",
         Some(Body::Heartbeat(_)) => "a heartbeat",
         Some(Body::Message(_)) => "a mesh message",
+        Some(Body::Overlay(_)) => "an overlay message",
         Some(Body::Close(_)) => "a close",
     }
 }

@@ -35,6 +35,7 @@ async fn next(h: &mut ConnHandle) -> ConnEvent {
 async fn expect_message(h: &mut ConnHandle) -> Vec<u8> {
     match next(h).await {
         ConnEvent::Message(m) => m,
+        ConnEvent::Overlay(m) => panic!("unexpected overlay message {m:?}"),
         ConnEvent::Closed(r) => panic!("closed: {r}"),
     }
 }
@@ -62,9 +63,9 @@ async fn establish_and_exchange_both_ways() {
             assert_eq!((ka.tx, ka.rx), (kb.rx, kb.tx));
         }
         for i in 0..200u32 {
-            a.tx.send(i.to_be_bytes().to_vec()).await.unwrap();
+            a.tx.send(Payload::Mesh(i.to_be_bytes().to_vec())).await.unwrap();
         }
-        b.tx.send(vec![9; 300 << 10]).await.unwrap();
+        b.tx.send(Payload::Mesh(vec![9; 300 << 10])).await.unwrap();
         for i in 0..200u32 {
             assert_eq!(expect_message(&mut b).await, i.to_be_bytes().to_vec());
         }
@@ -82,7 +83,7 @@ async fn heartbeats_keep_an_idle_connection_up() {
     let (mut a, mut b) = (spawn(a.unwrap()), spawn(b.unwrap()));
     tokio::time::sleep(Duration::from_millis(800)).await; // 4 read deadlines
     assert!(a.rx.try_recv().is_err() && b.rx.try_recv().is_err(), "nothing but heartbeats");
-    a.tx.send(b"still here".to_vec()).await.unwrap();
+    a.tx.send(Payload::Mesh(b"still here".to_vec())).await.unwrap();
     assert_eq!(expect_message(&mut b).await, b"still here");
 }
 

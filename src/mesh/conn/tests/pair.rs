@@ -83,6 +83,7 @@ impl End {
             }
             if let Some((_, s)) = &mut self.up {
                 while let Some(m) = s.poll_message().expect("valid session traffic") {
+                    let Payload::Mesh(m) = m else { panic!("unexpected overlay message") };
                     self.got.push(m);
                 }
             }
