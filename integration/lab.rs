@@ -104,6 +104,8 @@ scenario!(mesh3_udp_blocked);
 scenario!(mesh3_multihop);
 scenario!(mesh3_partition);
 scenario!(mesh3_restart);
+scenario!(mesh3_host);
+scenario!(mesh3_stop);
 
 /// Boots two guests joined over loopback by qemu's UDP netdevs and runs a
 /// scenario script in both; `name` is the scenario it reports.

@@ -50,7 +50,7 @@ ctest --test lab -- --nocapture --test-threads=2
 if [ "$FUZZ_SECONDS" -gt 0 ]; then
   step "fuzzing, ${FUZZ_SECONDS}s per target"
   command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
-  for t in upcall dump_reply flow_text conn_frame mesh_message; do
+  for t in upcall dump_reply flow_text conn_frame mesh_message heartbeat; do
     # cargo-fuzz wants nightly flags (sanitizers); the machine has only stable.
     # libFuzzer is chatty: its log goes to a file, shown whole on failure.
     log="target/fuzz-$t.log"

@@ -232,6 +232,11 @@ pub async fn spawn(
         seen_tx,
         state_dir: s.state_dir,
     };
+    // The internal port (the host's side: `weave`) is a local port like a
+    // container's: traffic between the host and containers crosses the
+    // host's own stack there, where netfilter and conntrack see it.
+    let now = dataplane.now();
+    dataplane.fwd.handle_port_added(now, crate::odp::vport::LOCAL_PORT);
     dataplane.readopt().await;
 
     let (req_tx, mut req_rx) = mpsc::channel(256);

@@ -5,6 +5,9 @@ use serde::{Deserialize, Serialize};
 
 use super::nla::{NlaIter, NlaWriter, RawNla, Result};
 
+/// The datapath's own internal port (named like the datapath): port 0.
+pub const LOCAL_PORT: u32 = sys::OVSP_LOCAL;
+
 const PORT_NO: u16 = sys::OVS_VPORT_ATTR_PORT_NO as u16;
 const TYPE: u16 = sys::OVS_VPORT_ATTR_TYPE as u16;
 const NAME: u16 = sys::OVS_VPORT_ATTR_NAME as u16;
