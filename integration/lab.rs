@@ -100,6 +100,7 @@ scenario!(mesh3_setup);
 scenario!(mesh3_pairs);
 scenario!(mesh3_steady);
 scenario!(mesh3_broadcast);
+scenario!(mesh3_mtu);
 scenario!(mesh3_udp_blocked);
 scenario!(mesh3_multihop);
 scenario!(mesh3_partition);

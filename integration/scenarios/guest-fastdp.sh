@@ -449,6 +449,24 @@ scenario_mesh3_pairs() {
   c=$(m3_ctl A status connections)
   echo "$c"
   [ "$(echo "$c" | grep -c ' established fastdp ')" = 2 ] || fail "A's two connections are not both on fastdp"
+  # The 1500-byte underlay carries more than the default 1376: offered.
+  expect_contains "MTU offer" "underlay carries mtu=1450" "$c"
+}
+
+# A's underlay MTU drops to 1400: full-size heartbeats (1390 + 50 bytes,
+# don't-fragment) are lost, small ones still arrive, so A's connections go
+# on hold saying the MTU is the problem. Restored, they come back.
+scenario_mesh3_mtu() {
+  ip -n tA link set eth0 mtu 1400
+  m3_wait 15 "A-B on hold" m3_conn_is A B "on hold"
+  local c
+  c=$(m3_ctl A status connections)
+  echo "$c"
+  echo "$c" | grep "$(m3_ip B):" | grep -q 'MTU' || fail "the reason does not name the MTU"
+  ip -n tA link set eth0 mtu 1500
+  m3_wait 20 "A-B back on fastdp" m3_conn_is A B fastdp
+  m3_wait 20 "B-A back on fastdp" m3_conn_is B A fastdp
+  m3_wait 20 "C-A back on fastdp" m3_conn_is C A fastdp
 }
 
 # Steady traffic makes no new misses on any host, for longer than the idle-
@@ -658,7 +676,7 @@ mesh3_teardown() {
 }
 
 ALL=(probe dp_ports flows_weaver_to_ovs flows_ovs_to_weaver traffic vxlan upcalls upcalls_per_cpu vport_events daemon fastdp_two_hosts
-  mesh3_setup mesh3_pairs mesh3_steady mesh3_broadcast mesh3_udp_blocked mesh3_multihop mesh3_partition mesh3_restart
+  mesh3_setup mesh3_pairs mesh3_steady mesh3_broadcast mesh3_mtu mesh3_udp_blocked mesh3_multihop mesh3_partition mesh3_restart
   mesh3_host mesh3_stop)
 [ $# -gt 0 ] && ALL=("$@")
 for s in "${ALL[@]}"; do run_scenario "$s" "scenario_$s"; done

@@ -221,8 +221,9 @@ impl Health {
     pub fn handle_ack(&mut self, now: u64, seq: u64, len: usize) -> Option<Transition> {
         let i = self.outstanding.iter().position(|(s, _, _)| *s == seq)?;
         let (_, sent_at, kind) = self.outstanding[i];
-        // Older ones are lost or reordered; either way they prove nothing more.
-        self.outstanding.drain(..=i);
+        // Older ones are lost or reordered; either way they prove nothing
+        // more. Except jumbo ones, slower and judged by their own timeout.
+        self.outstanding.retain(|(s, _, k)| *s > seq || (*k == Kind::Jumbo && *s != seq));
         self.acked += 1;
         match kind {
             Kind::Small => {
@@ -252,10 +253,11 @@ impl Health {
     pub fn handle_timeout(&mut self, now: u64) -> Option<Transition> {
         // A jumbo heartbeat unanswered for a whole timeout was not carried.
         let timeout = self.cfg.timeout_ms;
-        if self.jumbo_ok.is_none()
-            && self.outstanding.iter().any(|(_, at, k)| *k == Kind::Jumbo && now.saturating_sub(*at) >= timeout)
-        {
+        // (Each verdict stands until the next jumbo heartbeat's.)
+        let lost = self.outstanding.iter().any(|(_, at, k)| *k == Kind::Jumbo && now.saturating_sub(*at) >= timeout);
+        if lost {
             self.jumbo_ok = Some(false);
+            self.outstanding.retain(|(_, _, k)| *k != Kind::Jumbo);
         }
         if self.state == OverlayState::OnHold {
             return None;
@@ -403,6 +405,11 @@ mod tests {
         let t = run(&mut h, 0, 30_000, |len| len <= 1390);
         assert_eq!(h.view(30_000).jumbo_mtu, None);
         assert_eq!(t.len(), 1, "a lost jumbo heartbeat does not hurt the connection");
+        // An underlay that stops carrying jumbo frames stops being offered them.
+        let mut h = Health::new(0, cfg(), 1376, Some(9000));
+        run(&mut h, 0, 30_000, |_| true);
+        run(&mut h, 30_000, 30_000, |len| len <= 1390);
+        assert_eq!(h.view(60_000).jumbo_mtu, None);
         // No candidate when the path MTU leaves no room.
         let mut h = Health::new(0, cfg(), 1376, Some(1426));
         let probes: Vec<_> = std::iter::from_fn(|| h.poll_probe(0)).collect();
