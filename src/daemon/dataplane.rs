@@ -28,7 +28,7 @@ use crate::mesh::core::Router;
 use crate::mesh::peer::PeerName;
 use crate::odp::key::KeyAttr;
 use crate::odp::packet::{Upcall, UpcallKind};
-use crate::odp::socket::OdpClient;
+use crate::odp::socket::{OdpClient, OpSocket};
 use crate::odp::vport::VportType;
 use crate::plumb::veth::{self, AttachSpec};
 
@@ -165,6 +165,34 @@ impl DataplaneHandle {
     }
 }
 
+/// What a no-wait operation was, for its error report.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum OpKind {
+    Install,
+    Execute,
+    Delete,
+    Heartbeat,
+}
+
+/// The kinds of the last operations sent, by sequence number (bounded).
+#[derive(Default)]
+struct SentOps {
+    ring: std::collections::VecDeque<(u32, OpKind)>,
+}
+
+impl SentOps {
+    const KEEP: usize = 4096;
+    fn record(&mut self, seq: u32, k: OpKind) {
+        if self.ring.len() == Self::KEEP {
+            self.ring.pop_front();
+        }
+        self.ring.push_back((seq, k));
+    }
+    fn get(&self, seq: u32) -> Option<OpKind> {
+        self.ring.iter().rev().find(|(s, _)| *s == seq).map(|(_, k)| *k)
+    }
+}
+
 struct Attachment {
     host_ifname: String,
     port_no: u32,
@@ -174,6 +202,9 @@ struct Attachment {
 struct Dataplane {
     fwd: Forwarder,
     odp: Arc<OdpClient>,
+    /// Installs, deletes and executes, without waiting for the kernel.
+    ops: OpSocket,
+    sent_ops: SentOps,
     dp_ifindex: i32,
     handlers: Handlers,
     mtu: u32,
@@ -221,8 +252,11 @@ pub async fn spawn(
 
     let (seen_tx, seen_rx) = mpsc::channel(256);
     let local = LocalPeer { name: s.me, short_id: s.short_id, underlay: Ipv4Addr::UNSPECIFIED, vxlan_port: vx };
+    let ops = OpSocket::open(&odp.families()).map_err(|e| e.to_string())?;
     let mut dataplane = Dataplane {
         fwd: Forwarder::new(local, Config::default()),
+        ops,
+        sent_ops: SentOps::default(),
         odp,
         dp_ifindex: d.dp_ifindex,
         handlers,
@@ -253,6 +287,7 @@ pub async fn spawn(
                         match up_rx.try_recv() { Ok(u) => batch.push(u), Err(_) => break }
                     }
                     for u in batch { dataplane.on_upcall(u); }
+                    dataplane.check_ops();
                 }
                 changed = snapshots.changed() => {
                     if changed.is_err() { break; }
@@ -266,7 +301,10 @@ pub async fn spawn(
                     }
                     dataplane.on_request(req).await
                 }
-                _ = stats.tick() => dataplane.sync_stats(),
+                _ = stats.tick() => {
+                    dataplane.sync_stats();
+                    dataplane.check_ops();
+                }
                 _ = tokio::time::sleep(std::time::Duration::from_millis(wake.max(10))) => {
                     let now = dataplane.now();
                     dataplane.fwd.handle_timeout(now);
@@ -364,11 +402,10 @@ impl Dataplane {
             }
         };
         let (key, actions) = heartbeat::send_actions(&h.path, self.fwd.local().vxlan_port, None);
-        let r = tokio::task::block_in_place(|| self.odp.execute(self.dp_ifindex, frame, key, actions));
-        if let Err(e) = r {
-            // EMSGSIZE and friends: the frame is lost, which the missing
-            // acknowledgement reports.
-            debug!(error = %e, dst = %h.path.dst, "heartbeat not sent");
+        match self.ops.execute(self.dp_ifindex, frame, key, actions) {
+            Ok(seq) => self.sent_ops.record(seq, OpKind::Heartbeat),
+            // The frame is lost, which the missing acknowledgement reports.
+            Err(e) => debug!(error = %e, dst = %h.path.dst, "heartbeat not sent"),
         }
     }
 
@@ -385,30 +422,45 @@ impl Dataplane {
         if op.is_stale(self.fwd.epoch()) {
             return;
         }
-        let odp = &self.odp;
-        let r = tokio::task::block_in_place(|| match op.op {
+        let dp = self.dp_ifindex;
+        let (what, r) = match op.op {
             FlowOp::Install { mut flow, .. } => {
-                flow.dp_ifindex = self.dp_ifindex;
-                match odp.new_flow(&flow) {
-                    Err(e) if e.errno() == Some(libc::EEXIST) => odp.set_flow(&flow),
-                    r => r,
-                }
+                flow.dp_ifindex = dp;
+                (OpKind::Install, self.ops.put_flow(&flow))
             }
             FlowOp::Execute { actions } => match missed.take() {
-                Some(u) if !actions.is_empty() => odp.execute(self.dp_ifindex, u.msg.packet, u.msg.key, actions),
-                _ => Ok(()),
+                Some(u) if !actions.is_empty() => {
+                    (OpKind::Execute, self.ops.execute(dp, u.msg.packet, u.msg.key, actions))
+                }
+                _ => return,
             },
-            FlowOp::Delete { key } => match odp.del_flow(self.dp_ifindex, key, None) {
-                Err(e) if e.errno() == Some(libc::ENOENT) => Ok(()),
-                r => r,
-            },
+            FlowOp::Delete { key } => (OpKind::Delete, self.ops.del_flow(dp, key)),
             FlowOp::Drop(reason) => {
                 debug!(%reason, "miss dropped");
-                Ok(())
+                return;
             }
-        });
-        if let Err(e) = r {
-            warn!(error = %e, "datapath operation failed");
+        };
+        match r {
+            Ok(seq) => self.sent_ops.record(seq, what),
+            Err(e) => warn!(error = %e, "datapath operation failed"),
+        }
+    }
+
+    /// Reports the operations the kernel refused (they were sent without
+    /// waiting). A delete of a flow already gone is not a failure.
+    fn check_ops(&mut self) {
+        for (seq, errno) in self.ops.drain_errors() {
+            let what = self.sent_ops.get(seq);
+            if what == Some(OpKind::Delete) && errno == libc::ENOENT {
+                continue;
+            }
+            if what == Some(OpKind::Heartbeat) {
+                // A lost heartbeat is what its missing acknowledgement reports.
+                debug!(seq, errno, "heartbeat refused by the kernel");
+                continue;
+            }
+            let e = std::io::Error::from_raw_os_error(errno);
+            warn!(op = ?what, seq, error = %e, "the kernel refused a datapath operation");
         }
     }
 

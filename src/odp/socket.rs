@@ -568,6 +568,92 @@ impl std::os::fd::AsRawFd for UpcallSocket {
     }
 }
 
+/// A socket for the miss path: flow installs, deletes and packet executes
+/// sent without waiting for the kernel, so that handling a miss costs two
+/// system calls and no round trip through a router thread. The kernel still
+/// answers failures (it sends `NLMSG_ERROR` for an error even without
+/// `NLM_F_ACK`); [`OpSocket::drain_errors`] collects them, by sequence
+/// number, without blocking.
+pub struct OpSocket {
+    sock: NlSocket,
+    fams: Families,
+    pid: u32,
+    seq: u32,
+    buf: Vec<u8>,
+}
+
+impl OpSocket {
+    pub fn open(fams: &Families) -> Result<Self> {
+        let err = |e: std::io::Error| OdpError::Netlink { op: "operation socket".into(), msg: e.to_string() };
+        let sock = NlSocket::connect(NlFamily::Generic, None, Groups::empty()).map_err(err)?;
+        sock.nonblock().map_err(err)?;
+        let pid = sock.pid().map_err(err)?;
+        Ok(OpSocket { sock, fams: *fams, pid, seq: 0, buf: vec![0; 1 << 16] })
+    }
+
+    fn send(&mut self, op: &str, family: u16, frame: &OvsFrame) -> Result<u32> {
+        self.seq = self.seq.wrapping_add(1).max(1);
+        let flags = u16::from(NlmF::REQUEST);
+        let msg = super::frame::emit_message(family, flags, self.seq, self.pid, frame);
+        self.sock.send(&msg, Msg::empty()).map_err(|e| OdpError::Netlink { op: op.to_string(), msg: e.to_string() })?;
+        Ok(self.seq)
+    }
+
+    /// Installs a flow, or replaces the actions of an existing one with the
+    /// same key (no `NLM_F_CREATE`/`NLM_F_EXCL`: the kernel updates in place).
+    /// Returns the request's sequence number.
+    pub fn put_flow(&mut self, flow: &Flow) -> Result<u32> {
+        let f = OvsFrame {
+            cmd: Cmd::New as u8,
+            version: FLOW_VERSION,
+            dp_ifindex: flow.dp_ifindex,
+            attrs: flow.emit_attrs(),
+        };
+        self.send("put flow", self.fams.flow, &f)
+    }
+
+    /// Deletes the flow with this key.
+    pub fn del_flow(&mut self, dp_ifindex: i32, key: Vec<KeyAttr>) -> Result<u32> {
+        let flow = Flow { dp_ifindex, key, ..Default::default() };
+        let f = OvsFrame { cmd: Cmd::Del as u8, version: FLOW_VERSION, dp_ifindex, attrs: flow.emit_attrs() };
+        self.send("delete flow", self.fams.flow, &f)
+    }
+
+    /// Executes actions on a packet.
+    pub fn execute(
+        &mut self,
+        dp_ifindex: i32,
+        packet: Vec<u8>,
+        key: Vec<KeyAttr>,
+        actions: Vec<Action>,
+    ) -> Result<u32> {
+        let msg = PacketMsg { dp_ifindex, packet, key, actions: Some(actions), ..Default::default() };
+        let f = OvsFrame { cmd: packet::CMD_EXECUTE, version: PACKET_VERSION, dp_ifindex, attrs: msg.emit_attrs() };
+        self.send("execute packet", self.fams.packet, &f)
+    }
+
+    /// The failures the kernel reported since the last call: (sequence
+    /// number, errno). Never blocks.
+    pub fn drain_errors(&mut self) -> Vec<(u32, i32)> {
+        let mut out = Vec::new();
+        loop {
+            let n = match self.sock.recv(&mut self.buf[..], Msg::empty()) {
+                Ok((n, _)) => n.min(self.buf.len()),
+                Err(_) => return out,
+            };
+            for m in super::frame::split_messages(&self.buf[..n]).flatten() {
+                if m.kind == super::frame::NLMSG_ERROR {
+                    if let Ok(code) = m.error_code() {
+                        if code != 0 {
+                            out.push((m.seq, -code));
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// A vport change announced on the `ovs_vport` multicast group.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VportEvent {
