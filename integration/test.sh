@@ -2,7 +2,8 @@
 # The one test command: sets up a fresh Debian 12 machine (packages, the lab
 # kernel and initramfs) and runs every test: unit and property tests, native
 # no-ODP tests, the VM lab (fast datapath on a real kernel datapath, oracle
-# tests against ovs-dpctl), and bounded fuzzing.
+# tests against ovs-dpctl), the demo, a short benchmark run, and bounded
+# fuzzing.
 #
 #   integration/test.sh            everything
 #   FUZZ_SECONDS=0 integration/test.sh   skip fuzzing (local iteration only;
@@ -46,6 +47,15 @@ step "VM lab (Debian kernel with openvswitch.ko under qemu)"
 # --nocapture: the guest's console goes into the log. One test thread: the
 # single-guest scenarios share one boot; the multi-VM test boots its own pair.
 ctest --test lab -- --nocapture --test-threads=2
+
+step "demo and fast-datapath benchmark, smoke run (release build)"
+# The README's run command, and the benchmark in its short form: both must
+# work; the benchmark reports its goals and never fails on performance.
+cargo build --release --bins --target-dir target/bench
+integration/demo.sh --bin-dir target/bench/release
+echo "test result: ok. 1 passed; 0 failed (demo)" >> "$RESULTS"
+BENCH_WAIT=0 integration/bench/run.sh --quick --bin-dir target/bench/release
+echo "test result: ok. 1 passed; 0 failed (benchmark smoke run)" >> "$RESULTS"
 
 if [ "$FUZZ_SECONDS" -gt 0 ]; then
   step "fuzzing, ${FUZZ_SECONDS}s per target"

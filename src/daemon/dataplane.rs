@@ -26,7 +26,6 @@ use crate::fastdp::heartbeat::{self, Heartbeat};
 use crate::fastdp::{Config, FlowOp, Forwarder, LocalPeer, PeerInfo, RouteTable, StampedOp};
 use crate::mesh::core::Router;
 use crate::mesh::peer::PeerName;
-use crate::odp::key::KeyAttr;
 use crate::odp::packet::{Upcall, UpcallKind};
 use crate::odp::socket::{OdpClient, OpSocket};
 use crate::odp::vport::VportType;
@@ -210,7 +209,6 @@ struct Dataplane {
     mtu: u32,
     attached: BTreeMap<String, Attachment>,
     known_peers: BTreeSet<PeerName>,
-    seen_tx: mpsc::Sender<HeartbeatSeen>,
     state_dir: PathBuf,
 }
 
@@ -244,13 +242,14 @@ pub async fn spawn(
     // queue is full, misses are dropped and counted: a storm cannot starve
     // the control plane.
     let (up_tx, mut up_rx) = mpsc::channel::<Upcall>(4096);
+    let (seen_tx, seen_rx) = mpsc::channel(256);
     let stats = Arc::new(UpcallStats::default());
-    let handlers = upcalls::start(&odp, &dp.datapath, d.dp_ifindex, up_tx, stats.clone(), RateConfig::default())?;
+    let handlers =
+        upcalls::start(&odp, &dp.datapath, d.dp_ifindex, up_tx, seen_tx, stats.clone(), RateConfig::default())?;
     // Heartbeats from peers come up as action upcalls, never as misses.
     let hb_pid = handlers.pids.first().copied().ok_or("no upcall handler")?;
     odp.new_flow(&heartbeat::receive_flow(d.dp_ifindex, vx, hb_pid)).map_err(|e| format!("heartbeat flow: {e}"))?;
 
-    let (seen_tx, seen_rx) = mpsc::channel(256);
     let local = LocalPeer { name: s.me, short_id: s.short_id, underlay: Ipv4Addr::UNSPECIFIED, vxlan_port: vx };
     let ops = OpSocket::open(&odp.families()).map_err(|e| e.to_string())?;
     let mut dataplane = Dataplane {
@@ -263,7 +262,6 @@ pub async fn spawn(
         mtu: s.mtu,
         attached: BTreeMap::new(),
         known_peers: BTreeSet::new(),
-        seen_tx,
         state_dir: s.state_dir,
     };
     // The internal port (the host's side: `weave`) is a local port like a
@@ -361,10 +359,8 @@ impl Dataplane {
     }
 
     fn on_upcall(&mut self, u: Upcall) {
-        if u.kind == UpcallKind::Action {
-            if heartbeat::is_heartbeat_userdata(u.msg.userdata.as_deref()) {
-                self.on_heartbeat(&u);
-            }
+        // Heartbeats are taken by the handlers; other action upcalls are not ours.
+        if u.kind != UpcallKind::Miss {
             return;
         }
         let now = self.now();
@@ -374,23 +370,6 @@ impl Dataplane {
             self.apply(op, &mut missed);
         }
         self.apply_queued();
-    }
-
-    /// A peer's heartbeat arrived through the tunnel: the mesh acknowledges
-    /// it over the control connection it names.
-    fn on_heartbeat(&mut self, u: &Upcall) {
-        let from = u.msg.key.iter().find_map(|k| match k {
-            KeyAttr::Tunnel(t) => t.ipv4_src,
-            _ => None,
-        });
-        match Heartbeat::parse(&u.msg.packet) {
-            Ok(hb) => {
-                if self.seen_tx.try_send(HeartbeatSeen { heartbeat: hb, from }).is_err() {
-                    debug!("heartbeat dropped: the mesh is busy");
-                }
-            }
-            Err(e) => debug!(error = %e, ?from, "bad heartbeat frame"),
-        }
     }
 
     fn send_heartbeat(&mut self, h: SendHeartbeat) {

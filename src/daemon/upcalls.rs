@@ -19,8 +19,11 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
+use super::dataplane::HeartbeatSeen;
+use crate::fastdp::heartbeat::{self, Heartbeat};
 use crate::odp::datapath::F_DISPATCH_UPCALL_PER_CPU;
-use crate::odp::packet::{Upcall, UpcallItem};
+use crate::odp::key::KeyAttr;
+use crate::odp::packet::{Upcall, UpcallItem, UpcallKind};
 use crate::odp::socket::{DpFeatures, OdpClient, UpcallSocket};
 
 /// Per-handler admission rate.
@@ -128,12 +131,16 @@ impl Handlers {
 }
 
 /// Opens one socket per CPU, points the datapath (or its existing vports) at
-/// them, and starts a thread per socket.
+/// them, and starts a thread per socket. Heartbeats from peers go straight
+/// to `heartbeats` (for the mesh to acknowledge), never behind misses in the
+/// queue and never rate-limited: a miss storm must not put connections on
+/// hold.
 pub fn start(
     odp: &OdpClient,
     datapath: &str,
     dp_ifindex: i32,
     queue: mpsc::Sender<Upcall>,
+    heartbeats: mpsc::Sender<HeartbeatSeen>,
     stats: Arc<UpcallStats>,
     rate: RateConfig,
 ) -> Result<Handlers, String> {
@@ -166,16 +173,34 @@ pub fn start(
     stats.per_cpu.store(per_cpu, Ordering::Relaxed);
     info!(handlers = n, dispatch = if per_cpu { "per-cpu" } else { "per-vport" }, "upcall handlers ready");
     for (i, sock) in socks.into_iter().enumerate() {
-        let (queue, stats) = (queue.clone(), stats.clone());
+        let (queue, heartbeats, stats) = (queue.clone(), heartbeats.clone(), stats.clone());
         std::thread::Builder::new()
             .name(format!("upcalls-{i}"))
-            .spawn(move || handler(sock, queue, stats, rate))
+            .spawn(move || handler(sock, queue, heartbeats, stats, rate))
             .map_err(|e| e.to_string())?;
     }
     Ok(h)
 }
 
-fn handler(mut sock: UpcallSocket, queue: mpsc::Sender<Upcall>, stats: Arc<UpcallStats>, rate: RateConfig) {
+/// A peer's heartbeat, if the upcall is one (a userspace action marked as such).
+pub fn as_heartbeat(u: &Upcall) -> Option<Result<HeartbeatSeen, heartbeat::HeartbeatError>> {
+    if u.kind != UpcallKind::Action || !heartbeat::is_heartbeat_userdata(u.msg.userdata.as_deref()) {
+        return None;
+    }
+    let from = u.msg.key.iter().find_map(|k| match k {
+        KeyAttr::Tunnel(t) => t.ipv4_src,
+        _ => None,
+    });
+    Some(Heartbeat::parse(&u.msg.packet).map(|heartbeat| HeartbeatSeen { heartbeat, from }))
+}
+
+fn handler(
+    mut sock: UpcallSocket,
+    queue: mpsc::Sender<Upcall>,
+    heartbeats: mpsc::Sender<HeartbeatSeen>,
+    stats: Arc<UpcallStats>,
+    rate: RateConfig,
+) {
     let start = Instant::now();
     let mut bucket = Bucket::new(rate, 0);
     loop {
@@ -190,6 +215,20 @@ fn handler(mut sock: UpcallSocket, queue: mpsc::Sender<Upcall>, stats: Arc<Upcal
             match it {
                 Ok(UpcallItem::Upcall(u)) => {
                     stats.received.fetch_add(1, Ordering::Relaxed);
+                    match as_heartbeat(&u) {
+                        Some(Ok(hb)) => {
+                            if heartbeats.try_send(hb).is_err() {
+                                debug!("heartbeat dropped: the mesh is busy");
+                            }
+                            continue;
+                        }
+                        Some(Err(e)) => {
+                            stats.malformed.fetch_add(1, Ordering::Relaxed);
+                            debug!(error = %e, "bad heartbeat frame");
+                            continue;
+                        }
+                        None => {}
+                    }
                     if !bucket.admit(start.elapsed().as_micros() as u64) {
                         let n = stats.rate_limited.fetch_add(1, Ordering::Relaxed);
                         if n.is_multiple_of(4096) {
@@ -234,6 +273,28 @@ mod tests {
         assert_eq!((0..50).filter(|_| b.admit(10_000_000)).count(), 10);
         // Time going backwards admits nothing extra.
         assert!(!b.admit(0));
+    }
+
+    #[test]
+    fn heartbeats_are_told_from_other_upcalls() {
+        use crate::odp::packet::PacketMsg;
+        use crate::odp::tunnel::TunnelKey;
+        let hb = Heartbeat { conn_uid: 5, seq: 9, len: 100 };
+        let src = std::net::Ipv4Addr::new(192, 0, 2, 1);
+        let msg = PacketMsg {
+            packet: hb.emit().unwrap(),
+            key: vec![KeyAttr::Tunnel(TunnelKey { ipv4_src: Some(src), ..TunnelKey::default() })],
+            userdata: Some(heartbeat::USERDATA.to_vec()),
+            ..PacketMsg::default()
+        };
+        let u = Upcall { kind: UpcallKind::Action, msg: msg.clone() };
+        assert_eq!(as_heartbeat(&u), Some(Ok(HeartbeatSeen { heartbeat: hb, from: Some(src) })));
+        // A miss with the same bytes is a miss (a container may send anything).
+        assert_eq!(as_heartbeat(&Upcall { kind: UpcallKind::Miss, msg: msg.clone() }), None);
+        let other = PacketMsg { userdata: Some(b"other".to_vec()), ..msg.clone() };
+        assert_eq!(as_heartbeat(&Upcall { kind: UpcallKind::Action, msg: other }), None);
+        let bad = PacketMsg { packet: vec![0; 10], ..msg };
+        assert!(matches!(as_heartbeat(&Upcall { kind: UpcallKind::Action, msg: bad }), Some(Err(_))));
     }
 
     #[test]

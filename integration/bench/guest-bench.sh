@@ -1,0 +1,401 @@
+#!/usr/bin/env bash
+# Runs inside the lab guest (Debian kernel with openvswitch.ko, qemu TCG):
+# the fast-datapath benchmark. Started by integration/bench/run.sh through
+# integration/lab/boot.sh; see integration/bench/README.md.
+#
+#   guest-bench.sh [--bin-dir DIR] [--duration SECONDS] [--flood N] [--pairs N] [--repeat N] [--layouts LIST]
+#
+# Three layouts, one after another in this one guest, each torn down before
+# the next, all on the same underlay (two "host" namespaces hA and hB joined
+# by a veth pair, MTU 1500) with the same MTU inside the containers (1376):
+#   weaver  weaver daemons in hA and hB, containers attached with weavectl
+#   vxlan   per host a Linux bridge and a Linux vxlan device (flannel-style)
+#   veth    routed, no encapsulation: container veth to the host namespace,
+#           which routes to the other host's containers over the underlay
+#
+# Every result is a console line `BENCH <layout> <metric> <value...>`, which
+# run.sh collects. Any measurement that fails ends the script non-zero: a
+# benchmark with a hole in it must not look like a result. Timing is only
+# reported, never asserted on.
+set -Eeuo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(cd "$HERE/../.." && pwd)
+BIN=$ROOT/target/bench/release
+DUR=10     # seconds per iperf3 run
+FLOOD=4000 # distinct source MACs in the flow-setup test
+PAIRS=3    # fresh container pairs whose first ping is measured
+REPEAT=1   # rounds of each iperf3 run (the median is reported)
+LAYOUTS="weaver vxlan veth"
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --bin-dir) BIN=$2; shift 2 ;;
+    --duration) DUR=$2; shift 2 ;;
+    --flood) FLOOD=$2; shift 2 ;;
+    --pairs) PAIRS=$2; shift 2 ;;
+    --repeat) REPEAT=$2; shift 2 ;;
+    --layouts) LAYOUTS=$2; shift 2 ;; # a subset, for debugging this script
+    *) echo "usage: $0 [--bin-dir DIR] [--duration SECONDS] [--flood N] [--pairs N] [--repeat N] [--layouts LIST]" >&2; exit 2 ;;
+  esac
+done
+WEAVER=$BIN/weaver
+WEAVECTL=$BIN/weavectl
+PY=(python3 "$HERE/bench.py")
+W=/tmp/bench # scratch: the guest's own fresh tmpfs
+mkdir -p "$W"
+# The lab's init loads openvswitch, vxlan and veth; the Linux bridge (the
+# reference layout) is loaded on demand.
+modprobe bridge 2> /dev/null || true
+# ovs-dpctl keeps no state but wants its run directory.
+mkdir -p /var/run/openvswitch /run/openvswitch
+
+# Timestamps in UTC with milliseconds, as weaver logs them: to line up the
+# phases with the daemons' logs.
+say() { echo "bench: $(date -u +%T.%3N) $*"; }
+die() { echo "BENCH-FAILED: $*" >&2; exit 1; }
+result() { echo "BENCH $*"; }
+
+for c in ip iperf3 ping python3 ovs-dpctl bridge awk; do
+  command -v "$c" > /dev/null || die "$c not found in the guest (the host's userspace; see integration/setup.sh)"
+done
+{ [ -x "$WEAVER" ] && [ -x "$WEAVECTL" ]; } || die "no weaver/weavectl in $BIN"
+
+# Whatever fails, say where, and show what the daemons said.
+trap 'echo "BENCH-FAILED: line $LINENO: $BASH_COMMAND (exit $?)" >&2' ERR
+on_exit() {
+  local rc=$?
+  if [ "$rc" != 0 ]; then
+    local f
+    for f in "$W"/w?.log; do
+      [ -e "$f" ] && { echo "--- $f (tail)"; tail -n 30 "$f"; }
+    done
+    echo "--- kernel log (tail)"; dmesg | tail -n 20
+  fi
+  teardown 2> /dev/null || true
+}
+trap on_exit EXIT
+
+# ---------------------------------------------------------------------------
+# Plumbing shared by the layouts.
+
+DAEMONS=() # pids of weaver daemons and iperf3 servers of the current layout
+NSES=()    # the network namespaces this script made: teardown deletes these only
+
+netns_add() { ip netns add "$1"; NSES+=("$1"); }
+
+# The underlay: hA (192.168.80.1) and hB (192.168.80.2), a veth pair, MTU 1500.
+underlay_up() {
+  netns_add hA
+  netns_add hB
+  ip link add uA netns hA mtu 1500 type veth peer name uB netns hB mtu 1500
+  ip -n hA addr add 192.168.80.1/24 dev uA
+  ip -n hB addr add 192.168.80.2/24 dev uB
+  local h
+  for h in A B; do
+    ip -n h$h link set lo up
+    ip -n h$h link set u$h up
+    ip netns exec h$h sysctl -qw net.ipv6.conf.all.disable_ipv6=1
+  done
+  # Resolve the underlay's ARP now, so that no layout's first ping pays for
+  # it (weaver's control connection would already have done it for weaver).
+  ip netns exec hA ping -c 1 -W 5 192.168.80.2 > /dev/null
+}
+
+# A container: a namespace with IPv6 off, so that it sends nothing (no DAD,
+# no router solicitations) before the test's own traffic.
+container() {
+  netns_add "$1"
+  ip netns exec "$1" sysctl -qw net.ipv6.conf.all.disable_ipv6=1
+  ip netns exec "$1" sysctl -qw net.ipv6.conf.default.disable_ipv6=1
+  ip -n "$1" link set lo up
+}
+
+# A container's veth for the kernel layouts: eth0 in the container (MTU
+# 1376, like weaver's ethwe), the host end HOSTIF in host namespace HOSTNS.
+container_veth() {
+  local ns=$1 hostns=$2 hostif=$3 cidr=$4
+  container "$ns"
+  ip link add "$hostif" netns "$hostns" mtu 1376 type veth peer name eth0 netns "$ns" mtu 1376
+  ip -n "$ns" addr add "$cidr" dev eth0
+  ip -n "$ns" link set eth0 up
+  ip -n "$hostns" link set "$hostif" up
+}
+
+teardown() {
+  local p ns
+  for p in "${DAEMONS[@]}"; do kill -TERM "$p" 2> /dev/null || true; done
+  for p in "${DAEMONS[@]}"; do wait "$p" 2> /dev/null || true; done
+  DAEMONS=()
+  for ns in "${NSES[@]}"; do ip netns del "$ns" 2> /dev/null || true; done
+  NSES=()
+}
+
+# ---------------------------------------------------------------------------
+# The layouts. Each leaves PAIRS pairs of containers cA<i> (on hA) and cB<i>
+# (on hB), addresses in IP_A[i] and IP_B[i], DEV = the containers' interface.
+
+declare -A IP_A IP_B
+DEV=eth0
+
+layout_weaver() {
+  underlay_up
+  local h peer
+  for h in A B; do
+    peer=192.168.80.1; [ $h = A ] && peer=192.168.80.2
+    ip netns exec h$h "$WEAVER" --nickname host$h --api-socket /run/w$h.sock --state-dir "$W/state$h" $peer \
+      > "$W/w$h.log" 2>&1 &
+    DAEMONS+=($!)
+  done
+  # weavectl costs about a second under emulation: few, spaced polls.
+  local i up=0
+  for i in $(seq 60); do
+    if "$WEAVECTL" --api /run/wA.sock status 2> /dev/null | grep -q 'Connections: 1 (1 established'; then up=1; break; fi
+    sleep 1
+  done
+  [ "$up" = 1 ] || { "$WEAVECTL" --api /run/wA.sock status || true; die "weaver hA and hB did not connect"; }
+  for ((i = 1; i <= PAIRS; i++)); do
+    IP_A[$i]=10.40.0.$i
+    IP_B[$i]=10.40.0.$((100 + i))
+    container cA$i
+    container cB$i
+    "$WEAVECTL" --api /run/wA.sock attach "${IP_A[$i]}/24" cA$i > /dev/null
+    "$WEAVECTL" --api /run/wB.sock attach "${IP_B[$i]}/24" cB$i > /dev/null
+  done
+  DEV=ethwe
+  ip -n cA1 link show ethwe | grep -q 'mtu 1376' || die "weaver's ethwe does not have MTU 1376"
+}
+
+layout_vxlan() {
+  underlay_up
+  local h peer i
+  for h in A B; do
+    peer=192.168.80.1; [ $h = A ] && peer=192.168.80.2
+    ip -n h$h link add br0 type bridge
+    # Linux vxlan with learning (the default) and the peer as the default
+    # remote, as flannel's vxlan backend builds it; UDP 4789, no checksum
+    # (the kernel's default for IPv4, as weaver's tunnels).
+    ip -n h$h link add vx0 type vxlan id 42 remote $peer dstport 4789 dev u$h
+    ip -n h$h link set vx0 master br0
+    ip -n h$h link set vx0 up
+    ip -n h$h link set br0 up
+  done
+  for ((i = 1; i <= PAIRS; i++)); do
+    IP_A[$i]=10.40.0.$i
+    IP_B[$i]=10.40.0.$((100 + i))
+    container_veth cA$i hA vA$i "${IP_A[$i]}/24"
+    container_veth cB$i hB vB$i "${IP_B[$i]}/24"
+    ip -n hA link set vA$i master br0
+    ip -n hB link set vB$i master br0
+  done
+  DEV=eth0
+}
+
+layout_veth() {
+  underlay_up
+  local h i
+  for h in A B; do ip netns exec h$h sysctl -qw net.ipv4.ip_forward=1; done
+  # Each container its own /24, the host end its gateway; each host routes
+  # the other's containers over the underlay.
+  for ((i = 1; i <= PAIRS; i++)); do
+    IP_A[$i]=10.41.$i.2
+    IP_B[$i]=10.42.$i.2
+    container_veth cA$i hA vA$i "${IP_A[$i]}/24"
+    container_veth cB$i hB vB$i "${IP_B[$i]}/24"
+    ip -n hA addr add 10.41.$i.1/24 dev vA$i
+    ip -n hB addr add 10.42.$i.1/24 dev vB$i
+    ip -n cA$i route add default via 10.41.$i.1
+    ip -n cB$i route add default via 10.42.$i.1
+  done
+  ip -n hA route add 10.42.0.0/16 via 192.168.80.2
+  ip -n hB route add 10.41.0.0/16 via 192.168.80.1
+  DEV=eth0
+}
+
+# ---------------------------------------------------------------------------
+# Measurements.
+
+# rtt_of: the RTTs (ms) in ping's output, one per line.
+rtt_of() { sed -nE 's/.* time=([0-9.]+) ms.*/\1/p'; }
+median() { sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) exit 1; if (NR % 2) print v[(NR + 1) / 2]; else printf "%.3f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+
+# First ping of each fresh pair (no traffic between them yet, empty ARP
+# caches, no flows), then the steady RTT of pair 1: the median of 20.
+measure_pings() {
+  local l=$1 i out rtt firsts=()
+  for ((i = 1; i <= PAIRS; i++)); do
+    out=$(ip netns exec cA$i ping -c 1 -W 5 "${IP_B[$i]}") || { echo "$out"; die "$l: cA$i cannot ping ${IP_B[$i]}"; }
+    rtt=$(rtt_of <<< "$out")
+    [ -n "$rtt" ] || { echo "$out"; die "$l: no RTT in ping's output"; }
+    firsts+=("$rtt")
+  done
+  result "$l" first_ping_ms "$(printf '%s\n' "${firsts[@]}" | median)"
+  result "$l" first_ping_ms_samples "${firsts[@]}"
+  out=$(ip netns exec cA1 ping -c 20 -i 0.2 -W 2 "${IP_B[1]}") || { echo "$out"; die "$l: steady ping lost packets"; }
+  [ "$(rtt_of <<< "$out" | wc -l)" = 20 ] || { echo "$out"; die "$l: steady ping: not 20 replies"; }
+  result "$l" steady_ping_ms "$(rtt_of <<< "$out" | median)"
+}
+
+iperf_server() {
+  ip netns exec cB1 iperf3 -s > "$W/iperf-server.log" 2>&1 &
+  DAEMONS+=($!)
+  local i
+  for i in $(seq 50); do
+    ip netns exec cB1 ss -Hltn 'sport = :5201' | grep -q 5201 && return 0
+    sleep 0.2
+  done
+  cat "$W/iperf-server.log"
+  die "iperf3 server did not start"
+}
+
+# iperf LAYOUT NAME ARGS...: one iperf3 run cA1 -> cB1, its JSON kept.
+# -O 1: the first second (slow start) is not counted.
+iperf() {
+  local l=$1 name=$2 f
+  shift 2
+  f=$W/$l-$name.json
+  if ! ip netns exec cA1 iperf3 -c "${IP_B[1]}" -t "$DUR" -O 1 --json "$@" > "$f" 2> "$W/iperf.err"; then
+    cat "$f" "$W/iperf.err"
+    die "$l: iperf3 $name failed"
+  fi
+}
+
+# The iperf3 runs, REPEAT rounds of each, reported as the median (and the
+# samples): under TCG one run can be off by a third. Rounds alternate the
+# kinds, so that slow drift on the machine touches them alike. weaver's
+# datapath `missed` counter is read before and after the TCP rounds and
+# after the UDP ones: with the flows installed, steady traffic should not
+# come up to userspace at all.
+measure_iperf() {
+  local l=$1 r v sent loss udp m0=0 m1=0 m2=0
+  local t1=() t4=() u=() us=() ul=()
+  iperf_server
+  [ "$l" != weaver ] || m0=$(dp_stat missed)
+  for ((r = 1; r <= REPEAT; r++)); do
+    iperf "$l" tcp1-$r
+    t1+=("$("${PY[@]}" tcp "$W/$l-tcp1-$r.json")")
+    iperf "$l" tcp4-$r -P 4
+    t4+=("$("${PY[@]}" tcp "$W/$l-tcp4-$r.json")")
+  done
+  [ "$l" != weaver ] || m1=$(dp_stat missed)
+  # 64-byte payloads as fast as the sender can: a packet-rate test. What
+  # counts is what the receiver got.
+  for ((r = 1; r <= REPEAT; r++)); do
+    iperf "$l" udp64-$r -u -l 64 -b 0
+    # (No process substitution: the guest has no /dev/fd.)
+    udp=$("${PY[@]}" udp "$W/$l-udp64-$r.json")
+    read -r v sent loss <<< "$udp"
+    u+=("$v"); us+=("$sent"); ul+=("$loss")
+  done
+  result "$l" tcp1_gbps "$(printf '%s\n' "${t1[@]}" | median)"
+  result "$l" tcp1_gbps_samples "${t1[@]}"
+  result "$l" tcp4_gbps "$(printf '%s\n' "${t4[@]}" | median)"
+  result "$l" tcp4_gbps_samples "${t4[@]}"
+  result "$l" udp64_pps "$(printf '%s\n' "${u[@]}" | median)"
+  result "$l" udp64_pps_samples "${u[@]}"
+  result "$l" udp64_sent_pps_samples "${us[@]}"
+  result "$l" udp64_lost_percent_samples "${ul[@]}"
+  if [ "$l" = weaver ]; then
+    m2=$(dp_stat missed)
+    result weaver missed_before_tcp "$m0"
+    result weaver missed_after_tcp "$m1"
+    result weaver missed_after_udp "$m2"
+    result weaver steady_upcalls $((m1 - m0))
+    result weaver steady_upcalls_udp $((m2 - m1))
+    if [ "$m2" != "$m0" ]; then
+      say "weaver: $((m1 - m0)) misses during the TCP runs, $((m2 - m1)) during the UDP runs; flows on hA now:"
+      ip netns exec hA ovs-dpctl dump-flows system@weave 2> /dev/null || true
+    fi
+  fi
+}
+
+# dp_stat missed|lost|flows: weaver's datapath counters on hA, from
+# `weavectl dp show --direct` (the kernel's own numbers, not the daemon's).
+dp_stat() {
+  local out
+  out=$(ip netns exec hA "$WEAVECTL" dp show --direct)
+  case "$1" in
+    missed | lost) sed -nE "s/.*lookups: .*$1:([0-9]+).*/\1/p" <<< "$out" | head -1 ;;
+    flows) sed -nE 's/^ *flows: ([0-9]+).*/\1/p' <<< "$out" | head -1 ;;
+  esac
+}
+
+# Flow setup: FLOOD frames from cA1, each from a new source MAC, to cB1's
+# MAC. For weaver each is a miss that the daemon turns into a megaflow (and
+# executes); the count is the datapath's flows on hA. For the Linux bridge
+# the equivalent of a new flow is a learned source MAC on hA's br0 (learnt
+# in the forwarding path, so that rate is bounded by the sender and the
+# polling). bench.py sends and polls (every 10 ms) in one process: the
+# tools (ovs-dpctl, weavectl) take about a second per call under TCG.
+measure_flow_setup() {
+  local l=$1 counter=$2 dst out
+  dst=$(ip -n cB1 -br link show "$DEV" | awk '{ print $3 }')
+  # cB1's MAC must be known at hA (learned from the pings and iperf runs).
+  ip netns exec cA1 ping -c 1 -W 2 "${IP_B[1]}" > /dev/null
+  out=$(ip netns exec hA "${PY[@]}" flowrate "$l" "$counter" cA1 "$DEV" "$dst" "$FLOOD") \
+    || { echo "$out"; [ "$l" = weaver ] && ip netns exec hA ovs-dpctl dump-flows system@weave | head -n 20; die "$l: flow setup failed"; }
+  echo "$out"
+  if [ "$l" = weaver ]; then
+    local new
+    new=$(sed -nE 's/^BENCH weaver flood_new_entries ([0-9]+)$/\1/p' <<< "$out")
+    if [ "$new" -lt "$FLOOD" ]; then
+      say "weaver: only $new of $FLOOD new source MACs got a flow; a sample of hA's flows:"
+      ip netns exec hA ovs-dpctl dump-flows system@weave 2> /dev/null | head -n 10
+    fi
+    # The miss path must survive the burst (the kernel may drop upcalls
+    # under load, the daemon must not stop reading them): a new MAC on a
+    # container means misses that only the daemon can answer.
+    local c=cA$PAIRS
+    ip -n "$c" link set ethwe address 02:cc:00:00:00:01
+    if ip netns exec "$c" ping -c 1 -W 5 "${IP_B[$PAIRS]}" > /dev/null; then
+      result weaver miss_path_after_flood ok
+    else
+      result weaver miss_path_after_flood dead
+      echo "BENCH-BUG: weaver no longer handles misses after the flood: $c with a new MAC cannot ping ${IP_B[$PAIRS]}" >&2
+    fi
+  fi
+}
+
+# weaver's view of its connection on hA (state and overlay, e.g.
+# "established fastdp"): heartbeats lost under load put it on hold.
+conn_state() {
+  "$WEAVECTL" --api /run/wA.sock status connections | awk 'NR == 1 { print $3, $4 }'
+}
+
+run_layout() {
+  local l=$1 t0=$SECONDS
+  echo "=== layout $l"
+  say "$l: setting up"
+  "layout_$l"
+  say "$l: first pings"
+  measure_pings "$l"
+  say "$l: iperf3"
+  measure_iperf "$l"
+  [ "$l" != weaver ] || result weaver conn_after_iperf "$(conn_state | tr ' ' /)"
+  say "$l: flow setup"
+  case "$l" in
+    weaver) measure_flow_setup weaver ovs:weave ;;
+    vxlan) measure_flow_setup vxlan bridge:hA:br0 ;;
+  esac
+  if [ "$l" = weaver ]; then
+    result weaver conn_after_flood "$(conn_state | tr ' ' /)"
+    say "weaver: status on hA after the flood:"
+    "$WEAVECTL" --api /run/wA.sock status
+    # What the daemons logged above INFO (a miss storm, heartbeats lost,
+    # a connection on hold) belongs next to the numbers.
+    say "weaver: the daemons' warnings (hA, hB):"
+    sed -e 's/\x1b\[[0-9;]*m//g' "$W"/w?.log | grep -E ' (WARN|ERROR) ' | tail -n 20 || true
+  fi
+  say "$l: tearing down"
+  teardown
+  say "$l done in $((SECONDS - t0)) s"
+}
+
+result meta kernel "$(uname -r)"
+result meta vcpus "$(nproc)"
+result meta mem_mib "$(awk '/MemTotal/ { printf "%d", $2 / 1024 }' /proc/meminfo)"
+result meta iperf_seconds "$DUR"
+result meta flood_frames "$FLOOD"
+result meta pairs "$PAIRS"
+result meta iperf_repeat "$REPEAT"
+for l in $LAYOUTS; do run_layout "$l"; done
+echo "BENCH-DONE"
