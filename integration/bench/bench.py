@@ -44,23 +44,24 @@ def load_iperf(path):
     return d
 
 
-def cmd_tcp(path):
+def summary(path, which):
+    """iperf3's end.sum_received or end.sum_sent: the receiver's or sender's totals."""
     d = load_iperf(path)
     try:
-        r = d["end"]["sum_received"]
+        return d["end"][which]
     except KeyError:
-        die(f"{path}: no end.sum_received (did the test run?)")
+        die(f"{path}: no end.{which} (did the test run?)")
+
+
+def cmd_tcp(path):
+    r = summary(path, "sum_received")
     if r.get("seconds", 0) <= 0:
         die(f"{path}: zero-length measurement")
     print(f"{r['bits_per_second'] / 1e9:.3f}")
 
 
 def cmd_udp(path):
-    d = load_iperf(path)
-    try:
-        r = d["end"]["sum_received"]
-    except KeyError:
-        die(f"{path}: no end.sum_received (did the test run?)")
+    r = summary(path, "sum_received")
     # The receiver's view: what arrived, not what the sender managed to send.
     # iperf3 3.12 gives the sent count and the receiver's loss; their
     # difference is what arrived (it equals bytes / payload length).
@@ -68,7 +69,7 @@ def cmd_udp(path):
     secs = r["seconds"]
     if secs <= 0 or got <= 0:
         die(f"{path}: nothing received ({r})")
-    sent = d["end"]["sum_sent"]
+    sent = summary(path, "sum_sent")
     print(f"{got / secs:.0f} {sent['packets'] / sent['seconds']:.0f} {r['lost_percent']:.1f}")
 
 

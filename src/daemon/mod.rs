@@ -8,5 +8,6 @@ pub mod fastdp;
 pub mod mesh;
 mod mesh_view;
 pub mod pmtu;
+mod state_file;
 mod targets;
 pub mod upcalls;
