@@ -19,6 +19,7 @@ pub mod fastdp;
 pub mod mesh;
 pub mod odp;
 pub mod plumb;
+pub mod sleeve;
 
 /// Default datapath name.
 pub const DEFAULT_DATAPATH: &str = "weave";

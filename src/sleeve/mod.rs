@@ -1,0 +1,16 @@
+//! The sleeve: weaver's userspace overlay over UDP 6783, for kernels without
+//! a usable fast datapath and for peers that VXLAN cannot reach.
+//!
+//! This module holds its sans-I/O core, so far:
+//! - [`wire`]: the datagram (header, frame records naming source and
+//!   destination peers, batching up to the path MTU);
+//! - [`seal`]: ChaCha20-Poly1305 sealing with the connection's per-direction
+//!   session keys, counter nonces, and authentication before delivery;
+//! - [`replay`]: the anti-replay window.
+//!
+//! Capture and injection (pcap on the bridge), the UDP driver, path-MTU
+//! discovery and the per-connection fallback from fastdp come next.
+
+pub mod replay;
+pub mod seal;
+pub mod wire;

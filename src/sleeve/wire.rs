@@ -1,0 +1,218 @@
+//! The sleeve's datagram on UDP 6783: a fixed header naming the connection
+//! and a per-direction counter, then a body of one or more Ethernet frames,
+//! each with the peers it goes from and to (so relays can forward it over
+//! several hops). Sealed, the body is AEAD ciphertext (see [`super::seal`]).
+//!
+//! ```text
+//! header (20 bytes, big-endian; the AEAD's associated data when sealed)
+//!   0  u8   version, 1
+//!   1  u8   flags: bit 0 sealed; others must be 0
+//!   2  u16  reserved, 0
+//!   4  u64  connection UID (both ends know it; selects the keys)
+//!  12  u64  counter: one per datagram and direction, never reused
+//! body, plaintext: repeated
+//!   6 bytes source peer name | 6 bytes destination peer name | u16 length | frame
+//!   (destination == source: a broadcast originated by the source)
+//! body, sealed: ciphertext of the plaintext body || 16-byte tag
+//! ```
+
+use thiserror::Error;
+
+use crate::mesh::peer::PeerName;
+
+pub const VERSION: u8 = 1;
+pub const HEADER_LEN: usize = 20;
+/// Per frame in the body: two peer names and a length.
+pub const FRAME_OVERHEAD: usize = 14;
+const FLAG_SEALED: u8 = 1;
+
+/// The datagram header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Header {
+    pub sealed: bool,
+    pub conn_uid: u64,
+    pub counter: u64,
+}
+
+/// One Ethernet frame in a datagram.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Frame {
+    pub src: PeerName,
+    /// The destination peer; equal to `src` for a broadcast.
+    pub dst: PeerName,
+    pub bytes: Vec<u8>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
+pub enum WireError {
+    #[error("datagram of {0} bytes is shorter than the header")]
+    Short(usize),
+    #[error("datagram version {0} is not supported")]
+    Version(u8),
+    #[error("unknown header flags {0:#04x}")]
+    Flags(u8),
+    #[error("frame record truncated at offset {0}")]
+    Truncated(usize),
+    #[error("empty frame at offset {0}")]
+    EmptyFrame(usize),
+    #[error("a frame of {len} bytes does not fit a datagram body of {max}")]
+    TooBig { len: usize, max: usize },
+}
+
+impl Header {
+    pub fn emit(&self, out: &mut Vec<u8>) {
+        out.push(VERSION);
+        out.push(if self.sealed { FLAG_SEALED } else { 0 });
+        out.extend_from_slice(&[0, 0]);
+        out.extend_from_slice(&self.conn_uid.to_be_bytes());
+        out.extend_from_slice(&self.counter.to_be_bytes());
+    }
+
+    /// Splits a datagram into its header and body.
+    pub fn parse(d: &[u8]) -> Result<(Header, &[u8]), WireError> {
+        if d.len() < HEADER_LEN {
+            return Err(WireError::Short(d.len()));
+        }
+        if d[0] != VERSION {
+            return Err(WireError::Version(d[0]));
+        }
+        if d[1] & !FLAG_SEALED != 0 || d[2] != 0 || d[3] != 0 {
+            return Err(WireError::Flags(d[1]));
+        }
+        let be64 = |b: &[u8]| b.iter().fold(0u64, |a, x| a << 8 | u64::from(*x));
+        let h = Header { sealed: d[1] & FLAG_SEALED != 0, conn_uid: be64(&d[4..12]), counter: be64(&d[12..20]) };
+        Ok((h, &d[HEADER_LEN..]))
+    }
+}
+
+fn name(b: &[u8]) -> PeerName {
+    PeerName::from_u64(b.iter().fold(0u64, |a, x| a << 8 | u64::from(*x)))
+}
+
+fn put_name(out: &mut Vec<u8>, n: PeerName) {
+    out.extend_from_slice(&n.as_u64().to_be_bytes()[2..]);
+}
+
+/// Appends one frame record to a plaintext body.
+pub fn emit_frame(out: &mut Vec<u8>, f: &Frame) {
+    put_name(out, f.src);
+    put_name(out, f.dst);
+    out.extend_from_slice(&(f.bytes.len() as u16).to_be_bytes());
+    out.extend_from_slice(&f.bytes);
+}
+
+/// The frames of a plaintext body, in order.
+pub fn parse_frames(mut body: &[u8]) -> Result<Vec<Frame>, WireError> {
+    let total = body.len();
+    let mut out = Vec::new();
+    while !body.is_empty() {
+        let at = total - body.len();
+        if body.len() < FRAME_OVERHEAD {
+            return Err(WireError::Truncated(at));
+        }
+        let len = usize::from(u16::from_be_bytes([body[12], body[13]]));
+        if len == 0 {
+            return Err(WireError::EmptyFrame(at));
+        }
+        if body.len() < FRAME_OVERHEAD + len {
+            return Err(WireError::Truncated(at));
+        }
+        out.push(Frame { src: name(&body[0..6]), dst: name(&body[6..12]), bytes: body[14..14 + len].to_vec() });
+        body = &body[FRAME_OVERHEAD + len..];
+    }
+    Ok(out)
+}
+
+/// Packs frames, in order, into as few plaintext bodies as fit `max_body`
+/// bytes each (greedy: order is kept, so a flow's frames stay in sequence).
+/// A frame that cannot fit even alone is refused: the caller answers it
+/// (ICMP "fragmentation needed" for an IPv4 frame with DF, or fragments it).
+pub fn pack(frames: &[Frame], max_body: usize) -> Result<Vec<Vec<u8>>, WireError> {
+    let mut bodies: Vec<Vec<u8>> = Vec::new();
+    let mut cur = Vec::new();
+    for f in frames {
+        let need = FRAME_OVERHEAD + f.bytes.len();
+        if need > max_body || f.bytes.is_empty() || f.bytes.len() > usize::from(u16::MAX) {
+            return Err(WireError::TooBig { len: f.bytes.len(), max: max_body.saturating_sub(FRAME_OVERHEAD) });
+        }
+        if cur.len() + need > max_body {
+            bodies.push(std::mem::take(&mut cur));
+        }
+        emit_frame(&mut cur, f);
+    }
+    if !cur.is_empty() {
+        bodies.push(cur);
+    }
+    Ok(bodies)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn frame(src: u64, dst: u64, len: usize) -> Frame {
+        Frame { src: PeerName::from_u64(src), dst: PeerName::from_u64(dst), bytes: vec![0xab; len] }
+    }
+
+    #[test]
+    fn header_round_trip_and_refusals() {
+        let h = Header { sealed: true, conn_uid: 0x0102030405060708, counter: 42 };
+        let mut d = Vec::new();
+        h.emit(&mut d);
+        d.extend_from_slice(b"body");
+        assert_eq!(Header::parse(&d), Ok((h, &b"body"[..])));
+        assert_eq!(Header::parse(&d[..5]), Err(WireError::Short(5)));
+        let mut v = d.clone();
+        v[0] = 2;
+        assert_eq!(Header::parse(&v), Err(WireError::Version(2)));
+        let mut v = d.clone();
+        v[1] = 0x80;
+        assert_eq!(Header::parse(&v), Err(WireError::Flags(0x80)));
+    }
+
+    #[test]
+    fn packing_respects_the_size_and_refuses_giants() {
+        let fs: Vec<_> = (0..10).map(|i| frame(1, 2, 100 + i)).collect();
+        let bodies = pack(&fs, 400).unwrap();
+        assert!(bodies.iter().all(|b| b.len() <= 400));
+        let back: Vec<Frame> = bodies.iter().flat_map(|b| parse_frames(b).unwrap()).collect();
+        assert_eq!(back, fs);
+        assert_eq!(pack(&[frame(1, 2, 1500)], 1000), Err(WireError::TooBig { len: 1500, max: 986 }));
+        assert!(pack(&[frame(1, 2, 0)], 1000).is_err());
+    }
+
+    #[test]
+    fn truncated_bodies_are_refused() {
+        let mut b = Vec::new();
+        emit_frame(&mut b, &frame(1, 2, 10));
+        assert_eq!(parse_frames(&b[..b.len() - 1]), Err(WireError::Truncated(0)));
+        assert_eq!(parse_frames(&b[..5]), Err(WireError::Truncated(0)));
+    }
+
+    fn arb_frame() -> impl Strategy<Value = Frame> {
+        (0u64..1 << 48, 0u64..1 << 48, proptest::collection::vec(any::<u8>(), 1..300)).prop_map(|(s, d, bytes)| Frame {
+            src: PeerName::from_u64(s),
+            dst: PeerName::from_u64(d),
+            bytes,
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn pack_then_parse_is_identity(fs in proptest::collection::vec(arb_frame(), 0..20), max in 320usize..2000) {
+            let bodies = pack(&fs, max).unwrap();
+            prop_assert!(bodies.iter().all(|b| b.len() <= max && !b.is_empty()));
+            let back: Vec<Frame> = bodies.iter().flat_map(|b| parse_frames(b).unwrap()).collect();
+            prop_assert_eq!(back, fs);
+        }
+
+        #[test]
+        fn parsing_never_panics(d in proptest::collection::vec(any::<u8>(), 0..200)) {
+            if let Ok((_, body)) = Header::parse(&d) {
+                let _ = parse_frames(body);
+            }
+            let _ = parse_frames(&d);
+        }
+    }
+}
