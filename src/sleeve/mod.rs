@@ -6,11 +6,14 @@
 //!   destination peers, batching up to the path MTU);
 //! - [`seal`]: ChaCha20-Poly1305 sealing with the connection's per-direction
 //!   session keys, counter nonces, and authentication before delivery;
-//! - [`replay`]: the anti-replay window.
+//! - [`replay`]: the anti-replay window;
+//! - [`oversize`]: frames too big for the path: ICMP "fragmentation
+//!   needed" for DF packets, IPv4 fragments for the others.
 //!
 //! Capture and injection (pcap on the bridge), the UDP driver, path-MTU
 //! discovery and the per-connection fallback from fastdp come next.
 
+pub mod oversize;
 pub mod replay;
 pub mod seal;
 pub mod wire;
