@@ -8,12 +8,15 @@
 //!   session keys, counter nonces, and authentication before delivery;
 //! - [`replay`]: the anti-replay window;
 //! - [`oversize`]: frames too big for the path: ICMP "fragmentation
-//!   needed" for DF packets, IPv4 fragments for the others.
+//!   needed" for DF packets, IPv4 fragments for the others;
+//! - [`pmtu`]: path-MTU discovery per connection (DF probes, bisection,
+//!   re-verification).
 //!
 //! Capture and injection (pcap on the bridge), the UDP driver, path-MTU
 //! discovery and the per-connection fallback from fastdp come next.
 
 pub mod oversize;
+pub mod pmtu;
 pub mod replay;
 pub mod seal;
 pub mod wire;
