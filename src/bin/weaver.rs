@@ -123,7 +123,7 @@ async fn main() -> Result<()> {
         mesh: None,
         upcalls: None,
     };
-    let (stop_req_tx, mut stop_req_rx) = tokio::sync::mpsc::channel(1);
+    let (stop_req_tx, mut stop_req_rx) = tokio::sync::mpsc::channel::<weaver::api::StopRequest>(1);
     let state = Arc::new(server::AppState {
         status,
         odp: dp.as_ref().map(|d| d.client.clone()),
@@ -150,7 +150,6 @@ async fn main() -> Result<()> {
     let reset = tokio::select! {
         _ = shutdown_signal() => false,
         Some(r) = stop_req_rx.recv() => {
-            let r: weaver::api::StopRequest = r;
             info!(reset = r.reset, "stop requested through the API");
             r.reset
         }

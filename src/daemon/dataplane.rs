@@ -42,10 +42,11 @@ pub struct Snapshot {
     pub routes: RouteTable,
 }
 
-fn v4(ip: IpAddr) -> Option<Ipv4Addr> {
-    match ip {
+/// The IPv4 address, also of an IPv4-mapped IPv6 one.
+pub(super) fn v4(ip: IpAddr) -> Option<Ipv4Addr> {
+    match ip.to_canonical() {
         IpAddr::V4(a) => Some(a),
-        IpAddr::V6(a) => a.to_ipv4_mapped(),
+        IpAddr::V6(_) => None,
     }
 }
 
@@ -285,7 +286,6 @@ pub async fn spawn(
                         match up_rx.try_recv() { Ok(u) => batch.push(u), Err(_) => break }
                     }
                     for u in batch { dataplane.on_upcall(u); }
-                    dataplane.check_ops();
                 }
                 changed = snapshots.changed() => {
                     if changed.is_err() { break; }
@@ -426,7 +426,8 @@ impl Dataplane {
     }
 
     /// Reports the operations the kernel refused (they were sent without
-    /// waiting). A delete of a flow already gone is not a failure.
+    /// waiting), on the stats tick: off the miss path, and failures are
+    /// rare. A delete of a flow already gone is not a failure.
     fn check_ops(&mut self) {
         for (seq, errno) in self.ops.drain_errors() {
             let what = self.sent_ops.get(seq);

@@ -13,7 +13,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
-use super::dataplane::{DataplaneHandle, HeartbeatSeen, SendHeartbeat};
+use super::dataplane::{v4, DataplaneHandle, HeartbeatSeen, SendHeartbeat};
 use super::targets;
 use crate::api::handle::{MeshHandle, MeshRequest};
 use crate::api::{ConnectRequest, ForgetRequest};
@@ -184,13 +184,6 @@ pub async fn spawn(
     Ok((MeshHandle::new(api_tx), join))
 }
 
-fn v4(ip: std::net::IpAddr) -> Option<std::net::Ipv4Addr> {
-    match ip {
-        std::net::IpAddr::V4(a) => Some(a),
-        std::net::IpAddr::V6(a) => a.to_ipv4_mapped(),
-    }
-}
-
 impl MeshTask {
     /// Whether traffic goes over the kernel fast datapath.
     pub(super) fn dataplane_active(&self) -> bool {
@@ -202,12 +195,8 @@ impl MeshTask {
         self.conn_cfg.encrypted()
     }
 
-    fn now(&self) -> u64 {
+    pub(super) fn now(&self) -> u64 {
         self.start.elapsed().as_millis() as u64
-    }
-
-    pub(super) fn now_ms(&self) -> u64 {
-        self.now()
     }
 
     /// The overlay MTU, when this host runs the fast datapath.
@@ -561,7 +550,7 @@ impl MeshTask {
         let me = self.router.identity().short_id;
         let mut changes = Vec::new();
         for (id, l) in self.live.iter_mut() {
-            let Some(h) = &mut l.health else { continue };
+            let Some(h) = l.health.as_mut().filter(|h| h.poll_timeout() <= now) else { continue };
             if let Some(t) = h.handle_timeout(now) {
                 changes.push((*id, t));
             }

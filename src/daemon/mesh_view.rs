@@ -64,7 +64,7 @@ impl MeshTask {
             .live
             .values()
             .map(|l| {
-                let now = self.now_ms();
+                let now = self.now();
                 let health = l.health.as_ref().map(|h| h.view(now));
                 let (overlay, info) = match &health {
                     Some(h) => (h.state.to_string(), h.reason.clone()),

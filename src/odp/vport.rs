@@ -79,6 +79,14 @@ pub struct VportStats {
     pub tx_dropped: u64,
 }
 
+impl VportStats {
+    /// From the kernel's `struct ovs_vport_stats` field order.
+    pub fn from_fields(s: [u64; 8]) -> VportStats {
+        let [rx_packets, tx_packets, rx_bytes, tx_bytes, rx_errors, tx_errors, rx_dropped, tx_dropped] = s;
+        VportStats { rx_packets, tx_packets, rx_bytes, tx_bytes, rx_errors, tx_errors, rx_dropped, tx_dropped }
+    }
+}
+
 /// Tunnel vport options (`OVS_TUNNEL_ATTR_*`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VportOptions {
@@ -144,17 +152,7 @@ impl Vport {
                 }
                 UPCALL_PID => v.upcall_pids = Some(a.u32_array(WHAT)?),
                 STATS => {
-                    let s = a.u64_fields::<8>(WHAT)?;
-                    v.stats = Some(VportStats {
-                        rx_packets: s[0],
-                        tx_packets: s[1],
-                        rx_bytes: s[2],
-                        tx_bytes: s[3],
-                        rx_errors: s[4],
-                        tx_errors: s[5],
-                        rx_dropped: s[6],
-                        tx_dropped: s[7],
-                    });
+                    v.stats = Some(VportStats::from_fields(a.u64_fields::<8>(WHAT)?));
                 }
                 IFINDEX => v.ifindex = Some(a.u32(WHAT)?),
                 NETNSID => v.netnsid = Some(a.u32(WHAT)? as i32),
@@ -242,16 +240,7 @@ mod tests {
                 name,
                 options: opts.map(|dst_port| VportOptions { dst_port, other: vec![] }),
                 upcall_pids: pids,
-                stats: stats.map(|s| VportStats {
-                    rx_packets: s[0],
-                    tx_packets: s[1],
-                    rx_bytes: s[2],
-                    tx_bytes: s[3],
-                    rx_errors: s[4],
-                    tx_errors: s[5],
-                    rx_dropped: s[6],
-                    tx_dropped: s[7],
-                }),
+                stats: stats.map(VportStats::from_fields),
                 ifindex,
                 netnsid,
                 other: vec![],
