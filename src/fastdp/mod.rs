@@ -104,7 +104,7 @@ mod forwarder;
 pub mod health;
 pub mod heartbeat;
 pub mod input;
-mod mac;
+pub(crate) mod mac;
 pub mod megaflow;
 pub mod op;
 pub mod vni;

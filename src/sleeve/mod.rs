@@ -12,9 +12,14 @@
 //! - [`pmtu`]: path-MTU discovery per connection (DF probes, bisection,
 //!   re-verification).
 //!
-//! Capture and injection (pcap on the bridge), the UDP driver, path-MTU
-//! discovery and the per-connection fallback from fastdp come next.
+//! - [`forward`]: where a frame goes (MAC learning, routes, broadcast trees);
+//! - [`link`]: one connection's UDP path: heartbeats and path-MTU discovery.
+//!
+//! The driver (capture and injection with pcap on the bridge, the UDP
+//! socket) is `daemon::sleeve`.
 
+pub mod forward;
+pub mod link;
 pub mod oversize;
 pub mod pmtu;
 pub mod replay;

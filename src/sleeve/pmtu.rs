@@ -147,16 +147,18 @@ impl Pmtu {
     }
 
     /// The peer acknowledged probe `seq`, saying `size` bytes arrived.
-    pub fn handle_ack(&mut self, _now: u64, seq: u64, size: usize) {
-        let Some((s, sent, _, _)) = self.inflight else { return };
+    /// Returns whether it was the probe in flight.
+    pub fn handle_ack(&mut self, _now: u64, seq: u64, size: usize) -> bool {
+        let Some((s, sent, _, _)) = self.inflight else { return false };
         if s != seq || size != sent {
-            return;
+            return false;
         }
         self.inflight = None;
         self.lo = self.lo.max(size);
         if self.hi <= self.lo {
             self.hi = self.lo + 1;
         }
+        true
     }
 
     /// The kernel refused to send `size` bytes as too big (EMSGSIZE), and

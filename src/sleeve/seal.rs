@@ -25,6 +25,8 @@ pub enum OpenError {
     OtherConnection(u64),
     #[error("datagram is not sealed, but this connection is encrypted")]
     NotSealed,
+    #[error("datagram is sealed, but this connection is not encrypted")]
+    Sealed,
     #[error("datagram failed authentication")]
     BadAuth,
     #[error(transparent)]
@@ -43,39 +45,77 @@ fn nonce(counter: u64) -> Nonce {
     Nonce::from(n)
 }
 
-/// Our sending half of one connection.
+/// Our sending half of one connection: sealed with its key, or plain (no
+/// password, or a trusted subnet at both ends) with the same header and
+/// counter.
 pub struct Sealer {
-    cipher: ChaCha20Poly1305,
+    cipher: Option<ChaCha20Poly1305>,
     conn_uid: u64,
     next: u64,
 }
 
 impl Sealer {
     pub fn new(keys: &SessionKeys, conn_uid: u64) -> Sealer {
-        Sealer { cipher: ChaCha20Poly1305::new(Key::from_slice(&keys.tx)), conn_uid, next: 0 }
+        Sealer { cipher: Some(ChaCha20Poly1305::new(Key::from_slice(&keys.tx))), conn_uid, next: 0 }
     }
 
-    /// A whole datagram: the header, then the sealed plaintext body.
+    /// A sender that does not encrypt.
+    pub fn plain(conn_uid: u64) -> Sealer {
+        Sealer { cipher: None, conn_uid, next: 0 }
+    }
+
+    /// Whether datagrams are sealed.
+    pub fn sealed(&self) -> bool {
+        self.cipher.is_some()
+    }
+
+    /// Bytes a datagram adds to its body: the header, and the tag when sealed.
+    pub fn overhead(&self) -> usize {
+        HEADER_LEN + if self.sealed() { TAG_LEN } else { 0 }
+    }
+
+    /// A whole data datagram: the header, then the (sealed) body.
     pub fn seal(&mut self, body: &[u8]) -> Result<Vec<u8>, SealError> {
+        self.seal_with(false, body)
+    }
+
+    /// A whole control datagram (heartbeat, probe).
+    pub fn seal_control(&mut self, body: &[u8]) -> Result<Vec<u8>, SealError> {
+        self.seal_with(true, body)
+    }
+
+    fn seal_with(&mut self, control: bool, body: &[u8]) -> Result<Vec<u8>, SealError> {
         if self.next == u64::MAX {
             return Err(SealError::Exhausted);
         }
-        let h = Header { sealed: true, conn_uid: self.conn_uid, counter: self.next };
+        let h = Header { sealed: self.sealed(), control, conn_uid: self.conn_uid, counter: self.next };
         self.next += 1;
-        let mut out = Vec::with_capacity(HEADER_LEN + body.len() + TAG_LEN);
+        let mut out = Vec::with_capacity(self.overhead() + body.len());
         h.emit(&mut out);
-        let ct = self
-            .cipher
-            .encrypt(&nonce(h.counter), Payload { msg: body, aad: &out })
-            .map_err(|_| SealError::Exhausted)?;
-        out.extend_from_slice(&ct);
+        match &self.cipher {
+            Some(c) => {
+                let ct =
+                    c.encrypt(&nonce(h.counter), Payload { msg: body, aad: &out }).map_err(|_| SealError::Exhausted)?;
+                out.extend_from_slice(&ct);
+            }
+            None => out.extend_from_slice(body),
+        }
         Ok(out)
     }
 }
 
+/// An opened datagram.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Opened {
+    /// A control message (heartbeat, probe) rather than frames.
+    pub control: bool,
+    /// The plaintext body.
+    pub body: Vec<u8>,
+}
+
 /// Our receiving half of one connection, with its counters.
 pub struct Opener {
-    cipher: ChaCha20Poly1305,
+    cipher: Option<ChaCha20Poly1305>,
     conn_uid: u64,
     window: ReplayWindow,
     /// Datagrams dropped for failed authentication.
@@ -86,43 +126,52 @@ pub struct Opener {
 
 impl Opener {
     pub fn new(keys: &SessionKeys, conn_uid: u64) -> Opener {
-        Opener {
-            cipher: ChaCha20Poly1305::new(Key::from_slice(&keys.rx)),
-            conn_uid,
-            window: ReplayWindow::default(),
-            bad_auth: 0,
-            replayed: 0,
-        }
+        Opener::with(Some(ChaCha20Poly1305::new(Key::from_slice(&keys.rx))), conn_uid)
+    }
+
+    /// A receiver for a connection that does not encrypt: it takes plain
+    /// datagrams only (duplicates still dropped).
+    pub fn plain(conn_uid: u64) -> Opener {
+        Opener::with(None, conn_uid)
+    }
+
+    fn with(cipher: Option<ChaCha20Poly1305>, conn_uid: u64) -> Opener {
+        Opener { cipher, conn_uid, window: ReplayWindow::default(), bad_auth: 0, replayed: 0 }
     }
 
     /// The plaintext body of an authentic, fresh datagram. Anything else is
     /// refused (and counted), never delivered.
-    pub fn open(&mut self, datagram: &[u8]) -> Result<Vec<u8>, OpenError> {
+    pub fn open(&mut self, datagram: &[u8]) -> Result<Opened, OpenError> {
         let (h, body) = Header::parse(datagram)?;
         if h.conn_uid != self.conn_uid {
             return Err(OpenError::OtherConnection(h.conn_uid));
         }
-        if !h.sealed {
-            return Err(OpenError::NotSealed);
+        if h.sealed != self.cipher.is_some() {
+            return Err(if h.sealed { OpenError::Sealed } else { OpenError::NotSealed });
         }
         // Cheap refusal of obvious replays before the AEAD.
         if let Err(e) = self.window.check(h.counter) {
             self.replayed += 1;
             return Err(e.into());
         }
-        let aad = &datagram[..HEADER_LEN];
-        let plain = match self.cipher.decrypt(&nonce(h.counter), Payload { msg: body, aad }) {
-            Ok(p) => p,
-            Err(_) => {
-                self.bad_auth += 1;
-                return Err(OpenError::BadAuth);
+        let plain = match &self.cipher {
+            Some(c) => {
+                let aad = &datagram[..HEADER_LEN];
+                match c.decrypt(&nonce(h.counter), Payload { msg: body, aad }) {
+                    Ok(p) => p,
+                    Err(_) => {
+                        self.bad_auth += 1;
+                        return Err(OpenError::BadAuth);
+                    }
+                }
             }
+            None => body.to_vec(),
         };
         if let Err(e) = self.window.accept(h.counter) {
             self.replayed += 1;
             return Err(e.into());
         }
-        Ok(plain)
+        Ok(Opened { control: h.control, body: plain })
     }
 }
 
@@ -145,8 +194,8 @@ mod tests {
         let d0 = tx.seal(b"hello").unwrap();
         let d1 = tx.seal(b"world").unwrap();
         assert!(!d0.windows(5).any(|w| w == b"hello"), "plaintext visible on the wire");
-        assert_eq!(rx.open(&d1).unwrap(), b"world");
-        assert_eq!(rx.open(&d0).unwrap(), b"hello", "reordering within the window is fine");
+        assert_eq!(rx.open(&d1).unwrap().body, b"world");
+        assert_eq!(rx.open(&d0).unwrap().body, b"hello", "reordering within the window is fine");
         assert_eq!(rx.open(&d0), Err(OpenError::Replay(Replay::Duplicate(0))));
         assert_eq!(rx.replayed, 1);
         let mut bad = tx.seal(b"again").unwrap();
@@ -168,9 +217,25 @@ mod tests {
     fn plaintext_datagrams_are_refused_when_encrypted() {
         let (_, b) = pair();
         let mut d = Vec::new();
-        Header { sealed: false, conn_uid: 5, counter: 0 }.emit(&mut d);
+        Header { sealed: false, control: false, conn_uid: 5, counter: 0 }.emit(&mut d);
         d.extend_from_slice(b"abc");
         assert_eq!(Opener::new(&b, 5).open(&d), Err(OpenError::NotSealed));
+        // And a plain connection takes it, but refuses sealed ones.
+        let mut plain = Opener::plain(5);
+        assert_eq!(plain.open(&d).unwrap(), Opened { control: false, body: b"abc".to_vec() });
+        assert!(plain.open(&d).is_err(), "duplicates are dropped on plain connections too");
+        let (a, _) = pair();
+        assert_eq!(plain.open(&Sealer::new(&a, 5).seal(b"x").unwrap()), Err(OpenError::Sealed));
+    }
+
+    #[test]
+    fn control_datagrams_keep_their_flag_sealed_or_not() {
+        let (a, b) = pair();
+        for (mut tx, mut rx) in [(Sealer::new(&a, 9), Opener::new(&b, 9)), (Sealer::plain(9), Opener::plain(9))] {
+            let d = tx.seal_control(b"probe").unwrap();
+            assert_eq!(d.len(), tx.overhead() + 5);
+            assert_eq!(rx.open(&d).unwrap(), Opened { control: true, body: b"probe".to_vec() });
+        }
     }
 
     proptest! {
@@ -181,7 +246,7 @@ mod tests {
             let mut rx = Opener::new(&b, 1);
             for body in bodies {
                 let d = tx.seal(&body).unwrap();
-                prop_assert_eq!(rx.open(&d).unwrap(), body);
+                prop_assert_eq!(rx.open(&d).unwrap().body, body);
             }
         }
 

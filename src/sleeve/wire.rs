@@ -6,13 +6,16 @@
 //! ```text
 //! header (20 bytes, big-endian; the AEAD's associated data when sealed)
 //!   0  u8   version, 1
-//!   1  u8   flags: bit 0 sealed; others must be 0
+//!   1  u8   flags: bit 0 sealed, bit 1 control; others must be 0
 //!   2  u16  reserved, 0
 //!   4  u64  connection UID (both ends know it; selects the keys)
 //!  12  u64  counter: one per datagram and direction, never reused
 //! body, plaintext: repeated
 //!   6 bytes source peer name | 6 bytes destination peer name | u16 length | frame
 //!   (destination == source: a broadcast originated by the source)
+//! body of a control datagram (flag bit 1), plaintext:
+//!   u8 kind (1 heartbeat, 2 path-MTU probe) | u64 sequence | padding
+//!   (acknowledged over the TCP control connection with the size that arrived)
 //! body, sealed: ciphertext of the plaintext body || 16-byte tag
 //! ```
 
@@ -25,11 +28,16 @@ pub const HEADER_LEN: usize = 20;
 /// Per frame in the body: two peer names and a length.
 pub const FRAME_OVERHEAD: usize = 14;
 const FLAG_SEALED: u8 = 1;
+const FLAG_CONTROL: u8 = 2;
+/// The shortest control body: kind and sequence number.
+pub const CONTROL_LEN: usize = 9;
 
 /// The datagram header.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Header {
     pub sealed: bool,
+    /// The body is a control message (a heartbeat or probe), not frames.
+    pub control: bool,
     pub conn_uid: u64,
     pub counter: u64,
 }
@@ -55,6 +63,8 @@ pub enum WireError {
     Truncated(usize),
     #[error("empty frame at offset {0}")]
     EmptyFrame(usize),
+    #[error("unknown control message kind {0}")]
+    ControlKind(u8),
     #[error("a frame of {len} bytes does not fit a datagram body of {max}")]
     TooBig { len: usize, max: usize },
 }
@@ -62,7 +72,7 @@ pub enum WireError {
 impl Header {
     pub fn emit(&self, out: &mut Vec<u8>) {
         out.push(VERSION);
-        out.push(if self.sealed { FLAG_SEALED } else { 0 });
+        out.push(if self.sealed { FLAG_SEALED } else { 0 } | if self.control { FLAG_CONTROL } else { 0 });
         out.extend_from_slice(&[0, 0]);
         out.extend_from_slice(&self.conn_uid.to_be_bytes());
         out.extend_from_slice(&self.counter.to_be_bytes());
@@ -76,11 +86,16 @@ impl Header {
         if d[0] != VERSION {
             return Err(WireError::Version(d[0]));
         }
-        if d[1] & !FLAG_SEALED != 0 || d[2] != 0 || d[3] != 0 {
+        if d[1] & !(FLAG_SEALED | FLAG_CONTROL) != 0 || d[2] != 0 || d[3] != 0 {
             return Err(WireError::Flags(d[1]));
         }
         let be64 = |b: &[u8]| b.iter().fold(0u64, |a, x| a << 8 | u64::from(*x));
-        let h = Header { sealed: d[1] & FLAG_SEALED != 0, conn_uid: be64(&d[4..12]), counter: be64(&d[12..20]) };
+        let h = Header {
+            sealed: d[1] & FLAG_SEALED != 0,
+            control: d[1] & FLAG_CONTROL != 0,
+            conn_uid: be64(&d[4..12]),
+            counter: be64(&d[12..20]),
+        };
         Ok((h, &d[HEADER_LEN..]))
     }
 }
@@ -91,6 +106,51 @@ fn name(b: &[u8]) -> PeerName {
 
 fn put_name(out: &mut Vec<u8>, n: PeerName) {
     out.extend_from_slice(&n.as_u64().to_be_bytes()[2..]);
+}
+
+/// What a control datagram carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ControlKind {
+    /// Liveness: the UDP path works at all.
+    Heartbeat,
+    /// Path-MTU discovery: a datagram of exactly the size being tried.
+    Probe,
+}
+
+/// A control message: its kind and sequence number (the padding that makes
+/// a probe its size is not kept).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Control {
+    pub kind: ControlKind,
+    pub seq: u64,
+}
+
+impl Control {
+    /// The plaintext body, padded with zeros to `len` bytes (at least [`CONTROL_LEN`]).
+    pub fn emit(&self, len: usize) -> Vec<u8> {
+        let mut out = Vec::with_capacity(len.max(CONTROL_LEN));
+        out.push(match self.kind {
+            ControlKind::Heartbeat => 1,
+            ControlKind::Probe => 2,
+        });
+        out.extend_from_slice(&self.seq.to_be_bytes());
+        out.resize(len.max(CONTROL_LEN), 0);
+        out
+    }
+
+    pub fn parse(body: &[u8]) -> Result<Control, WireError> {
+        if body.len() < CONTROL_LEN {
+            return Err(WireError::Truncated(0));
+        }
+        let kind = match body[0] {
+            1 => ControlKind::Heartbeat,
+            2 => ControlKind::Probe,
+            k => return Err(WireError::ControlKind(k)),
+        };
+        let mut seq = [0u8; 8];
+        seq.copy_from_slice(&body[1..9]);
+        Ok(Control { kind, seq: u64::from_be_bytes(seq) })
+    }
 }
 
 /// Appends one frame record to a plaintext body.
@@ -157,7 +217,7 @@ mod tests {
 
     #[test]
     fn header_round_trip_and_refusals() {
-        let h = Header { sealed: true, conn_uid: 0x0102030405060708, counter: 42 };
+        let h = Header { sealed: true, control: false, conn_uid: 0x0102030405060708, counter: 42 };
         let mut d = Vec::new();
         h.emit(&mut d);
         d.extend_from_slice(b"body");
@@ -208,9 +268,25 @@ mod tests {
         }
 
         #[test]
+        fn header_and_control_round_trip(sealed: bool, control: bool, conn_uid: u64, counter: u64,
+                                         probe: bool, seq: u64, len in 0usize..2000) {
+            let h = Header { sealed, control, conn_uid, counter };
+            let mut d = Vec::new();
+            h.emit(&mut d);
+            let c = Control { kind: if probe { ControlKind::Probe } else { ControlKind::Heartbeat }, seq };
+            let body = c.emit(len);
+            prop_assert_eq!(body.len(), len.max(CONTROL_LEN));
+            d.extend_from_slice(&body);
+            let (back, b) = Header::parse(&d).unwrap();
+            prop_assert_eq!(back, h);
+            prop_assert_eq!(Control::parse(b).unwrap(), c);
+        }
+
+        #[test]
         fn parsing_never_panics(d in proptest::collection::vec(any::<u8>(), 0..200)) {
             if let Ok((_, body)) = Header::parse(&d) {
                 let _ = parse_frames(body);
+                let _ = Control::parse(body);
             }
             let _ = parse_frames(&d);
         }
