@@ -2,5 +2,14 @@
 //!
 //! Driver code (I/O). Work inside another network namespace happens on a
 //! dedicated thread that has entered it, with its own netlink connection.
+//!
+//! - [`veth`]: a container's veth pair and `ethwe` (and the shared error type).
+//! - [`bridge`]: bridge mode for the sleeve: the `weave` bridge and the
+//!   `vethwe-bridge`/`vethwe-pcap` capture pair.
+//! - [`ethtool`]: netdev features (offloads) over the ethtool netlink family.
+//! - [`netns`]: running code inside another network namespace.
 
+pub mod bridge;
+pub mod ethtool;
+pub mod netns;
 pub mod veth;

@@ -21,9 +21,11 @@ pub enum PlumbError {
     Netlink { op: String, source: rtnetlink::Error },
     #[error("{op}: {msg}")]
     Other { op: String, msg: String },
+    #[error(transparent)]
+    Ethtool(#[from] super::ethtool::EthtoolError),
 }
 
-fn nl(op: impl Into<String>) -> impl FnOnce(rtnetlink::Error) -> PlumbError {
+pub(crate) fn nl(op: impl Into<String>) -> impl FnOnce(rtnetlink::Error) -> PlumbError {
     let op = op.into();
     move |source| PlumbError::Netlink { op, source }
 }
@@ -70,14 +72,14 @@ pub fn host_ifname(netns: &Path) -> String {
     format!("{HOST_PREFIX}{:08x}", h.finish() as u32)
 }
 
-async fn connect() -> Result<Handle, PlumbError> {
+pub(crate) async fn connect() -> Result<Handle, PlumbError> {
     let (conn, handle, _) = rtnetlink::new_connection()
         .map_err(|e| PlumbError::Other { op: "netlink socket".into(), msg: e.to_string() })?;
     tokio::spawn(conn);
     Ok(handle)
 }
 
-async fn index_of(h: &Handle, name: &str) -> Result<Option<u32>, PlumbError> {
+pub(crate) async fn index_of(h: &Handle, name: &str) -> Result<Option<u32>, PlumbError> {
     let mut links = h.link().get().match_name(name.to_string()).execute();
     match links.try_next().await {
         Ok(Some(l)) => Ok(Some(l.header.index)),
@@ -168,23 +170,7 @@ where
     Fut: std::future::Future<Output = Result<T, PlumbError>>,
     T: Send + 'static,
 {
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    std::thread::spawn(move || {
-        let r = (|| {
-            nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET)
-                .map_err(|e| PlumbError::Other { op: "enter the namespace".into(), msg: e.to_string() })?;
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .map_err(|e| PlumbError::Other { op: "runtime".into(), msg: e.to_string() })?;
-            rt.block_on(async move {
-                let h = connect().await?;
-                f(h).await
-            })
-        })();
-        let _ = tx.send(r);
-    });
-    rx.await.map_err(|_| PlumbError::Other { op: "namespace thread".into(), msg: "died".into() })?
+    super::netns::run_in(ns, move || async move { f(connect().await?).await }).await
 }
 
 /// Whether an interface of that name exists here.
