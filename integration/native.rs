@@ -48,14 +48,16 @@ fn bad_flow_text_is_refused_with_a_message() {
 #[test]
 fn daemon_falls_back_to_sleeve_and_reports_why() {
     assert!(!host_has_odp());
+    // Its own namespace: bridge mode creates the `weave` bridge there.
+    let ns = format!("wfb{}", std::process::id() % 100000);
+    assert!(Command::new("ip").args(["netns", "add", &ns]).status().unwrap().success());
     let dir = std::env::temp_dir().join(format!("weaver-native-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let sock = dir.join("api.sock");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_weaver"))
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", &ns, env!("CARGO_BIN_EXE_weaver")])
         .args(["--api-socket", sock.to_str().unwrap()])
         .args(["--state-dir", dir.join("state").to_str().unwrap()])
-        // Its own namespace is not needed: a free port is enough.
-        .args(["--port", "16783"])
         .spawn()
         .expect("start weaver");
     let mut up = false;
@@ -68,11 +70,16 @@ fn daemon_falls_back_to_sleeve_and_reports_why() {
     }
     let status = weavectl(&["--api", sock.to_str().unwrap(), "status"]);
     let dp = weavectl(&["--api", sock.to_str().unwrap(), "dp", "show"]);
+    let bridge = Command::new("ip").args(["-n", &ns, "-d", "link", "show", "weave"]).output().unwrap();
+    let bridge = String::from_utf8_lossy(&bridge.stdout).into_owned();
     let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
     let exit = child.wait().expect("wait weaver");
+    let _ = Command::new("ip").args(["netns", "del", &ns]).status();
     assert!(up, "daemon did not create its API socket");
     assert!(status.0, "{}", status.1);
     assert!(status.1.contains("Overlay: sleeve (kernel has no openvswitch module)"), "{}", status.1);
+    assert!(status.1.contains(" frames captured, "), "{}", status.1);
+    assert!(bridge.contains("bridge"), "bridge mode makes the weave bridge: {bridge}");
     // No datapath through the API; the fallback to the kernel fails clearly too.
     assert!(!dp.0);
     assert!(exit.success(), "daemon exit on SIGTERM: {exit:?}");

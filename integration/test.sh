@@ -43,6 +43,9 @@ ctest --test native
 step "mesh: five daemons in five network namespaces"
 ctest --test mesh_netns
 
+step "sleeve: three hosts, six containers, in network namespaces (this kernel: no ODP)"
+ctest --test sleeve_netns
+
 step "VM lab (Debian kernel with openvswitch.ko under qemu)"
 # --nocapture: the guest's console goes into the log. One test thread: the
 # single-guest scenarios share one boot; the multi-VM test boots its own pair.

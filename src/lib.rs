@@ -20,6 +20,7 @@ pub mod mesh;
 pub mod odp;
 pub mod plumb;
 pub mod sleeve;
+pub mod sockopt;
 
 /// Default datapath name.
 pub const DEFAULT_DATAPATH: &str = "weave";

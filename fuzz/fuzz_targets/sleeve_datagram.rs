@@ -6,8 +6,8 @@
 use libfuzzer_sys::fuzz_target;
 use weaver::mesh::conn::SessionKeys;
 use weaver::sleeve::oversize;
-use weaver::sleeve::seal::Opener;
-use weaver::sleeve::wire::{parse_frames, Header};
+use weaver::sleeve::seal::{OpenError, Opener};
+use weaver::sleeve::wire::{parse_frames, Control, Header};
 
 fuzz_target!(|data: &[u8]| {
     // Captured frames too big for a path: any bytes, any MTU.
@@ -17,10 +17,24 @@ fuzz_target!(|data: &[u8]| {
     if let Ok((h, body)) = Header::parse(data) {
         if !h.sealed {
             let _ = parse_frames(body);
+            let _ = Control::parse(body);
         }
         let keys = SessionKeys { tx: [3; 32], rx: [4; 32] };
         let mut o = Opener::new(&keys, h.conn_uid);
         // Without the key, forging a tag is infeasible: nothing opens.
         assert!(o.open(data).is_err());
+        // A plain connection opens only unsealed datagrams (refusing some
+        // for their counter, as the window does), and each once.
+        let mut p = Opener::plain(h.conn_uid);
+        let opened = p.open(data);
+        match &opened {
+            Ok(_) => assert!(!h.sealed),
+            Err(e) => assert!(h.sealed || matches!(e, OpenError::Replay(_)), "{e}"),
+        }
+        if let Ok(o) = opened {
+            assert_eq!(o.control, h.control);
+            assert_eq!(o.body, body);
+            assert!(p.open(data).is_err(), "a duplicate is dropped");
+        }
     }
 });

@@ -31,6 +31,9 @@ pub struct Status {
     /// The fast datapath's upcall handling, when it runs.
     #[serde(default)]
     pub upcalls: Option<crate::daemon::upcalls::UpcallStatsView>,
+    /// The sleeve's counters, when it runs.
+    #[serde(default)]
+    pub sleeve: Option<crate::daemon::sleeve::SleeveStatsView>,
 }
 
 /// `POST /v1/stop`.
@@ -98,6 +101,9 @@ pub struct ConnectionView {
     /// The fast datapath's heartbeats on this connection.
     #[serde(default)]
     pub health: Option<crate::fastdp::health::HealthView>,
+    /// The sleeve's UDP path on this connection.
+    #[serde(default)]
+    pub sleeve: Option<crate::sleeve::link::LinkView>,
 }
 
 /// `POST /v1/connect`.

@@ -25,6 +25,8 @@ pub struct AppState {
     pub mesh: Option<MeshHandle>,
     /// The fast-datapath driver, when the kernel datapath is in use.
     pub dataplane: Option<crate::daemon::dataplane::DataplaneHandle>,
+    /// The sleeve, when it runs.
+    pub sleeve: Option<crate::daemon::sleeve::SleeveHandle>,
     /// Asks the daemon to stop (`weavectl stop`).
     pub stop: tokio::sync::mpsc::Sender<StopRequest>,
 }
@@ -75,6 +77,7 @@ async fn status(State(s): State<Arc<AppState>>) -> Result<Json<Status>, Failure>
         st.mesh = Some(m.status().await?);
     }
     st.upcalls = upcall_stats(&s).await;
+    st.sleeve = s.sleeve.as_ref().map(|h| h.stats());
     Ok(Json(st))
 }
 
@@ -91,7 +94,7 @@ async fn upcall_stats(s: &AppState) -> Option<crate::daemon::upcalls::UpcallStat
             .map(|st| st.lost),
         Err(_) => None,
     };
-    Some(d.upcall_stats(lost))
+    d.upcall_stats(lost)
 }
 
 /// Stops the daemon; with `reset`, detaches every container first.
@@ -128,7 +131,7 @@ fn dataplane(s: &AppState) -> Result<&crate::daemon::dataplane::DataplaneHandle,
         Failure(
             StatusCode::CONFLICT,
             format!(
-                "attach needs the fast datapath, which is not in use ({}); sleeve attach comes with the sleeve overlay",
+                "this daemon attaches no containers: it runs neither the fast datapath nor the sleeve ({})",
                 s.status.reason
             ),
         )
@@ -182,6 +185,37 @@ async fn metrics(State(s): State<Arc<AppState>>) -> Result<Response, Failure> {
             g.inc_by(l);
             reg.register("upcalls_kernel_lost", "Upcalls the kernel could not deliver (datapath lost)", g);
         }
+    }
+    if let Some(h) = &s.sleeve {
+        use prometheus_client::metrics::counter::Counter;
+        let st = h.stats();
+        let pk = Family::<Vec<(String, String)>, Counter>::default();
+        let by = Family::<Vec<(String, String)>, Counter>::default();
+        for (dir, n, b) in [
+            ("captured", st.captured, st.captured_bytes),
+            ("injected", st.injected, st.injected_bytes),
+            ("sent", st.datagrams_sent, st.bytes_sent),
+            ("received", st.datagrams_received, st.bytes_received),
+        ] {
+            pk.get_or_create(&vec![("direction".to_string(), dir.to_string())]).inc_by(n);
+            by.get_or_create(&vec![("direction".to_string(), dir.to_string())]).inc_by(b);
+        }
+        reg.register("sleeve_packets", "Sleeve frames captured and injected, datagrams sent and received", pk);
+        reg.register("sleeve_bytes", "Bytes of the same", by);
+        let dr = Family::<Vec<(String, String)>, Counter>::default();
+        let mut reasons: Vec<(String, u64)> = st.drops.into_iter().collect();
+        reasons.extend([
+            ("unknown_connection".to_string(), st.unknown),
+            ("malformed".to_string(), st.malformed),
+            ("refused".to_string(), st.refused),
+            ("no_connection".to_string(), st.no_connection),
+            ("send_error".to_string(), st.send_errors),
+            ("inject_error".to_string(), st.inject_errors),
+        ]);
+        for (r, n) in reasons {
+            dr.get_or_create(&vec![("reason".to_string(), r)]).inc_by(n);
+        }
+        reg.register("sleeve_drops", "Sleeve frames and datagrams dropped, by reason", dr);
     }
     let fastdp = Gauge::<i64>::default();
     fastdp.set(i64::from(s.status.overlay == "fastdp"));

@@ -35,6 +35,32 @@ pub fn format_status(s: &Status) -> String {
             u.received, u.handlers, u.dispatch, u.queue_full, u.rate_limited
         );
     }
+    if let Some(v) = &s.sleeve {
+        let _ = writeln!(
+            o,
+            "         Sleeve: {} frames captured, {} injected, {} relayed; {} datagrams sent, {} received",
+            v.captured, v.injected, v.relayed, v.datagrams_sent, v.datagrams_received
+        );
+        let mut dropped: Vec<String> = v.drops.iter().map(|(k, n)| format!("{n} {k}")).collect();
+        for (k, n) in [
+            ("unknown connection", v.unknown),
+            ("malformed", v.malformed),
+            ("refused (authentication, replay)", v.refused),
+            ("no connection", v.no_connection),
+            ("send errors", v.send_errors),
+            ("inject errors", v.inject_errors),
+        ] {
+            if n > 0 {
+                dropped.push(format!("{n} {k}"));
+            }
+        }
+        if !dropped.is_empty() {
+            let _ = writeln!(o, "        Dropped: {}", dropped.join(", "));
+        }
+        if v.frag_needed + v.fragmented > 0 {
+            let _ = writeln!(o, "      Oversized: {} frag-needed sent, {} fragmented", v.frag_needed, v.fragmented);
+        }
+    }
     o
 }
 
@@ -74,6 +100,13 @@ pub fn format_connections(conns: &[ConnectionView]) -> String {
             if let Some(j) = h.jumbo_mtu {
                 extra.push(format!("underlay carries mtu={j} (--mtu {j})"));
             }
+            info = format!("[{}] {info}", extra.join(" "));
+        } else if let Some(k) = &c.sleeve {
+            let mut extra = vec![format!("{:.0}s", k.for_ms as f64 / 1000.0)];
+            if let Some(r) = k.rtt_ms {
+                extra.push(format!("rtt={r}ms"));
+            }
+            extra.push(format!("heartbeats={}/{}", k.heartbeats_acked, k.heartbeats_sent));
             info = format!("[{}] {info}", extra.join(" "));
         }
         let _ = writeln!(
@@ -130,6 +163,7 @@ mod tests {
             mtu: Some(1376),
             info: String::new(),
             health: None,
+            sleeve: None,
         };
         let s = format_connections(&[c]);
         assert_eq!(s.lines().count(), 1);

@@ -9,13 +9,17 @@ use rand::SeedableRng;
 use tokio::sync::watch;
 use tracing::info;
 use weaver::api::{server, Status};
+use weaver::daemon::bridged;
 use weaver::daemon::config::{Args, Config};
 use weaver::daemon::dataplane::{self, DataplaneSettings};
 use weaver::daemon::fastdp::{self, Fastdp};
-use weaver::daemon::mesh::{self, FastdpLink, MeshSettings};
+use weaver::daemon::mesh::{self, FastdpLink, MeshSettings, SleeveLink};
+use weaver::daemon::sleeve::{self as sleeve_driver, SleeveSettings};
 use weaver::fastdp::health::HealthConfig;
 use weaver::mesh::conn::ConnConfig;
 use weaver::mesh::peer::{Identity, PeerName, PeerUid, ShortId};
+use weaver::plumb::bridge::{self, BridgeSpec};
+use weaver::sleeve::link::LinkConfig;
 
 fn init_logs(format: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
@@ -73,10 +77,25 @@ async fn main() -> Result<()> {
         conn = conn.with_password(p);
     }
     conn.trusted_subnets = cfg.trusted_subnets.clone();
-    // What we offer peers: the fast datapath when it runs here (the sleeve
-    // is not built yet).
-    conn.overlays = if dp.is_some() { vec!["fastdp".into()] } else { vec![] };
+    // What we offer peers: the fast datapath when it runs here, else the
+    // sleeve.
+    conn.overlays = if dp.is_some() { vec!["fastdp".into()] } else { vec!["sleeve".into()] };
     let (snap_tx, snap_rx) = watch::channel(None);
+    // Bridge mode: the Linux bridge `weave`, its capture port, the sleeve.
+    let mut sleeve = None;
+    let mut sleeve_link = None;
+    let mut bridged_plane = None;
+    if dp.is_none() {
+        let b = bridge::ensure(&BridgeSpec { name: bridge::BRIDGE.into(), mtu: cfg.mtu })
+            .await
+            .map_err(|e| anyhow::anyhow!("setting up the bridge: {e}"))?;
+        let s = SleeveSettings { me: me.name, port: cfg.port, capture_ifname: b.capture_ifname.clone() };
+        let (h, events) = sleeve_driver::spawn(s, snap_rx.clone()).context("starting the sleeve")?;
+        sleeve_link =
+            Some(SleeveLink { handle: h.clone(), events, port: cfg.port, link: LinkConfig::default(), mtu: cfg.mtu });
+        sleeve = Some(h);
+        bridged_plane = Some(bridged::spawn(bridge::BRIDGE.into(), cfg.mtu, cfg.state_dir.clone()).await);
+    }
     let (dataplane, fastdp_link) = match &dp {
         Some(d) => {
             let s = DataplaneSettings {
@@ -97,10 +116,10 @@ async fn main() -> Result<()> {
             };
             (Some(h), Some(link))
         }
-        None => (None, None),
+        None => (bridged_plane, None),
     };
     let settings = MeshSettings {
-        dataplane: dp.as_ref().map(|_| snap_tx),
+        dataplane: Some(snap_tx),
         identity: me,
         conn,
         port: cfg.port,
@@ -109,6 +128,7 @@ async fn main() -> Result<()> {
         conn_limit: cfg.conn_limit,
         state_dir: cfg.state_dir.clone(),
         fastdp: fastdp_link,
+        sleeve: sleeve_link,
     };
     let (mesh_handle, mesh_task) = mesh::spawn(settings, stopped(stop_rx.clone()))
         .await
@@ -122,6 +142,7 @@ async fn main() -> Result<()> {
         datapath: dp.as_ref().map(|d| d.datapath.clone()),
         mesh: None,
         upcalls: None,
+        sleeve: None,
     };
     let (stop_req_tx, mut stop_req_rx) = tokio::sync::mpsc::channel::<weaver::api::StopRequest>(1);
     let state = Arc::new(server::AppState {
@@ -130,6 +151,7 @@ async fn main() -> Result<()> {
         datapath: dp.as_ref().map(|d| d.datapath.clone()),
         mesh: Some(mesh_handle),
         dataplane: dataplane.clone(),
+        sleeve: sleeve.clone(),
         stop: stop_req_tx,
     });
 
@@ -169,6 +191,16 @@ async fn main() -> Result<()> {
     }
     if let Some(d) = dp {
         d.stop();
+    }
+    if let Some(h) = &sleeve {
+        h.shutdown();
+        // The bridge stays (containers keep their links to it) unless the
+        // host is being reset.
+        if reset {
+            if let Err(e) = bridge::remove(bridge::BRIDGE).await {
+                tracing::warn!(error = %e, "could not remove the bridge");
+            }
+        }
     }
     let _ = std::fs::remove_file(&cfg.api_socket);
     Ok(())

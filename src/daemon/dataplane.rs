@@ -127,10 +127,17 @@ pub enum DpRequest {
 #[derive(Debug, Clone)]
 pub struct DataplaneHandle {
     tx: mpsc::Sender<DpRequest>,
-    stats: Arc<UpcallStats>,
+    /// The upcall counters (none in bridge mode).
+    stats: Option<Arc<UpcallStats>>,
 }
 
 impl DataplaneHandle {
+    /// A handle on a task that serves the requests without a datapath
+    /// (bridge mode).
+    pub(super) fn without_upcalls(tx: mpsc::Sender<DpRequest>) -> DataplaneHandle {
+        DataplaneHandle { tx, stats: None }
+    }
+
     pub async fn attach(&self, r: AttachRequest) -> Result<AttachView, String> {
         let (tx, rx) = oneshot::channel();
         self.tx.send(DpRequest::Attach(r, tx)).await.map_err(|_| "the dataplane is not running".to_string())?;
@@ -160,8 +167,8 @@ impl DataplaneHandle {
         self.tx.try_send(DpRequest::Heartbeat(h)).is_ok()
     }
     /// The upcall counters, with the kernel's `lost` count when known.
-    pub fn upcall_stats(&self, kernel_lost: Option<u64>) -> UpcallStatsView {
-        self.stats.view(kernel_lost)
+    pub fn upcall_stats(&self, kernel_lost: Option<u64>) -> Option<UpcallStatsView> {
+        self.stats.as_ref().map(|s| s.view(kernel_lost))
     }
 }
 
@@ -311,7 +318,7 @@ pub async fn spawn(
             }
         }
     });
-    Ok((DataplaneHandle { tx: req_tx, stats }, seen_rx))
+    Ok((DataplaneHandle { tx: req_tx, stats: Some(stats) }, seen_rx))
 }
 
 impl Dataplane {
@@ -518,7 +525,7 @@ impl Dataplane {
         let ours: BTreeSet<&String> = self.attached.values().map(|a| &a.host_ifname).collect();
         match veth::names_with_prefix(veth::HOST_PREFIX).await {
             Ok(names) => {
-                for n in names.iter().filter(|n| !ours.contains(n)) {
+                for n in names.iter().filter(|n| veth::is_container_veth(n) && !ours.contains(n)) {
                     info!(ifname = %n, "removing a stale container veth");
                     if let Err(e) = veth::detach(n).await {
                         warn!(ifname = %n, error = %e, "could not remove stale veth");

@@ -14,6 +14,7 @@ use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
 use super::dataplane::{v4, DataplaneHandle, HeartbeatSeen, SendHeartbeat};
+use super::sleeve::{ConnUp, SleeveEvent, SleeveHandle, UDP_IPV4_OVERHEAD};
 use super::targets;
 use crate::api::handle::{MeshHandle, MeshRequest};
 use crate::api::{ConnectRequest, ForgetRequest};
@@ -24,6 +25,7 @@ use crate::mesh::conn::{self, AcceptLimiter, ConnConfig, ConnError, ConnEvent, E
 use crate::mesh::core::{ConnId, ConnVerdict, MeshConfig, MeshEvent, NewConnection, RefuseReason, Router};
 use crate::mesh::maker::{self, BackoffConfig, Maker};
 use crate::mesh::peer::Identity;
+use crate::sleeve::link::{Link, LinkConfig, LinkState};
 
 /// What the mesh task needs to start.
 pub struct MeshSettings {
@@ -38,6 +40,28 @@ pub struct MeshSettings {
     pub state_dir: PathBuf,
     /// The fast datapath's heartbeats, when this host runs it.
     pub fastdp: Option<FastdpLink>,
+    /// The sleeve, when this host runs it.
+    pub sleeve: Option<SleeveLink>,
+}
+
+/// What the mesh needs to run each connection's sleeve path.
+pub struct SleeveLink {
+    pub handle: SleeveHandle,
+    /// Control datagrams that arrived (to acknowledge), and sends the
+    /// kernel refused as too big.
+    pub events: mpsc::Receiver<SleeveEvent>,
+    /// The UDP port peers receive the sleeve on.
+    pub port: u16,
+    pub link: LinkConfig,
+    /// The containers' MTU.
+    pub mtu: u32,
+}
+
+struct SleeveState {
+    handle: SleeveHandle,
+    port: u16,
+    link: LinkConfig,
+    mtu: u32,
 }
 
 /// What the mesh needs to check each connection's fast datapath.
@@ -106,6 +130,10 @@ pub(super) struct Live {
     pub no_health: &'static str,
     /// Withdrawn from the router while on hold.
     pub withdrawn: bool,
+    /// The sleeve path, when both ends run the sleeve.
+    pub sleeve: Option<Link>,
+    /// The payload limit the driver was last given.
+    pub sleeve_limit: usize,
 }
 
 /// A connection whose handshake is under way.
@@ -132,6 +160,7 @@ pub(super) struct MeshTask {
     dropped_sends: u64,
     dataplane: Option<tokio::sync::watch::Sender<Option<super::dataplane::Snapshot>>>,
     fastdp: Option<FastdpState>,
+    sleeve: Option<SleeveState>,
 }
 
 const MAX_FAILURES_SHOWN: usize = 16;
@@ -162,6 +191,10 @@ pub async fn spawn(
         ),
         None => (None, None),
     };
+    let (sleeve, sleeve_events) = match s.sleeve {
+        Some(l) => (Some(SleeveState { handle: l.handle, port: l.port, link: l.link, mtu: l.mtu }), Some(l.events)),
+        None => (None, None),
+    };
     let task = MeshTask {
         router: Router::new(s.identity.clone(), MeshConfig::default(), seed, 0),
         maker,
@@ -179,13 +212,14 @@ pub async fn spawn(
         dropped_sends: 0,
         dataplane: s.dataplane,
         fastdp,
+        sleeve,
     };
-    let join = tokio::spawn(task.run(listener, api_rx, events_rx, seen, shutdown));
+    let join = tokio::spawn(task.run(listener, api_rx, events_rx, seen, sleeve_events, shutdown));
     Ok((MeshHandle::new(api_tx), join))
 }
 
 impl MeshTask {
-    /// Whether traffic goes over the kernel fast datapath.
+    /// Whether traffic goes over the kernel fast datapath (or the sleeve).
     pub(super) fn dataplane_active(&self) -> bool {
         self.dataplane.is_some()
     }
@@ -199,9 +233,9 @@ impl MeshTask {
         self.start.elapsed().as_millis() as u64
     }
 
-    /// The overlay MTU, when this host runs the fast datapath.
+    /// The overlay MTU, when this host runs the fast datapath or the sleeve.
     pub(super) fn overlay_mtu(&self) -> Option<u32> {
-        self.fastdp.as_ref().map(|f| f.mtu)
+        self.fastdp.as_ref().map(|f| f.mtu).or(self.sleeve.as_ref().map(|s| s.mtu))
     }
 
     fn conn_id(&mut self) -> ConnId {
@@ -216,15 +250,19 @@ impl MeshTask {
         mut api_rx: mpsc::Receiver<MeshRequest>,
         mut events_rx: mpsc::Receiver<TaskEvent>,
         mut seen: Option<mpsc::Receiver<HeartbeatSeen>>,
+        mut sleeve_events: Option<mpsc::Receiver<SleeveEvent>>,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) {
         tokio::pin!(shutdown);
         loop {
             self.run_health();
+            self.run_sleeve();
             self.drain_router();
             self.dial_due();
             let health = self.live.values().filter_map(|l| l.health.as_ref().map(Health::poll_timeout)).min();
-            let wake = [self.router.poll_timeout(), self.maker.poll_timeout(), health].into_iter().flatten().min();
+            let links = self.live.values().filter_map(|l| l.sleeve.as_ref().map(Link::poll_timeout)).min();
+            let wake =
+                [self.router.poll_timeout(), self.maker.poll_timeout(), health, links].into_iter().flatten().min();
             let sleep = match wake {
                 Some(at) => Duration::from_millis(at.saturating_sub(self.now())),
                 None => Duration::from_secs(3600),
@@ -239,6 +277,9 @@ impl MeshTask {
                 Some(req) = api_rx.recv() => self.on_request(req),
                 Some(hb) = async { match &mut seen { Some(r) => r.recv().await, None => std::future::pending().await } } => {
                     self.on_heartbeat_seen(hb);
+                }
+                Some(ev) = async { match &mut sleeve_events { Some(r) => r.recv().await, None => std::future::pending().await } } => {
+                    self.on_sleeve_event(ev);
                 }
                 _ = tokio::time::sleep(sleep) => {
                     let now = self.now();
@@ -450,6 +491,8 @@ impl MeshTask {
                 });
                 let remote_ip = handle.remote_addr.ip();
                 let (health, no_health) = self.new_health(&info, local, remote_ip);
+                let sleeve = self.new_sleeve(&info, remote_ip);
+                let sleeve_limit = sleeve.as_ref().map_or(0, Link::payload_limit);
                 self.live.insert(
                     conn,
                     Live {
@@ -465,6 +508,8 @@ impl MeshTask {
                         health,
                         no_health,
                         withdrawn: false,
+                        sleeve,
+                        sleeve_limit,
                     },
                 );
                 self.publish_dataplane();
@@ -496,6 +541,7 @@ impl MeshTask {
     /// Closes a connection the router no longer counts.
     fn retire(&mut self, conn: ConnId, why: &str) {
         if let Some(mut l) = self.live.remove(&conn) {
+            self.sleeve_down(&l);
             l.closer.close(why);
             if !l.outbound {
                 self.limiter.release();
@@ -511,6 +557,7 @@ impl MeshTask {
         let now = self.now();
         self.router.handle_connection_down(now, conn);
         if let Some(l) = self.live.remove(&conn) {
+            self.sleeve_down(&l);
             info!(peer = %l.info.remote.name, addr = %l.addr, %reason, "connection closed");
             if !l.outbound {
                 self.limiter.release();
@@ -576,7 +623,7 @@ impl MeshTask {
             debug!(conn_uid = hb.conn_uid, from = ?seen.from, "heartbeat for no live connection");
             return;
         };
-        let ack = Ack { conn_uid: hb.conn_uid, seq: hb.seq, len: hb.len };
+        let ack = Ack { conn_uid: hb.conn_uid, seq: hb.seq, len: hb.len, sleeve: false };
         let _ = l.handle_tx.try_send(Payload::Overlay(ack.encode()));
     }
 
@@ -596,6 +643,16 @@ impl MeshTask {
             debug!(?conn, "acknowledgement names another connection");
             return;
         }
+        if ack.sleeve {
+            let t = l.sleeve.as_mut().and_then(|k| k.handle_ack(now, ack.seq, ack.len));
+            if let Some(t) = t {
+                if t.to == LinkState::Up {
+                    info!(peer = %l.info.remote.name, addr = %l.addr, "sleeve path up");
+                }
+                self.reconsider(conn);
+            }
+            return;
+        }
         let t = l.health.as_mut().and_then(|h| h.handle_ack(now, ack.seq, ack.len));
         if let Some(t) = t {
             self.on_transition(conn, t);
@@ -606,36 +663,137 @@ impl MeshTask {
     /// from the router (routes then avoid it, through other peers where they
     /// can); back on the fast datapath, it is announced again.
     fn on_transition(&mut self, conn: ConnId, t: Transition) {
-        let now = self.now();
-        let Some(l) = self.live.get_mut(&conn) else { return };
+        let Some(l) = self.live.get(&conn) else { return };
         let (peer, addr) = (l.info.remote.name, l.addr.clone());
         match t.to {
             OverlayState::OnHold => {
                 warn!(%peer, %addr, reason = %t.reason, "connection on hold: fast datapath heartbeats lost");
-                if !l.withdrawn {
-                    l.withdrawn = true;
-                    self.router.handle_connection_down(now, conn);
-                    self.publish_dataplane();
-                }
             }
             OverlayState::Fastdp => {
                 info!(%peer, %addr, reason = %t.reason, from = %t.from, "connection on the fast datapath");
-                if l.withdrawn {
-                    l.withdrawn = false;
-                    let new = l.new_conn.clone();
-                    match self.router.handle_connection_up(now, conn, new) {
-                        ConnVerdict::Accept => {}
-                        ConnVerdict::AcceptReplacing(old) => self.retire(old, "replaced by a duplicate connection"),
-                        ConnVerdict::Refuse(reason) => {
-                            info!(%peer, %addr, %reason, "connection back from hold is not needed; closing it");
-                            self.retire(conn, &reason.to_string());
-                            return;
-                        }
-                    }
-                    self.publish_dataplane();
-                }
             }
             OverlayState::Probing => {}
+        }
+        self.reconsider(conn);
+    }
+
+    /// Whether the connection carries traffic on some overlay: the fast
+    /// datapath unless on hold, or the sleeve unless its path is down. A
+    /// connection with neither check carries the control plane only and is
+    /// left as it is.
+    fn carries_traffic(l: &Live) -> bool {
+        let fastdp = l.health.as_ref().map(|h| h.state() != OverlayState::OnHold);
+        let sleeve = l.sleeve.as_ref().map(Link::usable);
+        match (fastdp, sleeve) {
+            (None, None) => true,
+            (f, s) => f.unwrap_or(false) || s.unwrap_or(false),
+        }
+    }
+
+    /// Withdraws a connection that carries no traffic from the router
+    /// (routes then avoid it, through other peers where they can), and
+    /// announces it again when it does.
+    fn reconsider(&mut self, conn: ConnId) {
+        let now = self.now();
+        let Some(l) = self.live.get_mut(&conn) else { return };
+        let (peer, addr) = (l.info.remote.name, l.addr.clone());
+        let carries = Self::carries_traffic(l);
+        if !carries && !l.withdrawn {
+            l.withdrawn = true;
+            warn!(%peer, %addr, "connection withdrawn from routing: no overlay carries its traffic");
+            self.router.handle_connection_down(now, conn);
+            self.publish_dataplane();
+        } else if carries && l.withdrawn {
+            l.withdrawn = false;
+            info!(%peer, %addr, "connection carries traffic again");
+            let new = l.new_conn.clone();
+            match self.router.handle_connection_up(now, conn, new) {
+                ConnVerdict::Accept => {}
+                ConnVerdict::AcceptReplacing(old) => self.retire(old, "replaced by a duplicate connection"),
+                ConnVerdict::Refuse(reason) => {
+                    info!(%peer, %addr, %reason, "connection back from hold is not needed; closing it");
+                    self.retire(conn, &reason.to_string());
+                    return;
+                }
+            }
+            self.publish_dataplane();
+        }
+    }
+
+    /// The sleeve path of a new connection: when both ends run the sleeve
+    /// and the underlay is IPv4. Datagrams are sealed with the connection's
+    /// session keys unless both ends trust each other's subnet.
+    fn new_sleeve(&self, info: &conn::ConnInfo, remote_ip: std::net::IpAddr) -> Option<Link> {
+        let s = self.sleeve.as_ref()?;
+        if !info.remote_overlays.iter().any(|o| o == "sleeve") {
+            return None;
+        }
+        let dst = v4(remote_ip)?;
+        let limit = super::pmtu::path_mtu(dst, s.port)
+            .map_or(1500 - UDP_IPV4_OVERHEAD, |m| (m as usize).saturating_sub(UDP_IPV4_OVERHEAD));
+        let trusted = info.trusts_remote && info.trusted_by_remote;
+        let keys = if trusted { None } else { info.session_keys.clone() };
+        s.handle.conn_up(ConnUp {
+            conn_uid: info.conn_uid(),
+            peer: info.remote.name,
+            addr: SocketAddr::new(std::net::IpAddr::V4(dst), s.port),
+            keys,
+            payload_limit: limit,
+        });
+        Some(Link::new(self.now(), s.link.clone(), limit))
+    }
+
+    fn sleeve_down(&self, l: &Live) {
+        if let (Some(s), Some(_)) = (&self.sleeve, &l.sleeve) {
+            s.handle.conn_down(l.info.conn_uid());
+        }
+    }
+
+    /// Sends the sleeve heartbeats and probes that are due, gives the
+    /// driver each path's current MTU, and acts on paths that went down or
+    /// came back.
+    fn run_sleeve(&mut self) {
+        let Some(s) = &self.sleeve else { return };
+        let now = self.now();
+        let mut changed = Vec::new();
+        for (id, l) in self.live.iter_mut() {
+            let uid = l.info.conn_uid();
+            let Some(link) = l.sleeve.as_mut().filter(|k| k.poll_timeout() <= now) else { continue };
+            if let Some(t) = link.handle_timeout(now) {
+                warn!(peer = %l.info.remote.name, addr = %l.addr, "sleeve path down: UDP heartbeats unanswered");
+                changed.push((*id, t));
+            }
+            while let Some(send) = link.poll_send(now) {
+                s.handle.send_control(uid, send);
+            }
+            let limit = link.payload_limit();
+            if limit != l.sleeve_limit {
+                l.sleeve_limit = limit;
+                info!(peer = %l.info.remote.name, limit, state = ?link.pmtu_state(), "sleeve path MTU");
+                s.handle.set_payload_limit(uid, limit);
+            }
+        }
+        for (id, _) in changed {
+            self.reconsider(id);
+        }
+    }
+
+    fn on_sleeve_event(&mut self, ev: SleeveEvent) {
+        let now = self.now();
+        match ev {
+            SleeveEvent::Control { conn_uid, seq, len } => {
+                let Some(l) = self.live.values().find(|l| l.info.conn_uid() == conn_uid) else { return };
+                let ack = Ack { conn_uid, seq, len, sleeve: true };
+                let _ = l.handle_tx.try_send(Payload::Overlay(ack.encode()));
+            }
+            SleeveEvent::TooBig { conn_uid, limit } => {
+                if let Some(link) =
+                    self.live.values_mut().filter(|l| l.info.conn_uid() == conn_uid).find_map(|l| l.sleeve.as_mut())
+                {
+                    info!(conn_uid, limit, "the kernel lowered the sleeve path MTU; searching again");
+                    link.handle_too_big(now, limit);
+                }
+            }
         }
     }
 

@@ -5,7 +5,10 @@ use std::collections::{BTreeMap, HashMap};
 
 use super::mesh::MeshTask;
 use crate::api::{ConnectionView, MeshStatus, PeerLinkView, PeerView};
+use crate::fastdp::health::OverlayState;
 use crate::mesh::maker::TargetState;
+use crate::sleeve::link::LinkState;
+use crate::sleeve::pmtu::PmtuState;
 
 impl MeshTask {
     pub(super) fn status_view(&self) -> MeshStatus {
@@ -66,10 +69,24 @@ impl MeshTask {
             .map(|l| {
                 let now = self.now();
                 let health = l.health.as_ref().map(|h| h.view(now));
-                let (overlay, info) = match &health {
-                    Some(h) => (h.state.to_string(), h.reason.clone()),
-                    None if self.dataplane_active() => ("none".to_string(), l.no_health.to_string()),
-                    None => ("none".to_string(), String::new()),
+                let sleeve = l.sleeve.as_ref().map(|k| k.view(now));
+                let fastdp_ok = health.as_ref().is_some_and(|h| h.state != OverlayState::OnHold);
+                let (overlay, info) = match (&health, &sleeve) {
+                    (Some(h), _) if fastdp_ok => (h.state.to_string(), h.reason.clone()),
+                    (_, Some(s)) => {
+                        let state = match s.state {
+                            LinkState::Up => "sleeve".to_string(),
+                            st => format!("sleeve ({st})"),
+                        };
+                        let pmtu = match s.pmtu {
+                            PmtuState::Verified => "verified",
+                            PmtuState::Searching => "searching",
+                        };
+                        (state, format!("path MTU {} bytes of UDP payload ({pmtu})", s.payload_limit))
+                    }
+                    (Some(h), None) => (h.state.to_string(), h.reason.clone()),
+                    (None, None) if self.dataplane_active() => ("none".to_string(), l.no_health.to_string()),
+                    (None, None) => ("none".to_string(), String::new()),
                 };
                 ConnectionView {
                     direction: dir(l.outbound),
@@ -82,6 +99,7 @@ impl MeshTask {
                     mtu: self.overlay_mtu(),
                     info,
                     health,
+                    sleeve,
                 }
             })
             .collect();
@@ -96,6 +114,7 @@ impl MeshTask {
             mtu: None,
             info: String::new(),
             health: None,
+            sleeve: None,
         }));
         let live_addrs: Vec<&String> = self.live.values().map(|l| &l.addr).collect();
         out.extend(self.failures.iter().filter(|(a, _, _)| !live_addrs.contains(&a)).map(|(a, outbound, e)| {
@@ -110,6 +129,7 @@ impl MeshTask {
                 mtu: None,
                 info: e.clone(),
                 health: None,
+                sleeve: None,
             }
         }));
         out

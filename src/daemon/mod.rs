@@ -2,12 +2,14 @@
 //! and the API that exposes them.
 
 mod attachments;
+pub mod bridged;
 pub mod config;
 pub mod dataplane;
 pub mod fastdp;
 pub mod mesh;
 mod mesh_view;
 pub mod pmtu;
+pub mod sleeve;
 mod state_file;
 mod targets;
 pub mod upcalls;

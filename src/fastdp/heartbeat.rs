@@ -173,22 +173,26 @@ pub mod pb {
     include!(concat!(env!("OUT_DIR"), "/weaver.overlay.v1.rs"));
 }
 
-/// An acknowledgement, as the control connection carries it.
+/// An acknowledgement, as the control connection carries it: of a fast
+/// datapath heartbeat, or of a sleeve control datagram.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Ack {
     pub conn_uid: u64,
     pub seq: u64,
     pub len: usize,
+    /// It acknowledges a sleeve datagram (UDP), not a VXLAN heartbeat.
+    pub sleeve: bool,
 }
 
 impl Ack {
     pub fn encode(&self) -> Vec<u8> {
         use prost::Message;
-        let body = pb::overlay_message::Body::HeartbeatAck(pb::HeartbeatAck {
-            conn_uid: self.conn_uid,
-            seq: self.seq,
-            len: self.len.min(u32::MAX as usize) as u32,
-        });
+        let (conn_uid, seq, len) = (self.conn_uid, self.seq, self.len.min(u32::MAX as usize) as u32);
+        let body = if self.sleeve {
+            pb::overlay_message::Body::SleeveAck(pb::SleeveAck { conn_uid, seq, len })
+        } else {
+            pb::overlay_message::Body::HeartbeatAck(pb::HeartbeatAck { conn_uid, seq, len })
+        };
         pb::OverlayMessage { body: Some(body) }.encode_to_vec()
     }
 
@@ -197,7 +201,12 @@ impl Ack {
     pub fn decode(bytes: &[u8]) -> Result<Option<Ack>, prost::DecodeError> {
         use prost::Message;
         Ok(pb::OverlayMessage::decode(bytes)?.body.map(|b| match b {
-            pb::overlay_message::Body::HeartbeatAck(a) => Ack { conn_uid: a.conn_uid, seq: a.seq, len: a.len as usize },
+            pb::overlay_message::Body::HeartbeatAck(a) => {
+                Ack { conn_uid: a.conn_uid, seq: a.seq, len: a.len as usize, sleeve: false }
+            }
+            pb::overlay_message::Body::SleeveAck(a) => {
+                Ack { conn_uid: a.conn_uid, seq: a.seq, len: a.len as usize, sleeve: true }
+            }
         }))
     }
 }
@@ -254,8 +263,8 @@ mod tests {
 
     proptest! {
         #[test]
-        fn ack_round_trip(conn_uid: u64, seq: u64, len in 0..100_000usize) {
-            let a = Ack { conn_uid, seq, len };
+        fn ack_round_trip(conn_uid: u64, seq: u64, len in 0..100_000usize, sleeve: bool) {
+            let a = Ack { conn_uid, seq, len, sleeve };
             prop_assert_eq!(Ack::decode(&a.encode()), Ok(Some(a)));
         }
 

@@ -490,33 +490,6 @@ impl OdpClient {
 /// The receive buffer of each upcall socket.
 const UPCALL_RCVBUF: usize = 8 << 20;
 
-/// Sets an integer socket option on a neli socket: `NETLINK_NO_ENOBUFS` is
-/// wrapped by no crate, and neli's sockets are not `AsFd` for nix.
-#[allow(unsafe_code)]
-fn setsockopt_int(
-    fd: std::os::fd::RawFd,
-    level: libc::c_int,
-    name: libc::c_int,
-    value: libc::c_int,
-) -> std::io::Result<()> {
-    // SAFETY: `fd` is an open socket owned by the caller; `value` outlives
-    // the call and its exact size is passed with it.
-    let r = unsafe {
-        libc::setsockopt(
-            fd,
-            level,
-            name,
-            (&value as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if r == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
-}
-
 /// A netlink socket that receives upcalls. Its port id goes into the
 /// datapath's and vports' upcall PIDs.
 pub struct UpcallSocket {
@@ -533,9 +506,9 @@ impl UpcallSocket {
         // full buffer drops upcalls (the kernel counts them as lost, and
         // `dp show` shows them) instead of failing the next read.
         let fd = std::os::fd::AsRawFd::as_raw_fd(&sock);
-        setsockopt_int(fd, libc::SOL_NETLINK, libc::NETLINK_NO_ENOBUFS, 1).map_err(err)?;
+        crate::sockopt::set_int(fd, libc::SOL_NETLINK, libc::NETLINK_NO_ENOBUFS, 1).map_err(err)?;
         // Beyond rmem_max when we may (CAP_NET_ADMIN), else as much as allowed.
-        if setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, UPCALL_RCVBUF as libc::c_int).is_err() {
+        if crate::sockopt::set_int(fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, UPCALL_RCVBUF as libc::c_int).is_err() {
             sock.set_recv_buffer_size(UPCALL_RCVBUF).map_err(err)?;
         }
         Ok(UpcallSocket { sock, packet_family: fams.packet, buf: vec![0; 1 << 16] })

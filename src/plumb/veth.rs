@@ -72,6 +72,12 @@ pub fn host_ifname(netns: &Path) -> String {
     format!("{HOST_PREFIX}{:08x}", h.finish() as u32)
 }
 
+/// Whether `name` is a container's host end as [`host_ifname`] makes them
+/// (not `vethwe-bridge` or `vethwe-pcap`, the bridge's capture pair).
+pub fn is_container_veth(name: &str) -> bool {
+    name.strip_prefix(HOST_PREFIX).is_some_and(|h| h.len() == 8 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
 pub(crate) async fn connect() -> Result<Handle, PlumbError> {
     let (conn, handle, _) = rtnetlink::new_connection()
         .map_err(|e| PlumbError::Other { op: "netlink socket".into(), msg: e.to_string() })?;
@@ -218,6 +224,14 @@ mod tests {
         assert_eq!(netns_path("c1"), PathBuf::from("/run/netns/c1"));
         assert_eq!(netns_path("1234"), PathBuf::from("/proc/1234/ns/net"));
         assert_eq!(netns_path("/proc/1/ns/net"), PathBuf::from("/proc/1/ns/net"));
+    }
+
+    #[test]
+    fn only_container_ends_count_as_container_veths() {
+        assert!(is_container_veth(&host_ifname(Path::new("/run/netns/c1"))));
+        assert!(!is_container_veth("vethwe-bridge"));
+        assert!(!is_container_veth("vethwe-pcap"));
+        assert!(!is_container_veth("vethwe0123456789"));
     }
 
     #[test]

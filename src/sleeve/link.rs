@@ -64,6 +64,20 @@ pub struct ToSend {
     pub probe: bool,
 }
 
+/// One path, as `weavectl status connections` shows it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LinkView {
+    pub state: LinkState,
+    /// Milliseconds in this state.
+    pub for_ms: u64,
+    /// The largest UDP payload sent on the path.
+    pub payload_limit: usize,
+    pub pmtu: PmtuState,
+    pub rtt_ms: Option<u64>,
+    pub heartbeats_sent: u64,
+    pub heartbeats_acked: u64,
+}
+
 #[derive(Clone, Debug)]
 pub struct Link {
     cfg: LinkConfig,
@@ -103,6 +117,18 @@ impl Link {
 
     pub fn state(&self) -> LinkState {
         self.state
+    }
+
+    pub fn view(&self, now: u64) -> LinkView {
+        LinkView {
+            state: self.state,
+            for_ms: now.saturating_sub(self.since),
+            payload_limit: self.payload_limit(),
+            pmtu: self.pmtu.state(),
+            rtt_ms: self.rtt_ms,
+            heartbeats_sent: self.sent,
+            heartbeats_acked: self.acked,
+        }
     }
 
     /// Whether the path carries traffic (or has not been shown not to).
@@ -146,7 +172,7 @@ impl Link {
     /// The peer acknowledged control datagram `seq`, which arrived as `len` bytes.
     pub fn handle_ack(&mut self, now: u64, seq: u64, len: usize) -> Option<Transition> {
         if seq & HEARTBEAT_BIT != 0 {
-            let Some(i) = self.inflight.iter().position(|(s, _)| *s == seq) else { return None };
+            let i = self.inflight.iter().position(|(s, _)| *s == seq)?;
             let (_, at) = self.inflight[i];
             self.inflight.drain(..=i);
             self.rtt_ms = Some(now.saturating_sub(at));

@@ -1,0 +1,413 @@
+//! The sleeve on this machine's kernel (no openvswitch module), natively:
+//! three hosts A, B, C in network namespaces on one underlay switch, each
+//! running weaver, each with two containers (namespaces) attached. The
+//! sleeve is chosen by the daemons themselves. Needs root (CI runs as root).
+//!
+//! The switch port towards C has MTU 1200 while every host's own interface
+//! says 1500: datagrams bigger than 1200 bytes to or from C vanish without
+//! an ICMP, so only the sleeve's DF probes can find that path's MTU.
+//!
+//! One test, in phases (one setup is most of the cost):
+//! 1. every container pings every other one; the daemons report "sleeve"
+//!    and why; a capture of the underlay shows a known payload in clear;
+//! 2. path MTU: A–C's is found below 1200; a large DF ping from A to C gets
+//!    ICMP "fragmentation needed" with the MTU; without DF it arrives whole;
+//! 3. random datagrams to UDP 6783 are counted and change nothing;
+//! 4. multi-hop: UDP between A and C dropped; the A–C path goes down, and
+//!    A's containers reach C's through B; unblocked, it comes back;
+//! 5. the daemons restart with a password (containers stay attached): all
+//!    pairs ping again, and the capture shows no plaintext of the payload.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const HOSTS: [&str; 3] = ["a", "b", "c"];
+/// A payload pattern for ping (`-p`): "weaverknown" in hex, repeated.
+const PATTERN_HEX: &str = "7765617665726b6e6f776e";
+const PATTERN: &[u8] = b"weaverknown";
+
+fn sh_out(cmd: &str) -> (bool, String) {
+    let out = Command::new("sh").arg("-c").arg(cmd).output().expect("run sh");
+    let mut s = String::from_utf8_lossy(&out.stdout).into_owned();
+    s.push_str(&String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), s)
+}
+
+fn sh(cmd: &str) {
+    let (ok, out) = sh_out(cmd);
+    assert!(ok, "command failed: {cmd}\n{out}");
+}
+
+struct Lab {
+    prefix: String,
+    dir: PathBuf,
+    daemons: Vec<Child>,
+}
+
+impl Lab {
+    fn ns(&self, n: &str) -> String {
+        format!("{}{n}", self.prefix)
+    }
+
+    fn container(h: &str, i: u32) -> String {
+        format!("{h}{i}")
+    }
+
+    /// The overlay address of container `h`,`i`: 10.40.0.(10*host + i).
+    fn ip(h: &str, i: u32) -> String {
+        let n = HOSTS.iter().position(|x| *x == h).expect("host") as u32 + 1;
+        format!("10.40.0.{}", n * 10 + i)
+    }
+
+    fn underlay(h: &str) -> String {
+        let n = HOSTS.iter().position(|x| *x == h).expect("host") + 1;
+        format!("10.92.0.{n}")
+    }
+
+    fn new() -> Lab {
+        let prefix = format!("ws{}-", std::process::id() % 100000);
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("sleeve-{prefix}"));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("test dir");
+        let lab = Lab { prefix, dir, daemons: Vec::new() };
+        let sw = lab.ns("sw");
+        sh(&format!("ip netns add {sw} && ip -n {sw} link set lo up && ip -n {sw} link add br0 type bridge && ip -n {sw} link set br0 up"));
+        for h in HOSTS {
+            let ns = lab.ns(h);
+            sh(&format!(
+                "ip netns add {ns} && ip -n {ns} link set lo up && \
+                 ip link add eth0 netns {ns} type veth peer name p{h} netns {sw} && \
+                 ip -n {sw} link set p{h} master br0 up && \
+                 ip -n {ns} addr add {}/24 dev eth0 && ip -n {ns} link set eth0 up",
+                Lab::underlay(h)
+            ));
+            for i in 1..=2 {
+                let c = lab.ns(&Lab::container(h, i));
+                sh(&format!("ip netns add {c} && ip -n {c} link set lo up"));
+            }
+        }
+        // The switch port towards C carries at most 1200 bytes.
+        sh(&format!("ip -n {sw} link set pc mtu 1200"));
+        lab
+    }
+
+    fn sock(&self, h: &str) -> PathBuf {
+        self.dir.join(format!("{h}.sock"))
+    }
+
+    fn start(&mut self, h: &str, password: Option<&str>) {
+        let peers: Vec<String> = HOSTS.iter().filter(|x| **x != h).map(|x| Lab::underlay(x)).collect();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join(format!("{h}.log")))
+            .expect("log file");
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.ns(h), env!("CARGO_BIN_EXE_weaver")])
+            .args(["--nickname", &format!("host-{h}")])
+            .args(["--api-socket", self.sock(h).to_str().expect("utf-8")])
+            .args(["--state-dir", self.dir.join(format!("state-{h}")).to_str().expect("utf-8")])
+            .args(&peers)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log);
+        match password {
+            Some(p) => cmd.env("WEAVER_PASSWORD", p),
+            None => cmd.env_remove("WEAVER_PASSWORD"),
+        };
+        self.daemons.push(cmd.spawn().expect("start weaver"));
+    }
+
+    /// Stops every daemon with SIGTERM and waits for each to exit.
+    fn stop_all(&mut self) {
+        for mut d in std::mem::take(&mut self.daemons) {
+            let _ = Command::new("kill").args(["-TERM", &d.id().to_string()]).status();
+            let t0 = Instant::now();
+            while matches!(d.try_wait(), Ok(None)) {
+                if t0.elapsed() > Duration::from_secs(10) {
+                    let _ = d.kill();
+                    panic!("a daemon ignored SIGTERM for 10 s\n{}", self.logs());
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+
+    fn log(&self, h: &str) -> String {
+        std::fs::read_to_string(self.dir.join(format!("{h}.log"))).unwrap_or_default()
+    }
+
+    fn logs(&self) -> String {
+        HOSTS.iter().map(|h| format!("---- {h}.log\n{}", self.log(h))).collect()
+    }
+
+    fn ctl(&self, h: &str, args: &[&str]) -> Result<String, String> {
+        let out = Command::new(env!("CARGO_BIN_EXE_weavectl"))
+            .arg("--api")
+            .arg(self.sock(h))
+            .args(args)
+            .output()
+            .map_err(|e| e.to_string())?;
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
+    }
+
+    fn json(&self, h: &str, args: &[&str]) -> Value {
+        let mut a = args.to_vec();
+        a.push("--json");
+        self.ctl(h, &a).ok().and_then(|s| serde_json::from_str(&s).ok()).unwrap_or(Value::Null)
+    }
+
+    /// Runs `cmd` in container `c`'s namespace.
+    fn in_container(&self, c: &str, cmd: &str) -> (bool, String) {
+        sh_out(&format!("ip netns exec {} {cmd}", self.ns(c)))
+    }
+
+    fn ping(&self, from: &str, to_ip: &str, extra: &str) -> (bool, String) {
+        self.in_container(from, &format!("ping -c 2 -i 0.2 -W 2 {extra} {to_ip}"))
+    }
+
+    /// The sleeve view of `h`'s connection to `peer`'s underlay address.
+    fn conn(&self, h: &str, peer: &str) -> Value {
+        let v = self.json(h, &["status", "connections"]);
+        let ip = Lab::underlay(peer);
+        v.as_array()
+            .and_then(|a| {
+                a.iter()
+                    .find(|c| c["state"] == "established" && c["addr"].as_str().is_some_and(|s| s.starts_with(&ip)))
+                    .cloned()
+            })
+            .unwrap_or(Value::Null)
+    }
+
+    /// Captures UDP 6783 on the switch while `f` runs; returns the bytes.
+    fn capture(&self, f: impl FnOnce()) -> Vec<u8> {
+        let file = self.dir.join("underlay.pcap");
+        let _ = std::fs::remove_file(&file);
+        let mut td = Command::new("ip")
+            .args(["netns", "exec", &self.ns("sw"), "tcpdump", "-i", "br0", "-U", "-s", "0", "-w"])
+            .arg(&file)
+            .args(["udp", "port", "6783"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("tcpdump (integration/setup.sh installs it)");
+        wait_until("tcpdump running", Duration::from_secs(5), || file.exists());
+        std::thread::sleep(Duration::from_millis(300));
+        f();
+        std::thread::sleep(Duration::from_millis(300));
+        let _ = Command::new("kill").args(["-INT", &td.id().to_string()]).status();
+        let _ = td.wait();
+        std::fs::read(&file).expect("capture file")
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        for d in &mut self.daemons {
+            let _ = d.kill();
+            let _ = d.wait();
+        }
+        if std::thread::panicking() {
+            eprintln!("{}", self.logs());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+        let mut names = vec!["sw".to_string()];
+        for h in HOSTS {
+            names.push(h.to_string());
+            for i in 1..=2 {
+                names.push(Lab::container(h, i));
+            }
+        }
+        for n in names {
+            let _ = Command::new("ip").args(["netns", "del", &self.ns(&n)]).status();
+        }
+    }
+}
+
+fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let t0 = Instant::now();
+    while t0.elapsed() < timeout {
+        if f() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    panic!("timed out after {timeout:?} waiting for {what}");
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+fn all_containers() -> Vec<(String, String)> {
+    HOSTS.iter().flat_map(|h| (1..=2).map(move |i| (Lab::container(h, i), Lab::ip(h, i)))).collect()
+}
+
+/// Every container pings every other one (first pings may wait for ARP).
+fn ping_all(lab: &Lab) {
+    let all = all_containers();
+    for (from, _) in &all {
+        for (to, ip) in &all {
+            if from == to {
+                continue;
+            }
+            let mut last = String::new();
+            let ok = (0..5).any(|_| {
+                let (ok, out) = lab.ping(from, ip, "");
+                last = out;
+                ok
+            });
+            assert!(ok, "{from} cannot reach {to} ({ip}):\n{last}\n{}", lab.logs());
+        }
+    }
+}
+
+fn established_sleeve(lab: &Lab, h: &str) -> bool {
+    HOSTS.iter().filter(|p| **p != h).all(|p| lab.conn(h, p)["overlay"] == "sleeve")
+}
+
+#[test]
+fn sleeve_three_hosts() {
+    assert!(
+        !std::path::Path::new("/sys/module/openvswitch").exists(),
+        "this test is for kernels without openvswitch; the lab covers the other case"
+    );
+    let mut lab = Lab::new();
+    for h in HOSTS {
+        lab.start(h, None);
+    }
+    for h in HOSTS {
+        wait_until(&format!("{h}'s API"), Duration::from_secs(20), || lab.sock(h).exists());
+        for i in 1..=2 {
+            let c = lab.ns(&Lab::container(h, i));
+            let out = lab.ctl(h, &["attach", &format!("{}/24", Lab::ip(h, i)), &c]);
+            assert!(out.is_ok(), "attach {c}: {out:?}\n{}", lab.logs());
+        }
+    }
+
+    // 1. Sleeve chosen and reported; all pairs ping; the payload is visible.
+    for h in HOSTS {
+        let st = lab.json(h, &["status"]);
+        assert_eq!(st["overlay"], "sleeve", "{st}");
+        assert_eq!(st["reason"], "kernel has no openvswitch module", "{st}");
+        wait_until(&format!("{h}'s connections on the sleeve"), Duration::from_secs(30), || {
+            established_sleeve(&lab, h)
+        });
+    }
+    let text = lab.ctl("a", &["status", "connections"]).unwrap_or_default();
+    assert!(text.contains("sleeve"), "{text}");
+    ping_all(&lab);
+    let clear = lab.capture(|| {
+        let (ok, out) = lab.ping("a1", &Lab::ip("c", 1), &format!("-p {PATTERN_HEX} -s 200"));
+        assert!(ok, "{out}");
+    });
+    assert!(contains(&clear, PATTERN), "without a password the payload crosses the underlay in clear");
+
+    // 2. Path MTU towards C: found by DF probes (the switch drops silently).
+    wait_until("A–C path MTU verified", Duration::from_secs(60), || {
+        let c = lab.conn("a", "c");
+        c["sleeve"]["pmtu"] == "verified" && c["sleeve"]["payload_limit"].as_u64().is_some_and(|l| l <= 1172)
+    });
+    let limit = lab.conn("a", "c")["sleeve"]["payload_limit"].as_u64().unwrap_or(0);
+    assert!(limit >= 1164, "A–C path MTU {limit}: the bisection should land within 8 bytes of 1172");
+    wait_until("C–A path MTU verified", Duration::from_secs(60), || {
+        lab.conn("c", "a")["sleeve"]["pmtu"] == "verified"
+    });
+    // Unsealed: header 20, record 14, Ethernet 14.
+    let ip_mtu = limit - 48;
+    let (_, out) = lab.ping("a1", &Lab::ip("c", 1), "-M do -s 1300");
+    assert!(
+        out.contains(&format!("mtu = {ip_mtu}")) || out.contains(&format!("mtu={ip_mtu}")),
+        "a DF ping too big for the path must be answered with frag-needed (mtu {ip_mtu}):\n{out}"
+    );
+    let (ok, out) = lab.ping("a2", &Lab::ip("c", 2), "-M dont -s 1300");
+    assert!(ok && out.contains("1308 bytes from"), "non-DF large pings must arrive whole:\n{out}");
+    // The A–B path is not limited: a large DF ping goes through.
+    let (ok, out) = lab.ping("a1", &Lab::ip("b", 1), "-M do -s 1300");
+    assert!(ok, "A–B carries full-size frames:\n{out}");
+
+    // 3. Random datagrams to UDP 6783: counted, nothing else.
+    let before = lab.json("a", &["status"]);
+    let junk = format!(
+        "import os, socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+         for i in range(3000):\n    n = i % 300\n    b = os.urandom(n)\n    \
+         if i % 3 == 0 and n >= 20: b = bytes([1, i % 4, 0, 0]) + b[4:]\n    \
+         s.sendto(b, ('{}', 6783))\n",
+        Lab::underlay("a")
+    );
+    let script = lab.dir.join("junk.py");
+    std::fs::write(&script, junk).expect("write script");
+    sh(&format!("ip netns exec {} python3 {}", lab.ns("b"), script.display()));
+    std::thread::sleep(Duration::from_millis(500));
+    let after = lab.json("a", &["status"]);
+    let dropped = |v: &Value| {
+        ["unknown", "malformed", "refused"].iter().map(|k| v["sleeve"][k].as_u64().unwrap_or(0)).sum::<u64>()
+    };
+    let got = |v: &Value| v["sleeve"]["datagrams_received"].as_u64().unwrap_or(0);
+    // Every datagram that reached the daemon was counted as junk, but for
+    // the few heartbeats of the same half second (a burst may overflow the
+    // socket: those never reach it).
+    let (n, junk) = (got(&after) - got(&before), dropped(&after) - dropped(&before));
+    assert!(
+        n >= 1000 && junk + 20 >= n && junk <= n,
+        "junk not counted: {n} received, {junk} dropped: {before} -> {after}"
+    );
+    assert_eq!(after["sleeve"]["injected"], before["sleeve"]["injected"], "junk must never be injected");
+    ping_all(&lab);
+
+    // 4. Multi-hop: UDP between A and C dropped (TCP still up).
+    let (a_ns, c_ip) = (lab.ns("a"), Lab::underlay("c"));
+    sh(&format!(
+        "ip netns exec {a_ns} iptables -I OUTPUT -p udp -d {c_ip} -j DROP && \
+         ip netns exec {a_ns} iptables -I INPUT -p udp -s {c_ip} -j DROP"
+    ));
+    wait_until("A–C sleeve path down", Duration::from_secs(15), || lab.conn("a", "c")["sleeve"]["state"] == "down");
+    let mut last = String::new();
+    let relayed = (0..20).any(|_| {
+        let (ok, out) = lab.ping("a1", &Lab::ip("c", 1), "");
+        last = out;
+        ok
+    });
+    assert!(relayed, "A must reach C through B:\n{last}\n{}", lab.logs());
+    let b = lab.json("b", &["status"]);
+    assert!(b["sleeve"]["relayed"].as_u64().unwrap_or(0) > 0, "B relayed nothing: {b}");
+    sh(&format!(
+        "ip netns exec {a_ns} iptables -D OUTPUT -p udp -d {c_ip} -j DROP && \
+         ip netns exec {a_ns} iptables -D INPUT -p udp -s {c_ip} -j DROP"
+    ));
+    wait_until("A–C sleeve path back", Duration::from_secs(15), || lab.conn("a", "c")["overlay"] == "sleeve");
+
+    // 5. Encrypted: restart with a password; containers stay attached.
+    lab.stop_all();
+    for h in HOSTS {
+        let _ = std::fs::remove_file(lab.sock(h));
+        lab.start(h, Some("sleeve-test-secret"));
+    }
+    for h in HOSTS {
+        wait_until(&format!("{h}'s API after restart"), Duration::from_secs(20), || lab.sock(h).exists());
+        wait_until(&format!("{h}'s encrypted connections on the sleeve"), Duration::from_secs(30), || {
+            established_sleeve(&lab, h)
+                && HOSTS.iter().filter(|p| **p != h).all(|p| lab.conn(h, p)["encrypted"] == true)
+        });
+    }
+    ping_all(&lab);
+    let sealed = lab.capture(|| {
+        let (ok, out) = lab.ping("a1", &Lab::ip("c", 1), &format!("-p {PATTERN_HEX} -s 200"));
+        assert!(ok, "{out}");
+    });
+    assert!(sealed.len() > 1000, "the capture saw no sleeve traffic ({} bytes)", sealed.len());
+    assert!(!contains(&sealed, PATTERN), "with a password, no plaintext of the payload may cross the underlay");
+    lab.stop_all();
+    for h in HOSTS {
+        let log = lab.log(h);
+        assert!(!log.contains("panicked"), "{h} panicked:\n{log}");
+    }
+}

@@ -1,0 +1,144 @@
+//! Bridge mode's containers (no fast datapath): each container's host veth
+//! is a port of the Linux bridge `weave`, whose frames for other hosts the
+//! sleeve captures. Serves the same requests as the fast datapath's
+//! dataplane task ([`DpRequest`]), so the API is the same in both modes;
+//! attachments are kept in the same state file and taken back at start.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+
+use tokio::sync::mpsc;
+use tracing::{info, warn};
+
+use super::attachments::{self, Saved};
+use super::dataplane::{DataplaneHandle, DpRequest};
+use crate::api::{AttachRequest, AttachView};
+use crate::plumb::bridge;
+use crate::plumb::veth::{self, AttachSpec};
+
+struct Attached {
+    host_ifname: String,
+    cidrs: Vec<String>,
+}
+
+struct Bridged {
+    bridge: String,
+    mtu: u32,
+    state_dir: PathBuf,
+    attached: BTreeMap<String, Attached>,
+}
+
+/// Starts the task: first the containers an earlier run attached.
+pub async fn spawn(bridge: String, mtu: u32, state_dir: PathBuf) -> DataplaneHandle {
+    let mut b = Bridged { bridge, mtu, state_dir, attached: BTreeMap::new() };
+    b.readopt().await;
+    let (tx, mut rx) = mpsc::channel(64);
+    tokio::spawn(async move {
+        while let Some(req) = rx.recv().await {
+            match req {
+                DpRequest::Attach(r, reply) => {
+                    let res = b.attach(r).await;
+                    let _ = reply.send(res);
+                }
+                DpRequest::Detach(t, reply) => {
+                    let res = b.detach(&t).await;
+                    let _ = reply.send(res);
+                }
+                DpRequest::DetachAll(reply) => {
+                    let targets: Vec<String> = b.attached.keys().cloned().collect();
+                    for t in targets {
+                        if let Err(e) = b.detach(&t).await {
+                            warn!(target = %t, error = %e, "detach failed");
+                        }
+                    }
+                    let _ = reply.send(());
+                }
+                // Heartbeats are the fast datapath's.
+                DpRequest::Heartbeat(_) => {}
+                DpRequest::Shutdown(done) => {
+                    let _ = done.send(());
+                    break;
+                }
+            }
+        }
+    });
+    DataplaneHandle::without_upcalls(tx)
+}
+
+impl Bridged {
+    fn save(&self) {
+        let list: Vec<Saved> = self
+            .attached
+            .iter()
+            .map(|(t, a)| Saved { target: t.clone(), host_ifname: a.host_ifname.clone(), cidrs: a.cidrs.clone() })
+            .collect();
+        if let Err(e) = attachments::save(&self.state_dir, &list) {
+            warn!(error = %e, "could not record the attached containers");
+        }
+    }
+
+    async fn readopt(&mut self) {
+        for s in attachments::load(&self.state_dir) {
+            match veth::exists(&s.host_ifname).await {
+                Ok(true) => match bridge::enslave(&s.host_ifname, &self.bridge).await {
+                    Ok(()) => {
+                        info!(target = %s.target, ifname = %s.host_ifname, "container re-attached");
+                        self.attached.insert(s.target, Attached { host_ifname: s.host_ifname, cidrs: s.cidrs });
+                    }
+                    Err(e) => warn!(target = %s.target, error = %e, "could not re-attach container"),
+                },
+                Ok(false) => info!(target = %s.target, "container gone since the last run; forgotten"),
+                Err(e) => warn!(target = %s.target, error = %e, "could not check container veth"),
+            }
+        }
+        let ours: BTreeSet<&String> = self.attached.values().map(|a| &a.host_ifname).collect();
+        match veth::names_with_prefix(veth::HOST_PREFIX).await {
+            Ok(names) => {
+                for n in names.iter().filter(|n| veth::is_container_veth(n) && !ours.contains(n)) {
+                    info!(ifname = %n, "removing a stale container veth");
+                    if let Err(e) = veth::detach(n).await {
+                        warn!(ifname = %n, error = %e, "could not remove stale veth");
+                    }
+                }
+            }
+            Err(e) => warn!(error = %e, "could not list interfaces"),
+        }
+        self.save();
+    }
+
+    async fn attach(&mut self, r: AttachRequest) -> Result<AttachView, String> {
+        let addrs = r
+            .cidrs
+            .iter()
+            .map(|c| c.parse::<ipnet::IpNet>().map_err(|e| format!("invalid address {c:?}: {e}")))
+            .collect::<Result<Vec<_>, _>>()?;
+        let netns = veth::netns_path(&r.target);
+        let _ = self.detach(&r.target).await;
+        let spec = AttachSpec { host_ifname: veth::host_ifname(&netns), netns, addrs, mtu: self.mtu };
+        let a = veth::attach(&spec).await.map_err(|e| e.to_string())?;
+        if let Err(e) = bridge::enslave(&a.host_ifname, &self.bridge).await {
+            let _ = veth::detach(&a.host_ifname).await;
+            return Err(e.to_string());
+        }
+        self.attached.insert(r.target.clone(), Attached { host_ifname: a.host_ifname.clone(), cidrs: r.cidrs.clone() });
+        self.save();
+        info!(target = %r.target, ifname = %a.host_ifname, bridge = %self.bridge, "container attached");
+        Ok(AttachView {
+            target: r.target,
+            host_ifname: a.host_ifname,
+            mac: crate::odp::key::Mac(a.mac).to_string(),
+            port_no: None,
+            cidrs: r.cidrs,
+        })
+    }
+
+    async fn detach(&mut self, target: &str) -> Result<(), String> {
+        let Some(a) = self.attached.remove(target) else {
+            return Err(format!("{target} is not attached"));
+        };
+        self.save();
+        veth::detach(&a.host_ifname).await.map_err(|e| e.to_string())?;
+        info!(%target, "container detached");
+        Ok(())
+    }
+}

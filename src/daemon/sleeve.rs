@@ -1,0 +1,627 @@
+//! The sleeve driver: the I/O around [`crate::sleeve`]'s pure core.
+//!
+//! - A capture thread reads the frames the local bridge forwards to the
+//!   capture interface (libpcap, inbound only, STP BPDUs filtered out),
+//!   asks the [`Forwarder`] where each goes, batches them per next hop into
+//!   datagrams no bigger than that connection's path MTU allows, seals them,
+//!   and sends them on UDP 6783.
+//! - A receive thread reads UDP 6783, finds the connection named by the
+//!   header (only from that connection's peer address), opens it
+//!   (authentication and replay window first), and injects frames into the
+//!   bridge, relays them, or hands control datagrams (heartbeats, probes) to
+//!   the mesh, which acknowledges them over TCP.
+//! - The mesh tells the driver which connections exist (with their session
+//!   keys), their path MTUs, and the routes (snapshots).
+//!
+//! Frames too big for a path are answered with ICMP "fragmentation needed"
+//! (DF set) or cut into IPv4 fragments ([`oversize`]). Counters are
+//! atomics, read by `weavectl status` and `/metrics`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, watch};
+use tracing::{debug, info, warn};
+
+use super::dataplane::Snapshot;
+use crate::mesh::conn::SessionKeys;
+use crate::mesh::peer::PeerName;
+use crate::sleeve::forward::{self, Forwarder};
+use crate::sleeve::link::ToSend;
+use crate::sleeve::oversize::{self, Oversize};
+use crate::sleeve::seal::{Opener, Sealer};
+use crate::sleeve::wire::{self, Control, ControlKind, Frame, Header, FRAME_OVERHEAD};
+use crate::sockopt::{set_pmtu_discovery, PmtuDiscovery};
+
+const ETH_HLEN: usize = 14;
+/// IPv4 and UDP headers: a path MTU minus this is the largest UDP payload.
+pub const UDP_IPV4_OVERHEAD: usize = 28;
+/// The UDP socket's receive buffer.
+const UDP_RCVBUF: libc::c_int = 4 << 20;
+/// Frames read from the capture per wake-up.
+const CAPTURE_BATCH: usize = 256;
+
+/// What the driver needs to start.
+pub struct SleeveSettings {
+    pub me: PeerName,
+    /// UDP port, for receiving and as the peers' destination port.
+    pub port: u16,
+    /// The interface the bridge forwards to us and we inject into.
+    pub capture_ifname: String,
+}
+
+/// A connection the sleeve may use.
+#[derive(Clone, Debug)]
+pub struct ConnUp {
+    pub conn_uid: u64,
+    pub peer: PeerName,
+    /// The peer's underlay address and sleeve port.
+    pub addr: SocketAddr,
+    /// The session keys, when datagrams are sealed.
+    pub keys: Option<SessionKeys>,
+    /// The largest UDP payload to send at first.
+    pub payload_limit: usize,
+}
+
+/// What the driver tells the mesh.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SleeveEvent {
+    /// A control datagram arrived: acknowledge it over TCP.
+    Control { conn_uid: u64, seq: u64, len: usize },
+    /// The kernel refused a datagram as too big; its route now allows `limit`.
+    TooBig { conn_uid: u64, limit: usize },
+}
+
+/// Counters, for `weavectl status` and `/metrics`.
+#[derive(Debug, Default)]
+struct Stats {
+    captured: AtomicU64,
+    captured_bytes: AtomicU64,
+    injected: AtomicU64,
+    injected_bytes: AtomicU64,
+    datagrams_sent: AtomicU64,
+    bytes_sent: AtomicU64,
+    datagrams_received: AtomicU64,
+    bytes_received: AtomicU64,
+    relayed: AtomicU64,
+    send_errors: AtomicU64,
+    inject_errors: AtomicU64,
+    /// Datagrams for no connection of ours, or from the wrong address.
+    unknown: AtomicU64,
+    /// Datagrams that failed to parse.
+    malformed: AtomicU64,
+    /// Datagrams refused: failed authentication, replays, wrong sealing.
+    refused: AtomicU64,
+    frag_needed: AtomicU64,
+    fragmented: AtomicU64,
+    no_connection: AtomicU64,
+}
+
+/// The counters, as `weavectl status` shows them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SleeveStatsView {
+    pub captured: u64,
+    pub captured_bytes: u64,
+    pub injected: u64,
+    pub injected_bytes: u64,
+    pub datagrams_sent: u64,
+    pub bytes_sent: u64,
+    pub datagrams_received: u64,
+    pub bytes_received: u64,
+    pub relayed: u64,
+    pub send_errors: u64,
+    pub inject_errors: u64,
+    pub unknown: u64,
+    pub malformed: u64,
+    pub refused: u64,
+    pub frag_needed: u64,
+    pub fragmented: u64,
+    pub no_connection: u64,
+    /// Frames the forwarder dropped, by reason.
+    pub drops: BTreeMap<String, u64>,
+    pub connections: usize,
+}
+
+struct TxConn {
+    conn_uid: u64,
+    addr: SocketAddr,
+    sealer: Mutex<Sealer>,
+    overhead: usize,
+    limit: AtomicUsize,
+}
+
+struct RxConn {
+    peer: PeerName,
+    ip: IpAddr,
+    opener: Mutex<Opener>,
+}
+
+struct Shared {
+    me: PeerName,
+    start: Instant,
+    fwd: Mutex<Forwarder>,
+    tx: RwLock<HashMap<PeerName, Arc<TxConn>>>,
+    by_uid: RwLock<HashMap<u64, Arc<TxConn>>>,
+    rx: RwLock<HashMap<u64, Arc<RxConn>>>,
+    data: UdpSocket,
+    probe: UdpSocket,
+    inject: Mutex<pcap::Capture<pcap::Active>>,
+    events: mpsc::Sender<SleeveEvent>,
+    stats: Stats,
+    stop: AtomicBool,
+}
+
+/// The mesh's and the API's handle on the driver.
+#[derive(Clone)]
+pub struct SleeveHandle {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for SleeveHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SleeveHandle").field("me", &self.shared.me).finish()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SleeveError {
+    #[error("UDP port {port}: {source}")]
+    Udp { port: u16, source: std::io::Error },
+    #[error("capture on {ifname}: {source}")]
+    Pcap { ifname: String, source: pcap::Error },
+    #[error("{0}")]
+    Thread(std::io::Error),
+}
+
+fn pcap_err(ifname: &str) -> impl Fn(pcap::Error) -> SleeveError + '_ {
+    move |source| SleeveError::Pcap { ifname: ifname.to_string(), source }
+}
+
+/// Starts the driver: binds the UDP port, opens the capture, starts the
+/// threads and the task that follows the mesh's routes. Returns the handle
+/// and the events for the mesh.
+pub fn spawn(
+    s: SleeveSettings,
+    mut snapshots: watch::Receiver<Option<Snapshot>>,
+) -> Result<(SleeveHandle, mpsc::Receiver<SleeveEvent>), SleeveError> {
+    let udp = |port| {
+        let sock = UdpSocket::bind(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, port))
+            .map_err(|source| SleeveError::Udp { port, source })?;
+        Ok::<_, SleeveError>(sock)
+    };
+    let data = udp(s.port)?;
+    set_pmtu_discovery(data.as_raw_fd(), PmtuDiscovery::Do)
+        .map_err(|source| SleeveError::Udp { port: s.port, source })?;
+    data.set_read_timeout(Some(Duration::from_millis(200)))
+        .map_err(|source| SleeveError::Udp { port: s.port, source })?;
+    // Room for bursts; forced past rmem_max when we may (CAP_NET_ADMIN).
+    if crate::sockopt::set_int(data.as_raw_fd(), libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, UDP_RCVBUF).is_err() {
+        let _ = crate::sockopt::set_int(data.as_raw_fd(), libc::SOL_SOCKET, libc::SO_RCVBUF, UDP_RCVBUF);
+    }
+    let probe = udp(0)?;
+    set_pmtu_discovery(probe.as_raw_fd(), PmtuDiscovery::Probe)
+        .map_err(|source| SleeveError::Udp { port: 0, source })?;
+
+    let ifname = s.capture_ifname.as_str();
+    let open = || {
+        pcap::Capture::from_device(ifname)
+            .map_err(pcap_err(ifname))?
+            .immediate_mode(true)
+            .snaplen(65535)
+            .buffer_size(8 << 20)
+            .timeout(100)
+            .open()
+            .map_err(pcap_err(ifname))
+    };
+    let mut capture = open()?;
+    // Only frames the bridge sends us: never our own injections.
+    capture.direction(pcap::Direction::In).map_err(pcap_err(ifname))?;
+    // STP BPDUs (and other link-local control frames) are not forwarded.
+    capture.filter("not ether dst 01:80:c2:00:00:00", true).map_err(pcap_err(ifname))?;
+    let capture = capture.setnonblock().map_err(pcap_err(ifname))?;
+    let mut inject = open()?;
+    // The injecting handle reads nothing.
+    inject.filter("less 1", true).map_err(pcap_err(ifname))?;
+
+    let (events_tx, events_rx) = mpsc::channel(1024);
+    let shared = Arc::new(Shared {
+        me: s.me,
+        start: Instant::now(),
+        fwd: Mutex::new(Forwarder::new(s.me, forward::Config::default())),
+        tx: RwLock::new(HashMap::new()),
+        by_uid: RwLock::new(HashMap::new()),
+        rx: RwLock::new(HashMap::new()),
+        data,
+        probe,
+        inject: Mutex::new(inject),
+        events: events_tx,
+        stats: Stats::default(),
+        stop: AtomicBool::new(false),
+    });
+    let sh = shared.clone();
+    std::thread::Builder::new()
+        .name("sleeve-capture".into())
+        .spawn(move || capture_loop(&sh, capture))
+        .map_err(SleeveError::Thread)?;
+    let sh = shared.clone();
+    std::thread::Builder::new()
+        .name("sleeve-udp".into())
+        .spawn(move || receive_loop(&sh))
+        .map_err(SleeveError::Thread)?;
+    let sh = shared.clone();
+    tokio::spawn(async move {
+        let mut known: Vec<PeerName> = Vec::new();
+        let mut expire = tokio::time::interval(Duration::from_secs(10));
+        loop {
+            tokio::select! {
+                changed = snapshots.changed() => {
+                    if changed.is_err() { break; }
+                    let snap = snapshots.borrow_and_update().clone();
+                    let Some(snap) = snap else { continue };
+                    let names: Vec<PeerName> = snap.peers.iter().map(|p| p.name).collect();
+                    let mut f = lock(&sh.fwd);
+                    for gone in known.iter().filter(|n| !names.contains(n)) {
+                        f.handle_peer_removed(*gone);
+                    }
+                    f.handle_routes(snap.routes);
+                    known = names;
+                }
+                _ = expire.tick() => {
+                    let now = sh.now();
+                    lock(&sh.fwd).handle_timeout(now);
+                }
+            }
+            if sh.stop.load(Ordering::Relaxed) {
+                break;
+            }
+        }
+    });
+    info!(port = s.port, capture = %s.capture_ifname, "sleeve running");
+    Ok((SleeveHandle { shared }, events_rx))
+}
+
+/// Locks a mutex, taking it over if a thread panicked while holding it (the
+/// state is plain data and stays consistent between operations).
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn read<T>(m: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    m.read().unwrap_or_else(|p| p.into_inner())
+}
+
+fn write<T>(m: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    m.write().unwrap_or_else(|p| p.into_inner())
+}
+
+fn bump(c: &AtomicU64, by: u64) {
+    c.fetch_add(by, Ordering::Relaxed);
+}
+
+impl SleeveHandle {
+    /// A connection the sleeve can use (replacing any earlier one to that peer).
+    pub fn conn_up(&self, c: ConnUp) {
+        let (sealer, opener) = match &c.keys {
+            Some(k) => (Sealer::new(k, c.conn_uid), Opener::new(k, c.conn_uid)),
+            None => (Sealer::plain(c.conn_uid), Opener::plain(c.conn_uid)),
+        };
+        let tx = Arc::new(TxConn {
+            conn_uid: c.conn_uid,
+            addr: c.addr,
+            overhead: sealer.overhead(),
+            sealer: Mutex::new(sealer),
+            limit: AtomicUsize::new(c.payload_limit),
+        });
+        let rx = Arc::new(RxConn { peer: c.peer, ip: c.addr.ip(), opener: Mutex::new(opener) });
+        let sh = &self.shared;
+        if let Some(old) = write(&sh.tx).insert(c.peer, tx.clone()) {
+            write(&sh.by_uid).remove(&old.conn_uid);
+            write(&sh.rx).remove(&old.conn_uid);
+        }
+        write(&sh.by_uid).insert(c.conn_uid, tx);
+        write(&sh.rx).insert(c.conn_uid, rx);
+        debug!(peer = %c.peer, addr = %c.addr, sealed = c.keys.is_some(), "sleeve connection up");
+    }
+
+    /// A connection went away.
+    pub fn conn_down(&self, conn_uid: u64) {
+        let sh = &self.shared;
+        write(&sh.rx).remove(&conn_uid);
+        if write(&sh.by_uid).remove(&conn_uid).is_some() {
+            write(&sh.tx).retain(|_, t| t.conn_uid != conn_uid);
+        }
+    }
+
+    /// The largest UDP payload the connection's path carries.
+    pub fn set_payload_limit(&self, conn_uid: u64, limit: usize) {
+        if let Some(t) = read(&self.shared.by_uid).get(&conn_uid) {
+            t.limit.store(limit, Ordering::Relaxed);
+        }
+    }
+
+    /// Sends a heartbeat or a path-MTU probe on the connection.
+    pub fn send_control(&self, conn_uid: u64, s: ToSend) {
+        let sh = &self.shared;
+        let Some(t) = read(&sh.by_uid).get(&conn_uid).cloned() else { return };
+        let kind = if s.probe { ControlKind::Probe } else { ControlKind::Heartbeat };
+        let body = Control { kind, seq: s.seq }.emit(s.size.saturating_sub(t.overhead));
+        let d = match lock(&t.sealer).seal_control(&body) {
+            Ok(d) => d,
+            Err(e) => {
+                warn!(error = %e, "control datagram not sent");
+                return;
+            }
+        };
+        let sock = if s.probe { &sh.probe } else { &sh.data };
+        match sock.send_to(&d, t.addr) {
+            Ok(_) => {
+                bump(&sh.stats.datagrams_sent, 1);
+                bump(&sh.stats.bytes_sent, d.len() as u64);
+            }
+            // A probe too big for the local route is an unanswered probe.
+            Err(e) => debug!(error = %e, size = d.len(), "control datagram not sent"),
+        }
+    }
+
+    pub fn stats(&self) -> SleeveStatsView {
+        let s = &self.shared.stats;
+        let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let drops = lock(&self.shared.fwd).drops.iter().map(|(k, v)| (k.to_string(), *v)).collect();
+        SleeveStatsView {
+            captured: g(&s.captured),
+            captured_bytes: g(&s.captured_bytes),
+            injected: g(&s.injected),
+            injected_bytes: g(&s.injected_bytes),
+            datagrams_sent: g(&s.datagrams_sent),
+            bytes_sent: g(&s.bytes_sent),
+            datagrams_received: g(&s.datagrams_received),
+            bytes_received: g(&s.bytes_received),
+            relayed: g(&s.relayed),
+            send_errors: g(&s.send_errors),
+            inject_errors: g(&s.inject_errors),
+            unknown: g(&s.unknown),
+            malformed: g(&s.malformed),
+            refused: g(&s.refused),
+            frag_needed: g(&s.frag_needed),
+            fragmented: g(&s.fragmented),
+            no_connection: g(&s.no_connection),
+            drops,
+            connections: read(&self.shared.tx).len(),
+        }
+    }
+
+    /// Stops the threads (they notice within their poll interval).
+    pub fn shutdown(&self) {
+        self.shared.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+impl Shared {
+    fn now(&self) -> u64 {
+        self.start.elapsed().as_millis() as u64
+    }
+
+    fn inject(&self, frame: &[u8]) {
+        match lock(&self.inject).sendpacket(frame) {
+            Ok(()) => {
+                bump(&self.stats.injected, 1);
+                bump(&self.stats.injected_bytes, frame.len() as u64);
+            }
+            Err(e) => {
+                bump(&self.stats.inject_errors, 1);
+                debug!(error = %e, "inject failed");
+            }
+        }
+    }
+
+    /// Sends frames to one next hop: oversize ones answered or fragmented,
+    /// the rest batched into datagrams that fit the path, sealed, sent.
+    fn send_frames(&self, hop: PeerName, frames: Vec<Frame>) {
+        let Some(t) = read(&self.tx).get(&hop).cloned() else {
+            bump(&self.stats.no_connection, frames.len() as u64);
+            return;
+        };
+        let limit = t.limit.load(Ordering::Relaxed);
+        let max_body = limit.saturating_sub(t.overhead);
+        let mut fit = Vec::with_capacity(frames.len());
+        for f in frames {
+            if FRAME_OVERHEAD + f.bytes.len() <= max_body {
+                fit.push(f);
+                continue;
+            }
+            // The largest IP packet the path carries inside a frame record.
+            let ip_mtu = max_body.saturating_sub(FRAME_OVERHEAD + ETH_HLEN).min(usize::from(u16::MAX)) as u16;
+            match oversize::handle(&f.bytes, ip_mtu) {
+                // Only our own containers are told; a relayed frame's
+                // sender is on another host.
+                Oversize::Reply(icmp) if f.src == self.me => {
+                    bump(&self.stats.frag_needed, 1);
+                    self.inject(&icmp);
+                }
+                Oversize::Reply(_) => bump(&self.stats.frag_needed, 1),
+                Oversize::Fragments(parts) => {
+                    bump(&self.stats.fragmented, 1);
+                    fit.extend(parts.into_iter().map(|bytes| Frame { src: f.src, dst: f.dst, bytes }));
+                }
+                Oversize::Drop(why) => debug!(why, len = f.bytes.len(), "oversize frame dropped"),
+            }
+        }
+        let bodies = match wire::pack(&fit, max_body) {
+            Ok(b) => b,
+            Err(e) => {
+                debug!(error = %e, "frames not sent");
+                return;
+            }
+        };
+        for body in bodies {
+            let d = match lock(&t.sealer).seal(&body) {
+                Ok(d) => d,
+                Err(e) => {
+                    warn!(error = %e, "datagram not sent");
+                    return;
+                }
+            };
+            match self.data.send_to(&d, t.addr) {
+                Ok(_) => {
+                    bump(&self.stats.datagrams_sent, 1);
+                    bump(&self.stats.bytes_sent, d.len() as u64);
+                }
+                Err(e) if e.raw_os_error() == Some(libc::EMSGSIZE) => {
+                    bump(&self.stats.send_errors, 1);
+                    self.too_big(&t);
+                }
+                Err(e) => {
+                    bump(&self.stats.send_errors, 1);
+                    debug!(error = %e, to = %t.addr, "send failed");
+                }
+            }
+        }
+    }
+
+    /// The kernel learned a smaller path MTU (an ICMP reached it): use the
+    /// route's new limit at once, and tell the mesh to search again.
+    fn too_big(&self, t: &TxConn) {
+        let v4 = match t.addr.ip() {
+            IpAddr::V4(a) => a,
+            IpAddr::V6(_) => return,
+        };
+        let Some(mtu) = super::pmtu::path_mtu(v4, t.addr.port()) else { return };
+        let limit = (mtu as usize).saturating_sub(UDP_IPV4_OVERHEAD);
+        t.limit.store(limit, Ordering::Relaxed);
+        let _ = self.events.try_send(SleeveEvent::TooBig { conn_uid: t.conn_uid, limit });
+    }
+
+    /// Where frames go, grouped by next hop; injections done in place.
+    fn route(&self, groups: &mut BTreeMap<PeerName, Vec<Frame>>, v: forward::Verdict, bytes: Vec<u8>) {
+        if v.inject {
+            self.inject(&bytes);
+        }
+        let n = v.sends.len();
+        let mut bytes = Some(bytes);
+        for (i, s) in v.sends.into_iter().enumerate() {
+            let b = if i + 1 == n { bytes.take().unwrap_or_default() } else { bytes.clone().unwrap_or_default() };
+            groups.entry(s.next_hop).or_default().push(Frame { src: s.src, dst: s.dst, bytes: b });
+        }
+    }
+}
+
+fn capture_loop(sh: &Shared, mut cap: pcap::Capture<pcap::Active>) {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    let mut batch: Vec<Vec<u8>> = Vec::with_capacity(CAPTURE_BATCH);
+    while !sh.stop.load(Ordering::Relaxed) {
+        batch.clear();
+        let got = cap.dispatch(Some(CAPTURE_BATCH), |p| batch.push(p.data.to_vec()));
+        match got {
+            Ok(0) => {
+                let fd = std::os::fd::AsFd::as_fd(&cap);
+                let mut fds = [PollFd::new(fd, PollFlags::POLLIN)];
+                let _ = poll(&mut fds, PollTimeout::from(200u16));
+                continue;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                warn!(error = %e, "capture failed; retrying");
+                std::thread::sleep(Duration::from_millis(200));
+                continue;
+            }
+        }
+        let now = sh.now();
+        let mut groups: BTreeMap<PeerName, Vec<Frame>> = BTreeMap::new();
+        let verdicts: Vec<_> = {
+            let mut f = lock(&sh.fwd);
+            batch.iter().map(|fr| f.from_local(now, fr)).collect()
+        };
+        for (fr, v) in batch.drain(..).zip(verdicts) {
+            bump(&sh.stats.captured, 1);
+            bump(&sh.stats.captured_bytes, fr.len() as u64);
+            if let Ok(v) = v {
+                sh.route(&mut groups, v, fr);
+            }
+        }
+        for (hop, frames) in groups {
+            sh.send_frames(hop, frames);
+        }
+    }
+    debug!("capture thread stopped");
+}
+
+fn receive_loop(sh: &Shared) {
+    let mut buf = vec![0u8; 65536];
+    while !sh.stop.load(Ordering::Relaxed) {
+        let (n, from) = match sh.data.recv_from(&mut buf) {
+            Ok(x) => x,
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => continue,
+            Err(e) => {
+                debug!(error = %e, "receive failed");
+                continue;
+            }
+        };
+        bump(&sh.stats.datagrams_received, 1);
+        bump(&sh.stats.bytes_received, n as u64);
+        let mut groups = BTreeMap::new();
+        handle_datagram(sh, &buf[..n], from, &mut groups);
+        for (hop, frames) in groups {
+            bump(&sh.stats.relayed, frames.len() as u64);
+            sh.send_frames(hop, frames);
+        }
+    }
+    debug!("receive thread stopped");
+}
+
+/// One datagram from the wire: anything at all. Only an authentic datagram
+/// of a known connection from that connection's address is acted on.
+fn handle_datagram(sh: &Shared, d: &[u8], from: SocketAddr, groups: &mut BTreeMap<PeerName, Vec<Frame>>) {
+    let h = match Header::parse(d) {
+        Ok((h, _)) => h,
+        Err(_) => {
+            bump(&sh.stats.malformed, 1);
+            return;
+        }
+    };
+    let conn = match read(&sh.rx).get(&h.conn_uid) {
+        Some(c) if c.ip == from.ip().to_canonical() || c.ip.to_canonical() == from.ip().to_canonical() => c.clone(),
+        _ => {
+            bump(&sh.stats.unknown, 1);
+            return;
+        }
+    };
+    let opened = match lock(&conn.opener).open(d) {
+        Ok(o) => o,
+        Err(e) => {
+            bump(&sh.stats.refused, 1);
+            debug!(error = %e, %from, "datagram refused");
+            return;
+        }
+    };
+    if opened.control {
+        match Control::parse(&opened.body) {
+            Ok(c) => {
+                let _ = sh.events.try_send(SleeveEvent::Control { conn_uid: h.conn_uid, seq: c.seq, len: d.len() });
+            }
+            Err(_) => bump(&sh.stats.malformed, 1),
+        }
+        return;
+    }
+    let frames = match wire::parse_frames(&opened.body) {
+        Ok(f) => f,
+        Err(_) => {
+            bump(&sh.stats.malformed, 1);
+            return;
+        }
+    };
+    let now = sh.now();
+    let verdicts: Vec<_> = {
+        let mut f = lock(&sh.fwd);
+        frames.iter().map(|fr| f.from_peer(now, conn.peer, fr.src, fr.dst, &fr.bytes)).collect()
+    };
+    for (fr, v) in frames.into_iter().zip(verdicts) {
+        if let Ok(v) = v {
+            sh.route(groups, v, fr.bytes);
+        }
+    }
+}
