@@ -186,8 +186,10 @@ impl Lab {
             .unwrap_or(Value::Null)
     }
 
-    /// Captures UDP 6783 on the switch while `f` runs; returns the bytes.
-    fn capture(&self, f: impl FnOnce()) -> Vec<u8> {
+    /// Captures UDP 6783 on the switch while `f` runs, until tcpdump has
+    /// written at least `big` packets of 250 bytes or more (the test's
+    /// pings; heartbeats are smaller); returns the file.
+    fn capture(&self, big: usize, f: impl FnOnce()) -> Vec<u8> {
         let file = self.dir.join("underlay.pcap");
         let _ = std::fs::remove_file(&file);
         let mut td = Command::new("ip")
@@ -201,7 +203,12 @@ impl Lab {
         wait_until("tcpdump running", Duration::from_secs(5), || file.exists());
         std::thread::sleep(Duration::from_millis(300));
         f();
-        std::thread::sleep(Duration::from_millis(300));
+        // tcpdump may lag behind the ring under load: SIGINT would drop
+        // what it has not read yet.
+        let t0 = Instant::now();
+        while big_packets(&std::fs::read(&file).unwrap_or_default()) < big && t0.elapsed() < Duration::from_secs(10) {
+            std::thread::sleep(Duration::from_millis(100));
+        }
         let _ = Command::new("kill").args(["-INT", &td.id().to_string()]).status();
         let _ = td.wait();
         std::fs::read(&file).expect("capture file")
@@ -241,6 +248,30 @@ fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
         std::thread::sleep(Duration::from_millis(250));
     }
     panic!("timed out after {timeout:?} waiting for {what}");
+}
+
+/// Packets of 250 bytes or more in a pcap file (either byte order).
+fn big_packets(pcap: &[u8]) -> usize {
+    let Some(magic) = pcap.get(0..4) else { return 0 };
+    let le = magic == [0xd4, 0xc3, 0xb2, 0xa1] || magic == [0x4d, 0x3c, 0xb2, 0xa1];
+    let u32_at = |i: usize| {
+        pcap.get(i..i + 4).map(|b| {
+            let a = [b[0], b[1], b[2], b[3]];
+            if le {
+                u32::from_le_bytes(a)
+            } else {
+                u32::from_be_bytes(a)
+            }
+        })
+    };
+    let (mut at, mut n) = (24, 0);
+    while let Some(incl) = u32_at(at + 8) {
+        if incl >= 250 {
+            n += 1;
+        }
+        at += 16 + incl as usize;
+    }
+    n
 }
 
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
@@ -305,7 +336,7 @@ fn sleeve_three_hosts() {
     let text = lab.ctl("a", &["status", "connections"]).unwrap_or_default();
     assert!(text.contains("sleeve"), "{text}");
     ping_all(&lab);
-    let clear = lab.capture(|| {
+    let clear = lab.capture(4, || {
         let (ok, out) = lab.ping("a1", &Lab::ip("c", 1), &format!("-p {PATTERN_HEX} -s 200"));
         assert!(ok, "{out}");
     });
@@ -399,7 +430,7 @@ fn sleeve_three_hosts() {
         });
     }
     ping_all(&lab);
-    let sealed = lab.capture(|| {
+    let sealed = lab.capture(4, || {
         let (ok, out) = lab.ping("a1", &Lab::ip("c", 1), &format!("-p {PATTERN_HEX} -s 200"));
         assert!(ok, "{out}");
     });

@@ -43,6 +43,8 @@ const ETH_HLEN: usize = 14;
 pub const UDP_IPV4_OVERHEAD: usize = 28;
 /// The UDP socket's receive buffer.
 const UDP_RCVBUF: libc::c_int = 4 << 20;
+/// Datagrams per `sendmmsg`/`recvmmsg`.
+const MAX_BATCH: usize = 32;
 /// Frames read from the capture per wake-up.
 const CAPTURE_BATCH: usize = 256;
 
@@ -458,28 +460,36 @@ impl Shared {
                 return;
             }
         };
-        for body in bodies {
-            let d = match lock(&t.sealer).seal(&body) {
-                Ok(d) => d,
-                Err(e) => {
-                    warn!(error = %e, "datagram not sent");
-                    return;
-                }
-            };
-            match self.data.send_to(&d, t.addr) {
-                Ok(_) => {
-                    bump(&self.stats.datagrams_sent, 1);
-                    bump(&self.stats.bytes_sent, d.len() as u64);
-                }
-                Err(e) if e.raw_os_error() == Some(libc::EMSGSIZE) => {
-                    bump(&self.stats.send_errors, 1);
-                    self.too_big(&t);
-                }
-                Err(e) => {
-                    bump(&self.stats.send_errors, 1);
-                    debug!(error = %e, to = %t.addr, "send failed");
+        let mut datagrams = Vec::with_capacity(bodies.len());
+        {
+            let mut sealer = lock(&t.sealer);
+            for body in bodies {
+                match sealer.seal(&body) {
+                    Ok(d) => datagrams.push(d),
+                    Err(e) => {
+                        warn!(error = %e, "datagram not sent");
+                        break;
+                    }
                 }
             }
+        }
+        let mut rest: &[Vec<u8>] = &datagrams;
+        while !rest.is_empty() {
+            // One system call for the batch; an error is the first unsent
+            // datagram's, which is then counted and skipped.
+            match send_batch(&self.data, t.addr, rest) {
+                Ok(n) => {
+                    bump(&self.stats.datagrams_sent, n as u64);
+                    bump(&self.stats.bytes_sent, rest[..n].iter().map(|d| d.len() as u64).sum());
+                    rest = &rest[n..];
+                    continue;
+                }
+                Err(nix::errno::Errno::EMSGSIZE) => self.too_big(&t),
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => debug!(error = %e, to = %t.addr, "send failed"),
+            }
+            bump(&self.stats.send_errors, 1);
+            rest = &rest[1..];
         }
     }
 
@@ -507,6 +517,21 @@ impl Shared {
             let b = if i + 1 == n { bytes.take().unwrap_or_default() } else { bytes.clone().unwrap_or_default() };
             groups.entry(s.next_hop).or_default().push(Frame { src: s.src, dst: s.dst, bytes: b });
         }
+    }
+}
+
+/// Sends datagrams to one address with `sendmmsg`: how many went.
+fn send_batch(sock: &UdpSocket, to: SocketAddr, datagrams: &[Vec<u8>]) -> Result<usize, nix::errno::Errno> {
+    use nix::sys::socket::{sendmmsg, MsgFlags, MultiHeaders, SockaddrIn};
+    let SocketAddr::V4(v4) = to else { return Err(nix::errno::Errno::EAFNOSUPPORT) };
+    let n = datagrams.len().min(MAX_BATCH);
+    let iovs: Vec<[std::io::IoSlice<'_>; 1]> = datagrams[..n].iter().map(|d| [std::io::IoSlice::new(d)]).collect();
+    let addrs = vec![Some(SockaddrIn::from(v4)); n];
+    let mut headers = MultiHeaders::<SockaddrIn>::preallocate(n, None);
+    let sent = sendmmsg(sock.as_raw_fd(), &mut headers, &iovs, &addrs, [], MsgFlags::empty())?;
+    match sent.count() {
+        0 => Err(nix::errno::Errno::EAGAIN),
+        k => Ok(k),
     }
 }
 
@@ -551,26 +576,47 @@ fn capture_loop(sh: &Shared, mut cap: pcap::Capture<pcap::Active>) {
 }
 
 fn receive_loop(sh: &Shared) {
-    let mut buf = vec![0u8; 65536];
+    use nix::sys::socket::{recvmmsg, MsgFlags, MultiHeaders, SockaddrStorage};
+    // Buffers are touched only as far as datagrams fill them.
+    let mut bufs: Vec<Vec<u8>> = (0..MAX_BATCH).map(|_| vec![0u8; 65536]).collect();
+    let mut headers = MultiHeaders::<SockaddrStorage>::preallocate(MAX_BATCH, None);
+    let fd = sh.data.as_raw_fd();
     while !sh.stop.load(Ordering::Relaxed) {
-        let (n, from) = match sh.data.recv_from(&mut buf) {
-            Ok(x) => x,
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => continue,
-            Err(e) => {
-                debug!(error = %e, "receive failed");
-                continue;
+        // Whatever is queued, up to the batch, in one call; blocks (up to
+        // the socket's read timeout) for the first.
+        let got: Vec<(usize, Option<SocketAddr>)> = {
+            let mut iovs: Vec<[std::io::IoSliceMut<'_>; 1]> =
+                bufs.iter_mut().map(|b| [std::io::IoSliceMut::new(b)]).collect();
+            match recvmmsg(fd, &mut headers, iovs.iter_mut(), MsgFlags::MSG_WAITFORONE, None) {
+                Ok(r) => r.map(|m| (m.bytes, m.address.and_then(|a: SockaddrStorage| sockaddr(&a)))).collect(),
+                Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR) => continue,
+                Err(e) => {
+                    debug!(error = %e, "receive failed");
+                    std::thread::sleep(Duration::from_millis(10));
+                    continue;
+                }
             }
         };
-        bump(&sh.stats.datagrams_received, 1);
-        bump(&sh.stats.bytes_received, n as u64);
         let mut groups = BTreeMap::new();
-        handle_datagram(sh, &buf[..n], from, &mut groups);
+        for (i, (n, from)) in got.into_iter().enumerate() {
+            bump(&sh.stats.datagrams_received, 1);
+            bump(&sh.stats.bytes_received, n as u64);
+            let (Some(from), Some(buf)) = (from, bufs.get(i)) else { continue };
+            handle_datagram(sh, &buf[..n.min(buf.len())], from, &mut groups);
+        }
         for (hop, frames) in groups {
             bump(&sh.stats.relayed, frames.len() as u64);
             sh.send_frames(hop, frames);
         }
     }
     debug!("receive thread stopped");
+}
+
+fn sockaddr(a: &nix::sys::socket::SockaddrStorage) -> Option<SocketAddr> {
+    if let Some(v4) = a.as_sockaddr_in() {
+        return Some(SocketAddr::V4(SocketAddrV4::from(*v4)));
+    }
+    a.as_sockaddr_in6().map(|v6| SocketAddr::V6(std::net::SocketAddrV6::from(*v6)))
 }
 
 /// One datagram from the wire: anything at all. Only an authentic datagram
