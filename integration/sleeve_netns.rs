@@ -16,7 +16,9 @@
 //! 4. multi-hop: UDP between A and C dropped; the A–C path goes down, and
 //!    A's containers reach C's through B; unblocked, it comes back;
 //! 5. the daemons restart with a password (containers stay attached): all
-//!    pairs ping again, and the capture shows no plaintext of the payload.
+//!    pairs ping again, and the capture shows no plaintext of the payload;
+//! 6. with the underlay as a trusted subnet at every peer, the sleeve does
+//!    not seal (the control connection still is encrypted).
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -99,6 +101,10 @@ impl Lab {
     }
 
     fn start(&mut self, h: &str, password: Option<&str>) {
+        self.start_with(h, password, "")
+    }
+
+    fn start_with(&mut self, h: &str, password: Option<&str>, trusted: &str) {
         let peers: Vec<String> = HOSTS.iter().filter(|x| **x != h).map(|x| Lab::underlay(x)).collect();
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -112,6 +118,7 @@ impl Lab {
             .args(["--state-dir", self.dir.join(format!("state-{h}")).to_str().expect("utf-8")])
             .args(&peers)
             .env("RUST_LOG", "info")
+            .env("WEAVER_TRUSTED_SUBNETS", trusted)
             .stdout(Stdio::null())
             .stderr(log);
         match password {
@@ -436,6 +443,28 @@ fn sleeve_three_hosts() {
     });
     assert!(sealed.len() > 1000, "the capture saw no sleeve traffic ({} bytes)", sealed.len());
     assert!(!contains(&sealed, PATTERN), "with a password, no plaintext of the payload may cross the underlay");
+    assert_eq!(lab.conn("a", "c")["sleeve"]["sealed"], true);
+
+    // 6. Trusted subnets: the underlay trusted at every peer, so the data
+    //    path is not sealed (the control connection still is).
+    lab.stop_all();
+    for h in HOSTS {
+        let _ = std::fs::remove_file(lab.sock(h));
+        lab.start_with(h, Some("sleeve-test-secret"), "10.92.0.0/24");
+    }
+    for h in HOSTS {
+        wait_until(&format!("{h}'s API, trusted"), Duration::from_secs(20), || lab.sock(h).exists());
+        wait_until(&format!("{h}'s trusted connections on the sleeve"), Duration::from_secs(30), || {
+            established_sleeve(&lab, h)
+                && HOSTS.iter().filter(|p| **p != h).all(|p| lab.conn(h, p)["sleeve"]["sealed"] == false)
+        });
+    }
+    assert_eq!(lab.conn("a", "c")["encrypted"], true, "the control connection stays encrypted");
+    let trusted = lab.capture(4, || {
+        let (ok, out) = lab.ping("a1", &Lab::ip("c", 1), &format!("-p {PATTERN_HEX} -s 200"));
+        assert!(ok, "{out}");
+    });
+    assert!(contains(&trusted, PATTERN), "between trusted subnets the sleeve does not seal");
     lab.stop_all();
     for h in HOSTS {
         let log = lab.log(h);

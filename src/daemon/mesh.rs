@@ -731,8 +731,8 @@ impl MeshTask {
         let dst = v4(remote_ip)?;
         let limit = super::pmtu::path_mtu(dst, s.port)
             .map_or(1500 - UDP_IPV4_OVERHEAD, |m| (m as usize).saturating_sub(UDP_IPV4_OVERHEAD));
-        let trusted = info.trusts_remote && info.trusted_by_remote;
-        let keys = if trusted { None } else { info.session_keys.clone() };
+        let keys = info.datapath_keys().cloned();
+        let sealed = keys.is_some();
         s.handle.conn_up(ConnUp {
             conn_uid: info.conn_uid(),
             peer: info.remote.name,
@@ -740,7 +740,9 @@ impl MeshTask {
             keys,
             payload_limit: limit,
         });
-        Some(Link::new(self.now(), s.link.clone(), limit))
+        let mut link = Link::new(self.now(), s.link.clone(), limit);
+        link.sealed = sealed;
+        Some(link)
     }
 
     fn sleeve_down(&self, l: &Live) {

@@ -82,7 +82,8 @@ impl MeshTask {
                             PmtuState::Verified => "verified",
                             PmtuState::Searching => "searching",
                         };
-                        (state, format!("path MTU {} bytes of UDP payload ({pmtu})", s.payload_limit))
+                        let sealed = if s.sealed { "sealed" } else { "not sealed" };
+                        (state, format!("{sealed}; path MTU {} bytes of UDP payload ({pmtu})", s.payload_limit))
                     }
                     (Some(h), None) => (h.state.to_string(), h.reason.clone()),
                     (None, None) if self.dataplane_active() => ("none".to_string(), l.no_health.to_string()),

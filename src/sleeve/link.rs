@@ -76,6 +76,8 @@ pub struct LinkView {
     pub rtt_ms: Option<u64>,
     pub heartbeats_sent: u64,
     pub heartbeats_acked: u64,
+    /// Datagrams are sealed (a password, and not both ends trusted).
+    pub sealed: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -93,6 +95,8 @@ pub struct Link {
     pub rtt_ms: Option<u64>,
     pub sent: u64,
     pub acked: u64,
+    /// Datagrams on this path are sealed (set by the owner; shown only).
+    pub sealed: bool,
 }
 
 impl Link {
@@ -112,6 +116,7 @@ impl Link {
             rtt_ms: None,
             sent: 0,
             acked: 0,
+            sealed: false,
         }
     }
 
@@ -128,6 +133,7 @@ impl Link {
             rtt_ms: self.rtt_ms,
             heartbeats_sent: self.sent,
             heartbeats_acked: self.acked,
+            sealed: self.sealed,
         }
     }
 
