@@ -43,6 +43,8 @@ const ETH_HLEN: usize = 14;
 pub const UDP_IPV4_OVERHEAD: usize = 28;
 /// The UDP socket's receive buffer.
 const UDP_RCVBUF: libc::c_int = 4 << 20;
+/// The capture's ring (libpcap's buffer): bursts wait here.
+const CAPTURE_BUFFER: i32 = 4 << 20;
 /// Datagrams per `sendmmsg`/`recvmmsg`.
 const MAX_BATCH: usize = 32;
 /// Frames read from the capture per wake-up.
@@ -210,23 +212,24 @@ pub fn spawn(
         .map_err(|source| SleeveError::Udp { port: 0, source })?;
 
     let ifname = s.capture_ifname.as_str();
-    let open = || {
+    let open = |buffer: i32| {
         pcap::Capture::from_device(ifname)
             .map_err(pcap_err(ifname))?
             .immediate_mode(true)
             .snaplen(65535)
-            .buffer_size(8 << 20)
+            .buffer_size(buffer)
             .timeout(100)
             .open()
             .map_err(pcap_err(ifname))
     };
-    let mut capture = open()?;
+    let mut capture = open(CAPTURE_BUFFER)?;
     // Only frames the bridge sends us: never our own injections.
     capture.direction(pcap::Direction::In).map_err(pcap_err(ifname))?;
     // STP BPDUs (and other link-local control frames) are not forwarded.
     capture.filter("not ether dst 01:80:c2:00:00:00", true).map_err(pcap_err(ifname))?;
     let capture = capture.setnonblock().map_err(pcap_err(ifname))?;
-    let mut inject = open()?;
+    // It reads nothing: the smallest ring.
+    let mut inject = open(64 << 10)?;
     // The injecting handle reads nothing.
     inject.filter("less 1", true).map_err(pcap_err(ifname))?;
 
