@@ -89,7 +89,7 @@ async fn main() -> Result<()> {
         let b = bridge::ensure(&BridgeSpec { name: bridge::BRIDGE.into(), mtu: cfg.mtu })
             .await
             .map_err(|e| anyhow::anyhow!("setting up the bridge: {e}"))?;
-        let s = SleeveSettings { me: me.name, port: cfg.port, capture_ifname: b.capture_ifname.clone() };
+        let s = SleeveSettings { me: me.name, port: cfg.port, capture_ifname: b.capture_ifname.clone(), mtu: cfg.mtu };
         let (h, events) = sleeve_driver::spawn(s, snap_rx.clone()).context("starting the sleeve")?;
         sleeve_link =
             Some(SleeveLink { handle: h.clone(), events, port: cfg.port, link: LinkConfig::default(), mtu: cfg.mtu });

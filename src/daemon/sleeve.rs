@@ -43,8 +43,9 @@ const ETH_HLEN: usize = 14;
 pub const UDP_IPV4_OVERHEAD: usize = 28;
 /// The UDP socket's receive buffer.
 const UDP_RCVBUF: libc::c_int = 4 << 20;
-/// The capture's ring (libpcap's buffer): bursts wait here.
-const CAPTURE_BUFFER: i32 = 4 << 20;
+/// The capture's ring (libpcap's buffer): bursts wait here. It is mapped
+/// into the daemon, so it counts in its resident memory.
+const CAPTURE_BUFFER: i32 = 2 << 20;
 /// Datagrams per `sendmmsg`/`recvmmsg`.
 const MAX_BATCH: usize = 32;
 /// Frames read from the capture per wake-up.
@@ -57,6 +58,9 @@ pub struct SleeveSettings {
     pub port: u16,
     /// The interface the bridge forwards to us and we inject into.
     pub capture_ifname: String,
+    /// The containers' MTU: frames are at most this plus an Ethernet
+    /// header and a VLAN tag.
+    pub mtu: u32,
 }
 
 /// A connection the sleeve may use.
@@ -212,11 +216,12 @@ pub fn spawn(
         .map_err(|source| SleeveError::Udp { port: 0, source })?;
 
     let ifname = s.capture_ifname.as_str();
+    let snaplen = i32::try_from(s.mtu).unwrap_or(65535).saturating_add(18).min(65535);
     let open = |buffer: i32| {
         pcap::Capture::from_device(ifname)
             .map_err(pcap_err(ifname))?
             .immediate_mode(true)
-            .snaplen(65535)
+            .snaplen(snaplen)
             .buffer_size(buffer)
             .timeout(100)
             .open()
