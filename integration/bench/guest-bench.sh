@@ -1,17 +1,27 @@
 #!/usr/bin/env bash
-# Runs inside the lab guest (Debian kernel with openvswitch.ko, qemu TCG):
-# the fast-datapath benchmark. Started by integration/bench/run.sh through
-# integration/lab/boot.sh; see integration/bench/README.md.
+# The benchmark's measurements, in network namespaces on one machine. Runs
+# inside the lab guest (Debian kernel with openvswitch.ko, qemu TCG) for the
+# fast-datapath benchmark (integration/bench/run.sh through
+# integration/lab/boot.sh), and natively, as root, for the sleeve benchmark
+# (integration/bench/sleeve.sh); see integration/bench/README.md.
 #
 #   guest-bench.sh [--bin-dir DIR] [--duration SECONDS] [--flood N] [--pairs N] [--repeat N] [--layouts LIST]
 #
-# Three layouts, one after another in this one guest, each torn down before
-# the next, all on the same underlay (two "host" namespaces hA and hB joined
-# by a veth pair, MTU 1500) with the same MTU inside the containers (1376):
-#   weaver  weaver daemons in hA and hB, containers attached with weavectl
-#   vxlan   per host a Linux bridge and a Linux vxlan device (flannel-style)
-#   veth    routed, no encapsulation: container veth to the host namespace,
-#           which routes to the other host's containers over the underlay
+# The layouts, one after another, each torn down before the next, all on the
+# same underlay (two "host" namespaces hA and hB joined by a veth pair, MTU
+# 1500) with the same MTU inside the containers (1376):
+#   weaver      weaver daemons in hA and hB, containers attached with weavectl
+#               (the fast datapath: needs the openvswitch module)
+#   sleeve      the same with `--no-fastdp`: weaver's userspace overlay
+#   sleeve_enc  the sleeve with WEAVER_PASSWORD set for both daemons (encrypted)
+#   vxlan       per host a Linux bridge and a Linux vxlan device (flannel-style)
+#   veth        routed, no encapsulation: container veth to the host namespace,
+#               which routes to the other host's containers over the underlay
+# Default: "weaver vxlan veth" (the lab's fast-datapath benchmark).
+#
+# Environment: BENCH_SCRATCH (default /tmp/bench: logs, iperf3 JSON, weaver's
+# state) and BENCH_SOCK_DIR (default /run: the daemons' API sockets), so that
+# a native run need not share them with anything else.
 #
 # Every result is a console line `BENCH <layout> <metric> <value...>`, which
 # run.sh collects. Any measurement that fails ends the script non-zero: a
@@ -34,20 +44,30 @@ while [ $# -gt 0 ]; do
     --flood) FLOOD=$2; shift 2 ;;
     --pairs) PAIRS=$2; shift 2 ;;
     --repeat) REPEAT=$2; shift 2 ;;
-    --layouts) LAYOUTS=$2; shift 2 ;; # a subset, for debugging this script
+    --layouts) LAYOUTS=$2; shift 2 ;; # a subset or the sleeve's layouts
     *) echo "usage: $0 [--bin-dir DIR] [--duration SECONDS] [--flood N] [--pairs N] [--repeat N] [--layouts LIST]" >&2; exit 2 ;;
   esac
 done
 WEAVER=$BIN/weaver
 WEAVECTL=$BIN/weavectl
 PY=(python3 "$HERE/bench.py")
-W=/tmp/bench # scratch: the guest's own fresh tmpfs
-mkdir -p "$W"
+W=${BENCH_SCRATCH:-/tmp/bench}  # scratch: in the lab, the guest's own fresh tmpfs
+SOCKS=${BENCH_SOCK_DIR:-/run}   # the daemons' API sockets: $SOCKS/wA.sock, $SOCKS/wB.sock
+mkdir -p "$W" "$SOCKS"
+# The layouts define the daemons' encryption themselves.
+unset WEAVER_PASSWORD WEAVER_PASSWORD_FILE
+BENCH_PASSWORD=weaver-bench-sleeve-password
+for l in $LAYOUTS; do
+  case "$l" in weaver | sleeve | sleeve_enc | vxlan | veth) ;; *) echo "unknown layout $l" >&2; exit 2 ;; esac
+done
+# Only the fast datapath's layout reads the datapath with ovs-dpctl.
+FASTDP=0
+case " $LAYOUTS " in *" weaver "*) FASTDP=1 ;; esac
 # The lab's init loads openvswitch, vxlan and veth; the Linux bridge (the
 # reference layout) is loaded on demand.
 modprobe bridge 2> /dev/null || true
 # ovs-dpctl keeps no state but wants its run directory.
-mkdir -p /var/run/openvswitch /run/openvswitch
+[ "$FASTDP" = 0 ] || mkdir -p /var/run/openvswitch /run/openvswitch
 
 # Timestamps in UTC with milliseconds, as weaver logs them: to line up the
 # phases with the daemons' logs.
@@ -55,8 +75,10 @@ say() { echo "bench: $(date -u +%T.%3N) $*"; }
 die() { echo "BENCH-FAILED: $*" >&2; exit 1; }
 result() { echo "BENCH $*"; }
 
-for c in ip iperf3 ping python3 ovs-dpctl bridge awk; do
-  command -v "$c" > /dev/null || die "$c not found in the guest (the host's userspace; see integration/setup.sh)"
+tools=(ip iperf3 ping python3 bridge awk timeout)
+[ "$FASTDP" = 0 ] || tools+=(ovs-dpctl)
+for c in "${tools[@]}"; do
+  command -v "$c" > /dev/null || die "$c not found (in the lab guest: the host's userspace; see integration/setup.sh)"
 done
 { [ -x "$WEAVER" ] && [ -x "$WEAVECTL" ]; } || die "no weaver/weavectl in $BIN"
 
@@ -79,6 +101,7 @@ trap on_exit EXIT
 # Plumbing shared by the layouts.
 
 DAEMONS=() # pids of weaver daemons and iperf3 servers of the current layout
+WEAVERS=() # pids of the current layout's weaver daemons (hA's, then hB's)
 NSES=()    # the network namespaces this script made: teardown deletes these only
 
 netns_add() { ip netns add "$1"; NSES+=("$1"); }
@@ -126,6 +149,7 @@ teardown() {
   for p in "${DAEMONS[@]}"; do kill -TERM "$p" 2> /dev/null || true; done
   for p in "${DAEMONS[@]}"; do wait "$p" 2> /dev/null || true; done
   DAEMONS=()
+  WEAVERS=()
   for ns in "${NSES[@]}"; do ip netns del "$ns" 2> /dev/null || true; done
   NSES=()
 }
@@ -137,33 +161,66 @@ teardown() {
 declare -A IP_A IP_B
 DEV=eth0
 
-layout_weaver() {
+# weaver daemons in hA and hB, each given the other's address, and PAIRS
+# pairs of containers attached. MODE: fastdp (the kernel's datapath: on this
+# kernel weaver chooses it itself), sleeve (`--no-fastdp`, so that the layout
+# means the same on any kernel) or sleeve_enc (the sleeve, both daemons with
+# WEAVER_PASSWORD: ChaCha20-Poly1305 on the data path).
+weaver_hosts() {
+  local mode=$1 h peer pw=() args=()
+  [ "$mode" = fastdp ] || args=(--no-fastdp)
+  [ "$mode" != sleeve_enc ] || pw=("WEAVER_PASSWORD=$BENCH_PASSWORD")
   underlay_up
-  local h peer
   for h in A B; do
     peer=192.168.80.1; [ $h = A ] && peer=192.168.80.2
-    ip netns exec h$h "$WEAVER" --nickname host$h --api-socket /run/w$h.sock --state-dir "$W/state$h" $peer \
-      > "$W/w$h.log" 2>&1 &
+    # A fresh state dir: no peer name or attachment of an earlier layout.
+    rm -rf "$W/state$h"
+    # env and `ip netns exec` exec: $! is the daemon's own pid.
+    env "${pw[@]}" ip netns exec h$h "$WEAVER" --nickname host$h --api-socket "$SOCKS/w$h.sock" --state-dir "$W/state$h" \
+      "${args[@]}" $peer > "$W/w$h.log" 2>&1 &
     DAEMONS+=($!)
+    WEAVERS+=($!)
   done
-  # weavectl costs about a second under emulation: few, spaced polls.
-  local i up=0
+  # weavectl costs about a second under emulation: few, spaced polls. The
+  # sleeve: until both ends' connection runs over the sleeve (its UDP path
+  # acknowledged), not only its TCP control connection.
+  local i up=0 conn
   for i in $(seq 60); do
-    if "$WEAVECTL" --api /run/wA.sock status 2> /dev/null | grep -q 'Connections: 1 (1 established'; then up=1; break; fi
+    if [ "$mode" = fastdp ]; then
+      if "$WEAVECTL" --api "$SOCKS/wA.sock" status 2> /dev/null | grep -q 'Connections: 1 (1 established'; then up=1; break; fi
+    else
+      conn=$(sleeve_conn A)/$(sleeve_conn B)
+      if [[ "$conn" == "established sleeve "*"/established sleeve "* ]]; then up=1; break; fi
+    fi
     sleep 1
   done
-  [ "$up" = 1 ] || { "$WEAVECTL" --api /run/wA.sock status || true; die "weaver hA and hB did not connect"; }
+  if [ "$up" != 1 ]; then
+    "$WEAVECTL" --api "$SOCKS/wA.sock" status || true
+    "$WEAVECTL" --api "$SOCKS/wA.sock" status connections || true
+    die "weaver hA and hB did not connect${args[*]:+ over the sleeve}"
+  fi
   for ((i = 1; i <= PAIRS; i++)); do
     IP_A[$i]=10.40.0.$i
     IP_B[$i]=10.40.0.$((100 + i))
     container cA$i
     container cB$i
-    "$WEAVECTL" --api /run/wA.sock attach "${IP_A[$i]}/24" cA$i > /dev/null
-    "$WEAVECTL" --api /run/wB.sock attach "${IP_B[$i]}/24" cB$i > /dev/null
+    "$WEAVECTL" --api "$SOCKS/wA.sock" attach "${IP_A[$i]}/24" cA$i > /dev/null
+    "$WEAVECTL" --api "$SOCKS/wB.sock" attach "${IP_B[$i]}/24" cB$i > /dev/null
   done
   DEV=ethwe
   ip -n cA1 link show ethwe | grep -q 'mtu 1376' || die "weaver's ethwe does not have MTU 1376"
 }
+
+# sleeve_conn A|B: "<state> <overlay> <sleeve payload limit>" of that host's
+# established connection, from `weavectl status connections --json`; empty
+# when there is none yet.
+sleeve_conn() {
+  "$WEAVECTL" --api "$SOCKS/w$1.sock" status connections --json 2> /dev/null | "${PY[@]}" conn || true
+}
+
+layout_weaver() { weaver_hosts fastdp; }
+layout_sleeve() { weaver_hosts sleeve; }
+layout_sleeve_enc() { weaver_hosts sleeve_enc; }
 
 layout_vxlan() {
   underlay_up
@@ -253,10 +310,83 @@ iperf() {
   local l=$1 name=$2 f
   shift 2
   f=$W/$l-$name.json
-  if ! ip netns exec cA1 iperf3 -c "${IP_B[1]}" -t "$DUR" -O 1 --json "$@" > "$f" 2> "$W/iperf.err"; then
+  # The timeout is only for an overlay that wedges: iperf3 would wait forever.
+  if ! timeout $((3 * DUR + 60)) ip netns exec cA1 iperf3 -c "${IP_B[1]}" -t "$DUR" -O 1 --json "$@" > "$f" 2> "$W/iperf.err"; then
     cat "$f" "$W/iperf.err"
     die "$l: iperf3 $name failed"
   fi
+}
+
+# cpu_snap FILE: the machine's CPU times (the `cpu` line of /proc/stat, all
+# CPUs) and the current weaver daemons' (/proc/PID/stat), with the time.
+# Shell builtins only: taking the snapshot costs no process.
+cpu_snap() {
+  local p line
+  {
+    echo "time $EPOCHREALTIME"
+    read -r line < /proc/stat
+    echo "$line"
+    for p in "${WEAVERS[@]}"; do
+      read -r line < "/proc/$p/stat" || die "weaver daemon $p is gone"
+      echo "pid $line"
+    done
+  } > "$1"
+}
+
+# mem_of PID: "VmRSS VmHWM RssAnon RssFile RssShmem" of a process, in KiB,
+# and its thread count.
+mem_of() {
+  awk '$1 ~ /^(VmRSS|VmHWM|RssAnon|RssFile|RssShmem|Threads):$/ { v[$1] = $2 }
+       END { if (!("VmRSS:" in v) || !("VmHWM:" in v)) exit 1
+             print v["VmRSS:"], v["VmHWM:"], v["RssAnon:"] + 0, v["RssFile:"] + 0, v["RssShmem:"] + 0, v["Threads:"] + 0 }' "/proc/$1/status"
+}
+
+# smaps_of PID: the resident set by what is mapped, in KiB: "socket exe
+# libs other": packet sockets' mmapped rings (`socket:[...]`), the daemon's
+# executable, other files (shared libraries), and the rest (heap, stacks,
+# anonymous mappings).
+smaps_of() {
+  awk -v exe="$(readlink "/proc/$1/exe")" '
+    /^[0-9a-f]+-[0-9a-f]+ / { n = $6; k = (n ~ /^socket:/) ? "socket" : (n == exe) ? "exe" : (n ~ /^\//) ? "libs" : "other" }
+    /^Rss:/ { v[k] += $2 }
+    END { print v["socket"] + 0, v["exe"] + 0, v["libs"] + 0, v["other"] + 0 }' "/proc/$1/smaps"
+}
+
+# measure_mem LAYOUT WHEN: the daemons' resident memory: `<WHEN>_rss_kib`
+# and `<WHEN>_hwm_kib` (peak) are the larger of the two daemons', and
+# `..._hosts` both (hA's, then hB's); the resident set's parts (anonymous,
+# file-backed, shared memory) and the threads, per daemon.
+measure_mem() {
+  local l=$1 when=$2 p m rss hwm anon file shmem thr rs=() hs=() as=() fs=() ss=() ts=() maps=()
+  for p in "${WEAVERS[@]}"; do
+    m=$(mem_of "$p") || die "$l: no memory figures for weaver daemon $p"
+    read -r rss hwm anon file shmem thr <<< "$m"
+    rs+=("$rss"); hs+=("$hwm"); as+=("$anon"); fs+=("$file"); ss+=("$shmem"); ts+=("$thr")
+    m=$(smaps_of "$p") || die "$l: no smaps for weaver daemon $p"
+    maps+=("$(tr ' ' / <<< "$m")")
+  done
+  result "$l" "${when}_rss_kib" "$(printf '%s\n' "${rs[@]}" | sort -n | tail -1)"
+  result "$l" "${when}_rss_kib_hosts" "${rs[@]}"
+  result "$l" "${when}_hwm_kib" "$(printf '%s\n' "${hs[@]}" | sort -n | tail -1)"
+  result "$l" "${when}_hwm_kib_hosts" "${hs[@]}"
+  result "$l" "${when}_rss_anon_kib_hosts" "${as[@]}"
+  result "$l" "${when}_rss_file_kib_hosts" "${fs[@]}"
+  result "$l" "${when}_rss_shmem_kib_hosts" "${ss[@]}"
+  result "$l" "${when}_threads_hosts" "${ts[@]}"
+  # socket/exe/libs/other, per daemon (see smaps_of)
+  result "$l" "${when}_rss_by_mapping_kib_hosts" "${maps[@]}"
+}
+
+# The daemons must still run (a panic or a crash under load is a bug, not
+# a number).
+daemons_alive() {
+  local l=$1 p
+  for p in "${WEAVERS[@]}"; do
+    if ! kill -0 "$p" 2> /dev/null; then
+      echo "BENCH-BUG: $l: weaver daemon $p exited during the benchmark" >&2
+      return 1
+    fi
+  done
 }
 
 # The iperf3 runs, REPEAT rounds of each, reported as the median (and the
@@ -264,15 +394,21 @@ iperf() {
 # kinds, so that slow drift on the machine touches them alike. weaver's
 # datapath `missed` counter is read before and after the TCP rounds and
 # after the UDP ones: with the flows installed, steady traffic should not
-# come up to userspace at all.
+# come up to userspace at all. The CPU time of each TCP 1-stream run: the
+# machine's (all CPUs, busy) and the weaver daemons', per Gbit received.
 measure_iperf() {
-  local l=$1 r v sent loss udp m0=0 m1=0 m2=0
-  local t1=() t4=() u=() us=() ul=()
+  local l=$1 r v sent loss iloss rcvbuf late udp m0=0 m1=0 m2=0 cpu cg cores dg dp steal
+  local t1=() t4=() u=() us=() ul=() uil=() urb=() ulate=() c1=() k1=() d1=() p1=() s1=()
   iperf_server
   [ "$l" != weaver ] || m0=$(dp_stat missed)
   for ((r = 1; r <= REPEAT; r++)); do
+    cpu_snap "$W/cpu-before"
     iperf "$l" tcp1-$r
+    cpu_snap "$W/cpu-after"
     t1+=("$("${PY[@]}" tcp "$W/$l-tcp1-$r.json")")
+    cpu=$("${PY[@]}" cpu "$W/cpu-before" "$W/cpu-after" "$W/$l-tcp1-$r.json")
+    read -r cg cores dg dp steal <<< "$cpu"
+    c1+=("$cg"); k1+=("$cores"); d1+=("$dg"); p1+=("$dp"); s1+=("$steal")
     iperf "$l" tcp4-$r -P 4
     t4+=("$("${PY[@]}" tcp "$W/$l-tcp4-$r.json")")
   done
@@ -280,11 +416,16 @@ measure_iperf() {
   # 64-byte payloads as fast as the sender can: a packet-rate test. What
   # counts is what the receiver got.
   for ((r = 1; r <= REPEAT; r++)); do
+    # The receiving container's UDP counters around the run: what its
+    # kernel delivered, and dropped (full socket buffer, or late).
+    ip netns exec cB1 cat /proc/net/snmp > "$W/snmp-before"
     iperf "$l" udp64-$r -u -l 64 -b 0
+    sleep 0.5 # stragglers
+    ip netns exec cB1 cat /proc/net/snmp > "$W/snmp-after"
     # (No process substitution: the guest has no /dev/fd.)
-    udp=$("${PY[@]}" udp "$W/$l-udp64-$r.json")
-    read -r v sent loss <<< "$udp"
-    u+=("$v"); us+=("$sent"); ul+=("$loss")
+    udp=$("${PY[@]}" udp "$W/$l-udp64-$r.json" "$W/snmp-before" "$W/snmp-after")
+    read -r v sent loss iloss rcvbuf late <<< "$udp"
+    u+=("$v"); us+=("$sent"); ul+=("$loss"); uil+=("$iloss"); urb+=("$rcvbuf"); ulate+=("$late")
   done
   result "$l" tcp1_gbps "$(printf '%s\n' "${t1[@]}" | median)"
   result "$l" tcp1_gbps_samples "${t1[@]}"
@@ -293,7 +434,23 @@ measure_iperf() {
   result "$l" udp64_pps "$(printf '%s\n' "${u[@]}" | median)"
   result "$l" udp64_pps_samples "${u[@]}"
   result "$l" udp64_sent_pps_samples "${us[@]}"
+  result "$l" udp64_lost_percent "$(printf '%s\n' "${ul[@]}" | median)"
   result "$l" udp64_lost_percent_samples "${ul[@]}"
+  result "$l" udp64_rcvbuf_dropped_percent "$(printf '%s\n' "${urb[@]}" | median)"
+  result "$l" udp64_rcvbuf_dropped_percent_samples "${urb[@]}"
+  result "$l" udp64_late_percent_samples "${ulate[@]}"
+  result "$l" udp64_iperf_lost_percent_samples "${uil[@]}"
+  result "$l" cpu_s_per_gbit "$(printf '%s\n' "${c1[@]}" | median)"
+  result "$l" cpu_s_per_gbit_samples "${c1[@]}"
+  result "$l" cpu_busy_cores "$(printf '%s\n' "${k1[@]}" | median)"
+  result "$l" cpu_busy_cores_samples "${k1[@]}"
+  result "$l" cpu_steal_cores_samples "${s1[@]}"
+  if [ "${#WEAVERS[@]}" -gt 0 ]; then
+    result "$l" daemon_cpu_s_per_gbit "$(printf '%s\n' "${d1[@]}" | median)"
+    result "$l" daemon_cpu_s_per_gbit_samples "${d1[@]}"
+    result "$l" daemon_cpu_percent "$(printf '%s\n' "${p1[@]}" | median)"
+    result "$l" daemon_cpu_percent_samples "${p1[@]}"
+  fi
   if [ "$l" = weaver ]; then
     m2=$(dp_stat missed)
     result weaver missed_before_tcp "$m0"
@@ -358,19 +515,54 @@ measure_flow_setup() {
 # weaver's view of its connection on hA (state and overlay, e.g.
 # "established fastdp"): heartbeats lost under load put it on hold.
 conn_state() {
-  "$WEAVECTL" --api /run/wA.sock status connections | awk 'NR == 1 { print $3, $4 }'
+  "$WEAVECTL" --api "$SOCKS/wA.sock" status connections | awk 'NR == 1 { print $3, $4 }'
+}
+
+# The sleeve's counters on both hosts after the runs, and what the daemons
+# logged above INFO: the evidence next to the numbers.
+sleeve_report() {
+  local l=$1 h
+  for h in A B; do
+    "$WEAVECTL" --api "$SOCKS/w$h.sock" status --json | "${PY[@]}" sleevestat "$l" "h$h"
+    say "$l: status on h$h after the runs:"
+    "$WEAVECTL" --api "$SOCKS/w$h.sock" status
+    "$WEAVECTL" --api "$SOCKS/w$h.sock" status connections
+  done
+  say "$l: the daemons' warnings (hA, hB):"
+  sed -e 's/\x1b\[[0-9;]*m//g' "$W"/w?.log | grep -E ' (WARN|ERROR) ' | tail -n 20 || true
 }
 
 run_layout() {
-  local l=$1 t0=$SECONDS
+  local l=$1 t0=$SECONDS sleeve=0
+  case "$l" in sleeve | sleeve_enc) sleeve=1 ;; esac
   echo "=== layout $l"
   say "$l: setting up"
   "layout_$l"
+  if [ "$sleeve" = 1 ]; then
+    local c
+    c=$(sleeve_conn A)
+    result "$l" payload_limit "${c##* }"
+    # Idle memory: both daemons connected, the containers attached, no
+    # traffic yet (a moment for the attachments to settle).
+    sleep 2
+    measure_mem "$l" idle
+  fi
   say "$l: first pings"
   measure_pings "$l"
   say "$l: iperf3"
   measure_iperf "$l"
+  if [ "${#WEAVERS[@]}" -gt 0 ]; then
+    daemons_alive "$l" || die "$l: a weaver daemon died"
+  fi
   [ "$l" != weaver ] || result weaver conn_after_iperf "$(conn_state | tr ' ' /)"
+  if [ "$sleeve" = 1 ]; then
+    # The established connection (status connections also lists the
+    # duplicate that lost the race at the start, as failed).
+    c=$(sleeve_conn A)
+    result "$l" conn_after_iperf "$(awk '{ print $1 "/" $2 }' <<< "${c:-none -}")"
+    measure_mem "$l" after_iperf
+    sleeve_report "$l"
+  fi
   say "$l: flow setup"
   case "$l" in
     weaver) measure_flow_setup weaver ovs:weave ;;
@@ -379,7 +571,7 @@ run_layout() {
   if [ "$l" = weaver ]; then
     result weaver conn_after_flood "$(conn_state | tr ' ' /)"
     say "weaver: status on hA after the flood:"
-    "$WEAVECTL" --api /run/wA.sock status
+    "$WEAVECTL" --api "$SOCKS/wA.sock" status
     # What the daemons logged above INFO (a miss storm, heartbeats lost,
     # a connection on hold) belongs next to the numbers.
     say "weaver: the daemons' warnings (hA, hB):"
@@ -387,6 +579,9 @@ run_layout() {
   fi
   say "$l: tearing down"
   teardown
+  # Each daemon layout's logs stay in the scratch dir.
+  local h
+  for h in A B; do [ ! -e "$W/w$h.log" ] || mv "$W/w$h.log" "$W/$l-w$h.log"; done
   say "$l done in $((SECONDS - t0)) s"
 }
 
@@ -397,5 +592,9 @@ result meta iperf_seconds "$DUR"
 result meta flood_frames "$FLOOD"
 result meta pairs "$PAIRS"
 result meta iperf_repeat "$REPEAT"
+result meta layouts "$LAYOUTS"
+# How busy the machine is before the layouts (other work skews the CPU figures).
+cpu_snap "$W/cpu-before"; sleep 2; cpu_snap "$W/cpu-after"
+result meta busy_cores_before "$("${PY[@]}" cpu "$W/cpu-before" "$W/cpu-after" | awk '{ print $2 }')"
 for l in $LAYOUTS; do run_layout "$l"; done
 echo "BENCH-DONE"
