@@ -21,7 +21,10 @@
 #
 # Environment: BENCH_SCRATCH (default /tmp/bench: logs, iperf3 JSON, weaver's
 # state) and BENCH_SOCK_DIR (default /run: the daemons' API sockets), so that
-# a native run need not share them with anything else.
+# a native run need not share them with anything else. The namespaces (hA,
+# hB, cA1, ...) have fixed names: runs on one machine take turns on a lock
+# (BENCH_LOCK, default /run/weaver-bench.lock; BENCH_LOCK_WAIT seconds,
+# default 1800).
 #
 # Every result is a console line `BENCH <layout> <metric> <value...>`, which
 # run.sh collects. Any measurement that fails ends the script non-zero: a
@@ -75,12 +78,19 @@ say() { echo "bench: $(date -u +%T.%3N) $*"; }
 die() { echo "BENCH-FAILED: $*" >&2; exit 1; }
 result() { echo "BENCH $*"; }
 
-tools=(ip iperf3 ping python3 bridge awk timeout)
+tools=(ip iperf3 ping python3 bridge awk timeout flock)
 [ "$FASTDP" = 0 ] || tools+=(ovs-dpctl)
 for c in "${tools[@]}"; do
   command -v "$c" > /dev/null || die "$c not found (in the lab guest: the host's userspace; see integration/setup.sh)"
 done
 { [ -x "$WEAVER" ] && [ -x "$WEAVECTL" ]; } || die "no weaver/weavectl in $BIN"
+
+# One run at a time on this machine: the namespaces have fixed names.
+exec 8> "${BENCH_LOCK:-/run/weaver-bench.lock}"
+if ! flock -n 8; then
+  say "another guest-bench.sh is running here; waiting up to ${BENCH_LOCK_WAIT:-1800} s for it (BENCH_LOCK_WAIT)"
+  flock -w "${BENCH_LOCK_WAIT:-1800}" 8 || die "another guest-bench.sh still holds ${BENCH_LOCK:-/run/weaver-bench.lock}"
+fi
 
 # Whatever fails, say where, and show what the daemons said.
 trap 'echo "BENCH-FAILED: line $LINENO: $BASH_COMMAND (exit $?)" >&2' ERR
