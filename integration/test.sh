@@ -60,6 +60,10 @@ echo "test result: ok. 1 passed; 0 failed (demo)" >> "$RESULTS"
 BENCH_WAIT=0 integration/bench/run.sh --quick --bin-dir target/bench/release
 echo "test result: ok. 1 passed; 0 failed (benchmark smoke run)" >> "$RESULTS"
 
+step "sleeve benchmark, smoke run (natively: sleeve, encrypted sleeve, kernel vxlan, veth)"
+integration/bench/sleeve.sh --quick --bin-dir target/bench/release
+echo "test result: ok. 1 passed; 0 failed (sleeve benchmark smoke run)" >> "$RESULTS"
+
 if [ "$FUZZ_SECONDS" -gt 0 ]; then
   step "fuzzing, ${FUZZ_SECONDS}s per target"
   command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked

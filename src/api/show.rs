@@ -47,6 +47,8 @@ pub fn format_status(s: &Status) -> String {
             ("malformed", v.malformed),
             ("refused (authentication, replay)", v.refused),
             ("no connection", v.no_connection),
+            ("capture ring full", v.capture_dropped),
+            ("UDP socket full", v.udp_dropped),
             ("send errors", v.send_errors),
             ("inject errors", v.inject_errors),
         ] {

@@ -110,6 +110,8 @@ struct Stats {
     frag_needed: AtomicU64,
     fragmented: AtomicU64,
     no_connection: AtomicU64,
+    /// Frames the kernel dropped because the capture ring was full (libpcap's count).
+    capture_dropped: AtomicU64,
 }
 
 /// The counters, as `weavectl status` shows them.
@@ -132,6 +134,12 @@ pub struct SleeveStatsView {
     pub frag_needed: u64,
     pub fragmented: u64,
     pub no_connection: u64,
+    /// Frames the kernel dropped with the capture ring full.
+    #[serde(default)]
+    pub capture_dropped: u64,
+    /// Datagrams the kernel dropped with the UDP socket's buffer full.
+    #[serde(default)]
+    pub udp_dropped: u64,
     /// Frames the forwarder dropped, by reason.
     pub drops: BTreeMap<String, u64>,
     pub connections: usize,
@@ -153,6 +161,7 @@ struct RxConn {
 
 struct Shared {
     me: PeerName,
+    port: u16,
     start: Instant,
     fwd: Mutex<Forwarder>,
     tx: RwLock<HashMap<PeerName, Arc<TxConn>>>,
@@ -243,6 +252,7 @@ pub fn spawn(
     let (events_tx, events_rx) = mpsc::channel(1024);
     let shared = Arc::new(Shared {
         me: s.me,
+        port: s.port,
         start: Instant::now(),
         fwd: Mutex::new(Forwarder::new(s.me, forward::Config::default())),
         tx: RwLock::new(HashMap::new()),
@@ -402,6 +412,8 @@ impl SleeveHandle {
             frag_needed: g(&s.frag_needed),
             fragmented: g(&s.fragmented),
             no_connection: g(&s.no_connection),
+            capture_dropped: g(&s.capture_dropped),
+            udp_dropped: udp_socket_drops(self.shared.port).unwrap_or(0),
             drops,
             connections: read(&self.shared.tx).len(),
         }
@@ -545,10 +557,32 @@ fn send_batch(sock: &UdpSocket, to: SocketAddr, datagrams: &[Vec<u8>]) -> Result
     }
 }
 
+/// The kernel's drop count for our UDP socket (the last column of
+/// `/proc/self/net/udp`, in this network namespace).
+fn udp_socket_drops(port: u16) -> Option<u64> {
+    let table = std::fs::read_to_string("/proc/self/net/udp").ok()?;
+    let want = format!(":{port:04X}");
+    table.lines().skip(1).find_map(|l| {
+        let cols: Vec<&str> = l.split_whitespace().collect();
+        if cols.get(1)?.ends_with(&want) && cols.get(2)?.starts_with("00000000:") {
+            cols.last()?.parse().ok()
+        } else {
+            None
+        }
+    })
+}
+
 fn capture_loop(sh: &Shared, mut cap: pcap::Capture<pcap::Active>) {
     use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
     let mut batch: Vec<Vec<u8>> = Vec::with_capacity(CAPTURE_BATCH);
+    let mut stats_at = Instant::now();
     while !sh.stop.load(Ordering::Relaxed) {
+        if stats_at.elapsed() >= Duration::from_secs(1) {
+            stats_at = Instant::now();
+            if let Ok(st) = cap.stats() {
+                sh.stats.capture_dropped.store(u64::from(st.dropped) + u64::from(st.if_dropped), Ordering::Relaxed);
+            }
+        }
         batch.clear();
         let got = cap.dispatch(Some(CAPTURE_BATCH), |p| batch.push(p.data.to_vec()));
         match got {
@@ -693,5 +727,19 @@ fn handle_datagram(sh: &Shared, d: &[u8], from: SocketAddr, groups: &mut BTreeMa
         if let Ok(v) = v {
             sh.route(groups, v, fr.bytes);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn our_udp_socket_is_found_with_its_drop_count() {
+        let s = UdpSocket::bind("0.0.0.0:0").expect("bind");
+        let port = s.local_addr().expect("addr").port();
+        assert_eq!(udp_socket_drops(port), Some(0));
+        drop(s);
+        assert_eq!(udp_socket_drops(port), None);
     }
 }
