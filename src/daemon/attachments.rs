@@ -2,9 +2,13 @@
 //! atomically after every attach and detach. A restarted daemon (after a
 //! crash or a stop) takes back the containers whose veths still exist.
 
+use std::collections::BTreeSet;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
+use tracing::{info, warn};
+
+use crate::plumb::veth;
 
 /// One attached container.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -27,6 +31,22 @@ pub fn load(dir: &Path) -> Vec<Saved> {
 /// Writes the list atomically.
 pub fn save(dir: &Path, list: &[Saved]) -> std::io::Result<()> {
     super::state_file::save(dir, FILE, list)
+}
+
+/// Removes the host ends of container veths (ours by their names) that no
+/// attachment owns: left by a run that died mid-attach.
+pub async fn remove_unowned_veths(ours: &BTreeSet<&String>) {
+    match veth::names_with_prefix(veth::HOST_PREFIX).await {
+        Ok(names) => {
+            for n in names.iter().filter(|n| veth::is_container_veth(n) && !ours.contains(n)) {
+                info!(ifname = %n, "removing a stale container veth");
+                if let Err(e) = veth::detach(n).await {
+                    warn!(ifname = %n, error = %e, "could not remove stale veth");
+                }
+            }
+        }
+        Err(e) => warn!(error = %e, "could not list interfaces"),
+    }
 }
 
 #[cfg(test)]

@@ -92,17 +92,7 @@ impl Bridged {
             }
         }
         let ours: BTreeSet<&String> = self.attached.values().map(|a| &a.host_ifname).collect();
-        match veth::names_with_prefix(veth::HOST_PREFIX).await {
-            Ok(names) => {
-                for n in names.iter().filter(|n| veth::is_container_veth(n) && !ours.contains(n)) {
-                    info!(ifname = %n, "removing a stale container veth");
-                    if let Err(e) = veth::detach(n).await {
-                        warn!(ifname = %n, error = %e, "could not remove stale veth");
-                    }
-                }
-            }
-            Err(e) => warn!(error = %e, "could not list interfaces"),
-        }
+        attachments::remove_unowned_veths(&ours).await;
         self.save();
     }
 
