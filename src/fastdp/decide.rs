@@ -9,9 +9,10 @@ use super::input::{LocalPeer, Peers, RouteTable};
 use super::mac::MacTable;
 use super::megaflow::{set_tunnel, KeyError, MatchKey, Upcall};
 use super::op::{Dep, DropReason, Location};
+use super::sleeve_out::SleeveOut;
 use super::vni::Vni;
 use crate::mesh::peer::PeerName;
-use crate::odp::action::Action;
+use crate::odp::action::{Action, UserspaceAction};
 use crate::odp::key::Mac;
 
 /// Everything but the MAC table that decisions read.
@@ -23,6 +24,27 @@ pub(crate) struct World {
     pub(crate) peers: Peers,
     pub(crate) routes: RouteTable,
     pub(crate) ports: BTreeSet<u32>,
+    /// Next hops reached over the sleeve, not VXLAN, and the netlink port
+    /// their frames go up to.
+    pub(crate) sleeve: Option<SleeveHops>,
+}
+
+/// The peers whose connections carry the sleeve only, and the upcall port
+/// that hands their frames to it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct SleeveHops {
+    pub(crate) pid: u32,
+    pub(crate) hops: BTreeSet<PeerName>,
+}
+
+impl World {
+    /// The action that hands a frame to the sleeve, when `hop` is reached
+    /// over it.
+    fn via_sleeve(&self, hop: PeerName, origin: PeerName, dst: PeerName) -> Option<Action> {
+        let s = self.sleeve.as_ref().filter(|s| s.hops.contains(&hop))?;
+        let userdata = SleeveOut { origin, dst, next_hop: hop }.userdata();
+        Some(Action::Userspace(UserspaceAction { pid: s.pid, userdata: Some(userdata), ..UserspaceAction::default() }))
+    }
 }
 
 /// How a missed packet entered the datapath.
@@ -123,7 +145,7 @@ fn from_local(w: &World, macs: &MacTable, port: u32, dst: Mac, deps: &mut BTreeS
         }
         Some(Location::Remote(peer)) => {
             deps.insert(Dep::Mac(dst));
-            Ok((tunnel_to(w, peer, None, None, deps)?, true))
+            Ok((tunnel_to(w, me.name, peer, None, None, deps)?, true))
         }
         None => {
             let mut ignored = BTreeSet::new();
@@ -158,14 +180,16 @@ fn from_tunnel(
         return Ok((w.ports.iter().map(|p| Action::Output(*p)).collect(), dst.is_multicast()));
     }
     let dest = w.peers.by_short_id(vni.dst).ok_or(DropReason::UnknownDestination(vni.dst))?.name;
-    Ok((tunnel_to(w, dest, Some(vni), Some(prev), deps)?, true))
+    Ok((tunnel_to(w, origin, dest, Some(vni), Some(prev), deps)?, true))
 }
 
 /// `set(tunnel(...)), output(vxlan)` towards the next hop for `dest`, with
-/// the given VNI (relays) or `VNI(us, dest)`. Refuses loops: a next hop that
-/// is us, or the previous hop.
+/// the given VNI (relays) or `VNI(us, dest)`; a userspace action to the
+/// sleeve instead when that hop is reached over it. Refuses loops: a next
+/// hop that is us, or the previous hop.
 fn tunnel_to(
     w: &World,
+    origin: PeerName,
     dest: PeerName,
     vni: Option<Vni>,
     prev: Option<Ipv4Addr>,
@@ -189,6 +213,9 @@ fn tunnel_to(
         return Err(DropReason::Loop(h.underlay));
     }
     deps.extend([Dep::Route(dest), Dep::Peer(dest), Dep::Peer(hop), Dep::Peer(me.name)]);
+    if let Some(a) = w.via_sleeve(hop, origin, dest) {
+        return Ok(vec![a]);
+    }
     Ok(vec![set_tunnel(vni.tun_id(), me.underlay, h.underlay, w.ttl, w.tp_dst), Action::Output(me.vxlan_port)])
 }
 
@@ -215,6 +242,10 @@ fn flood(
         }
         let Some(info) = w.peers.get(c) else { continue };
         if info.underlay == me.underlay || Some(info.underlay) == prev {
+            continue;
+        }
+        if let Some(a) = w.via_sleeve(c, origin, origin) {
+            actions.push(a);
             continue;
         }
         actions.push(set_tunnel(vni.tun_id(), me.underlay, info.underlay, w.ttl, w.tp_dst));

@@ -4,15 +4,16 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use super::cache::{FlowCache, FlowEntry};
-use super::decide::{classify, decide, Decision, World};
+use super::decide::{classify, decide, Decision, Ingress, SleeveHops, World};
 use super::input::{Config, LocalPeer, PeerInfo, Peers, RouteTable};
 use super::mac::{Learned, MacEntry, MacTable};
 use super::megaflow::{MatchKey, Upcall};
 use super::op::{Dep, DropReason, Epoch, FlowOp, Location, StampedOp};
+use super::vni::Vni;
 use crate::mesh::peer::PeerName;
 use crate::odp::action::Action;
 use crate::odp::flow::Flow;
-use crate::odp::key::{KeyAttr, Mac};
+use crate::odp::key::{EthernetKey, KeyAttr, Mac};
 
 /// What the forwarder has done, for metrics. Per-packet drops are counted
 /// here, by [`DropReason::kind`], rather than logged.
@@ -59,6 +60,7 @@ impl Forwarder {
             peers: Peers::default(),
             routes: RouteTable::default(),
             ports: BTreeSet::new(),
+            sleeve: None,
         };
         let macs = MacTable::new(cfg.mac_timeout_ms);
         Forwarder {
@@ -160,6 +162,79 @@ impl Forwarder {
             let gone = self.cache.invalidate(&changed);
             self.bump_and_queue(gone);
         }
+    }
+
+    /// The next hops reached over the sleeve rather than VXLAN (their
+    /// connections' fast datapath fails, or the peer runs the sleeve only),
+    /// and the upcall port that hands frames to the sleeve. Flows that
+    /// tunnel to a hop that moved either way are deleted.
+    pub fn handle_sleeve_hops(&mut self, _now: u64, pid: u32, hops: BTreeSet<PeerName>) {
+        let old = self.world.sleeve.take().unwrap_or_default();
+        let mut changed: BTreeSet<Dep> = old.hops.symmetric_difference(&hops).map(|p| Dep::Peer(*p)).collect();
+        if old.pid != pid {
+            changed.extend(hops.iter().chain(old.hops.iter()).map(|p| Dep::Peer(*p)));
+        }
+        self.world.sleeve = Some(SleeveHops { pid, hops });
+        if !changed.is_empty() {
+            let deps: Vec<Dep> = changed.into_iter().collect();
+            let gone = self.cache.invalidate(&deps);
+            self.bump_and_queue(gone);
+        }
+    }
+
+    /// A frame that arrived over the sleeve from peer `prev`, in a record
+    /// from `src` to `dst`: decided as if it had come through the tunnel
+    /// with `VNI(src, dst)` (a broadcast when `dst == src`), learning its
+    /// source MAC at `src`. Returns deletes a MAC move made necessary, then
+    /// an execute (never an install: the frame is not in the datapath), or
+    /// a drop.
+    pub fn handle_sleeve_frame(
+        &mut self,
+        now: u64,
+        prev: PeerName,
+        src: PeerName,
+        dst: PeerName,
+        frame: &[u8],
+    ) -> Vec<StampedOp> {
+        let macs = frame.get(0..12).map(|b| {
+            let (d, s) = b.split_at(6);
+            (Mac([d[0], d[1], d[2], d[3], d[4], d[5]]), Mac([s[0], s[1], s[2], s[3], s[4], s[5]]))
+        });
+        let Some((dmac, smac)) = macs else { return vec![self.refuse(DropReason::SleeveRunt)] };
+        if smac.is_multicast() {
+            return vec![self.refuse(DropReason::MulticastSource(smac))];
+        }
+        let me = self.world.me.name;
+        if src == me {
+            return vec![self.refuse(DropReason::FromSelf)];
+        }
+        let sid = |n: PeerName| {
+            if n == me {
+                Some(self.world.me.short_id)
+            } else {
+                self.world.peers.get(n).map(|i| i.short_id)
+            }
+        };
+        let (Some(s), Some(d)) = (sid(src), sid(dst)) else {
+            return vec![self.refuse(DropReason::UnknownPeer(if sid(src).is_none() { src } else { dst }))];
+        };
+        let vni = if dst == src { Vni::broadcast(s) } else { Vni::unicast(s, d) };
+        let prev_ip = self.world.peers.get(prev).map_or(std::net::Ipv4Addr::UNSPECIFIED, |i| i.underlay);
+        let ingress = Ingress::Tunnel { origin: src, vni, prev: prev_ip };
+        let key =
+            MatchKey { in_port: self.world.me.vxlan_port, eth: EthernetKey { src: smac, dst: dmac }, tunnel: None };
+        let mut out = Vec::new();
+        if let Learned::Moved(_) = self.macs.learn(now, smac, Location::Remote(src)) {
+            self.counters.mac_moves += 1;
+            let gone = self.cache.invalidate(&[Dep::Mac(smac)]);
+            self.epoch.0 += 1;
+            out.extend(gone.into_iter().map(|e| self.delete_op(&e)));
+        }
+        match decide(&self.world, &self.macs, &key, &ingress) {
+            Decision::Refuse(r) => out.push(self.refuse(r)),
+            Decision::Execute { actions } | Decision::Install { actions, .. } => out.push(self.execute(actions)),
+        }
+        out
     }
 
     /// A packet missed the flow table. `key` is the upcall's key. Returns

@@ -107,6 +107,7 @@ pub mod input;
 pub(crate) mod mac;
 pub mod megaflow;
 pub mod op;
+pub mod sleeve_out;
 pub mod vni;
 
 #[cfg(test)]

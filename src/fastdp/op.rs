@@ -92,6 +92,9 @@ pub enum DropReason {
     /// from, or to our own.
     #[error("loop: would tunnel back to {0}")]
     Loop(Ipv4Addr),
+    /// A frame from the sleeve shorter than an Ethernet header.
+    #[error("frame from the sleeve too short for an Ethernet header")]
+    SleeveRunt,
 }
 
 impl DropReason {
@@ -109,6 +112,7 @@ impl DropReason {
             DropReason::UnknownSource(_) => "unknown_source",
             DropReason::UnknownDestination(_) => "unknown_destination",
             DropReason::Loop(_) => "loop",
+            DropReason::SleeveRunt => "sleeve_runt",
         }
     }
 }

@@ -6,5 +6,6 @@ mod harness;
 mod invalidation;
 mod learning;
 mod props;
+mod sleeve;
 mod staleness;
 mod unicast;
