@@ -4,16 +4,14 @@
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 
-const HOSTS: [&str; 5] = ["a", "b", "c", "d", "e"];
+mod common;
+use common::{sh, wait_until};
 
-fn sh(cmd: &str) {
-    let st = Command::new("sh").arg("-c").arg(cmd).status().expect("run sh");
-    assert!(st.success(), "command failed: {cmd}");
-}
+const HOSTS: [&str; 5] = ["a", "b", "c", "d", "e"];
 
 /// Namespaces and links, removed on drop.
 struct Net {
@@ -131,17 +129,6 @@ fn seen(net: &Net, h: &str) -> Vec<String> {
         .unwrap_or_default();
     names.sort();
     names
-}
-
-fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
-    let t0 = Instant::now();
-    while t0.elapsed() < timeout {
-        if f() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    panic!("timed out after {timeout:?} waiting for {what}");
 }
 
 fn nicks(hs: &[&str]) -> Vec<String> {

@@ -26,22 +26,13 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+mod common;
+use common::{sh, sh_out, wait_until};
+
 const HOSTS: [&str; 3] = ["a", "b", "c"];
 /// A payload pattern for ping (`-p`): "weaverknown" in hex, repeated.
 const PATTERN_HEX: &str = "7765617665726b6e6f776e";
 const PATTERN: &[u8] = b"weaverknown";
-
-fn sh_out(cmd: &str) -> (bool, String) {
-    let out = Command::new("sh").arg("-c").arg(cmd).output().expect("run sh");
-    let mut s = String::from_utf8_lossy(&out.stdout).into_owned();
-    s.push_str(&String::from_utf8_lossy(&out.stderr));
-    (out.status.success(), s)
-}
-
-fn sh(cmd: &str) {
-    let (ok, out) = sh_out(cmd);
-    assert!(ok, "command failed: {cmd}\n{out}");
-}
 
 struct Lab {
     prefix: String,
@@ -244,17 +235,6 @@ impl Drop for Lab {
             let _ = Command::new("ip").args(["netns", "del", &self.ns(&n)]).status();
         }
     }
-}
-
-fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
-    let t0 = Instant::now();
-    while t0.elapsed() < timeout {
-        if f() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(250));
-    }
-    panic!("timed out after {timeout:?} waiting for {what}");
 }
 
 /// Packets of 250 bytes or more in a pcap file (either byte order).
