@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 mod common;
-use common::{sh, wait_until};
+use common::{sh, wait_until, weavectl};
 
 const HOSTS: [&str; 5] = ["a", "b", "c", "d", "e"];
 
@@ -102,20 +102,6 @@ impl Drop for Net {
         for h in HOSTS {
             let _ = Command::new("ip").args(["netns", "del", &self.ns(h)]).status();
         }
-    }
-}
-
-fn weavectl(sock: &PathBuf, args: &[&str]) -> Result<String, String> {
-    let out = Command::new(env!("CARGO_BIN_EXE_weavectl"))
-        .arg("--api")
-        .arg(sock)
-        .args(args)
-        .output()
-        .map_err(|e| e.to_string())?;
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    } else {
-        Err(String::from_utf8_lossy(&out.stderr).into_owned())
     }
 }
 

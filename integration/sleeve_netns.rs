@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 mod common;
-use common::{sh, sh_out, wait_until};
+use common::{sh, sh_out, wait_until, weavectl};
 
 const HOSTS: [&str; 3] = ["a", "b", "c"];
 /// A payload pattern for ping (`-p`): "weaverknown" in hex, repeated.
@@ -143,17 +143,7 @@ impl Lab {
     }
 
     fn ctl(&self, h: &str, args: &[&str]) -> Result<String, String> {
-        let out = Command::new(env!("CARGO_BIN_EXE_weavectl"))
-            .arg("--api")
-            .arg(self.sock(h))
-            .args(args)
-            .output()
-            .map_err(|e| e.to_string())?;
-        if out.status.success() {
-            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-        } else {
-            Err(String::from_utf8_lossy(&out.stderr).into_owned())
-        }
+        weavectl(&self.sock(h), args)
     }
 
     fn json(&self, h: &str, args: &[&str]) -> Value {

@@ -1,6 +1,7 @@
 //! Helpers the native integration tests share.
 #![allow(dead_code)]
 
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -28,4 +29,19 @@ pub fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
         std::thread::sleep(Duration::from_millis(200));
     }
     panic!("timed out after {timeout:?} waiting for {what}");
+}
+
+/// Runs this build's `weavectl --api SOCK ARGS...`: stdout, or stderr on failure.
+pub fn weavectl(sock: &Path, args: &[&str]) -> Result<String, String> {
+    let out = Command::new(env!("CARGO_BIN_EXE_weavectl"))
+        .arg("--api")
+        .arg(sock)
+        .args(args)
+        .output()
+        .map_err(|e| e.to_string())?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
 }

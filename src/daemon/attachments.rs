@@ -33,6 +33,32 @@ pub fn save(dir: &Path, list: &[Saved]) -> std::io::Result<()> {
     super::state_file::save(dir, FILE, list)
 }
 
+/// The recorded attachments whose host veths still exist (a crash or a
+/// restart leaves them); the others are logged and forgotten.
+pub async fn surviving(dir: &Path) -> Vec<Saved> {
+    let mut out = Vec::new();
+    for s in load(dir) {
+        match veth::exists(&s.host_ifname).await {
+            Ok(true) => out.push(s),
+            Ok(false) => info!(target = %s.target, "container gone since the last run; forgotten"),
+            Err(e) => warn!(target = %s.target, error = %e, "could not check container veth"),
+        }
+    }
+    out
+}
+
+/// The veth to create for an attach request: the namespace, the addresses
+/// (refused, naming the bad one, if one does not parse), the MTU.
+pub fn attach_spec(r: &crate::api::AttachRequest, mtu: u32) -> Result<veth::AttachSpec, String> {
+    let addrs = r
+        .cidrs
+        .iter()
+        .map(|c| c.parse::<ipnet::IpNet>().map_err(|e| format!("invalid address {c:?}: {e}")))
+        .collect::<Result<Vec<_>, _>>()?;
+    let netns = veth::netns_path(&r.target);
+    Ok(veth::AttachSpec { host_ifname: veth::host_ifname(&netns), netns, addrs, mtu })
+}
+
 /// Removes the host ends of container veths (ours by their names) that no
 /// attachment owns: left by a run that died mid-attach.
 pub async fn remove_unowned_veths(ours: &BTreeSet<&String>) {

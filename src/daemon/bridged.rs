@@ -14,7 +14,7 @@ use super::attachments::{self, Saved};
 use super::dataplane::{DataplaneHandle, DpRequest};
 use crate::api::{AttachRequest, AttachView};
 use crate::plumb::bridge;
-use crate::plumb::veth::{self, AttachSpec};
+use crate::plumb::veth;
 
 struct Attached {
     host_ifname: String,
@@ -78,17 +78,13 @@ impl Bridged {
     }
 
     async fn readopt(&mut self) {
-        for s in attachments::load(&self.state_dir) {
-            match veth::exists(&s.host_ifname).await {
-                Ok(true) => match bridge::enslave(&s.host_ifname, &self.bridge).await {
-                    Ok(()) => {
-                        info!(target = %s.target, ifname = %s.host_ifname, "container re-attached");
-                        self.attached.insert(s.target, Attached { host_ifname: s.host_ifname, cidrs: s.cidrs });
-                    }
-                    Err(e) => warn!(target = %s.target, error = %e, "could not re-attach container"),
-                },
-                Ok(false) => info!(target = %s.target, "container gone since the last run; forgotten"),
-                Err(e) => warn!(target = %s.target, error = %e, "could not check container veth"),
+        for s in attachments::surviving(&self.state_dir).await {
+            match bridge::enslave(&s.host_ifname, &self.bridge).await {
+                Ok(()) => {
+                    info!(target = %s.target, ifname = %s.host_ifname, "container re-attached");
+                    self.attached.insert(s.target, Attached { host_ifname: s.host_ifname, cidrs: s.cidrs });
+                }
+                Err(e) => warn!(target = %s.target, error = %e, "could not re-attach container"),
             }
         }
         let ours: BTreeSet<&String> = self.attached.values().map(|a| &a.host_ifname).collect();
@@ -97,14 +93,8 @@ impl Bridged {
     }
 
     async fn attach(&mut self, r: AttachRequest) -> Result<AttachView, String> {
-        let addrs = r
-            .cidrs
-            .iter()
-            .map(|c| c.parse::<ipnet::IpNet>().map_err(|e| format!("invalid address {c:?}: {e}")))
-            .collect::<Result<Vec<_>, _>>()?;
-        let netns = veth::netns_path(&r.target);
+        let spec = attachments::attach_spec(&r, self.mtu)?;
         let _ = self.detach(&r.target).await;
-        let spec = AttachSpec { host_ifname: veth::host_ifname(&netns), netns, addrs, mtu: self.mtu };
         let a = veth::attach(&spec).await.map_err(|e| e.to_string())?;
         if let Err(e) = bridge::enslave(&a.host_ifname, &self.bridge).await {
             let _ = veth::detach(&a.host_ifname).await;

@@ -29,7 +29,7 @@ use crate::mesh::peer::PeerName;
 use crate::odp::packet::{Upcall, UpcallKind};
 use crate::odp::socket::{OdpClient, OpSocket};
 use crate::odp::vport::VportType;
-use crate::plumb::veth::{self, AttachSpec};
+use crate::plumb::veth;
 
 /// What the mesh tells the dataplane: peers with their underlay addresses,
 /// the routes, and our own underlay address.
@@ -507,19 +507,14 @@ impl Dataplane {
     /// survived it (a crash, a restart), and removes host veths of ours that
     /// no record names (left by a run that died mid-attach).
     async fn readopt(&mut self) {
-        let saved = attachments::load(&self.state_dir);
-        for s in saved {
-            match veth::exists(&s.host_ifname).await {
-                Ok(true) => match self.add_port(&s.host_ifname) {
-                    Ok(port_no) => {
-                        info!(target = %s.target, ifname = %s.host_ifname, port = port_no, "container re-attached");
-                        let a = Attachment { host_ifname: s.host_ifname, port_no, cidrs: s.cidrs };
-                        self.attached.insert(s.target, a);
-                    }
-                    Err(e) => warn!(target = %s.target, error = %e, "could not re-attach container"),
-                },
-                Ok(false) => info!(target = %s.target, "container gone since the last run; forgotten"),
-                Err(e) => warn!(target = %s.target, error = %e, "could not check container veth"),
+        for s in attachments::surviving(&self.state_dir).await {
+            match self.add_port(&s.host_ifname) {
+                Ok(port_no) => {
+                    info!(target = %s.target, ifname = %s.host_ifname, port = port_no, "container re-attached");
+                    let a = Attachment { host_ifname: s.host_ifname, port_no, cidrs: s.cidrs };
+                    self.attached.insert(s.target, a);
+                }
+                Err(e) => warn!(target = %s.target, error = %e, "could not re-attach container"),
             }
         }
         let ours: BTreeSet<&String> = self.attached.values().map(|a| &a.host_ifname).collect();
@@ -528,15 +523,9 @@ impl Dataplane {
     }
 
     async fn attach(&mut self, r: AttachRequest) -> Result<AttachView, String> {
-        let addrs = r
-            .cidrs
-            .iter()
-            .map(|c| c.parse::<ipnet::IpNet>().map_err(|e| format!("invalid address {c:?}: {e}")))
-            .collect::<Result<Vec<_>, _>>()?;
-        let netns = veth::netns_path(&r.target);
+        let spec = attachments::attach_spec(&r, self.mtu)?;
         // Re-attaching replaces the old port.
         let _ = self.detach(&r.target).await;
-        let spec = AttachSpec { host_ifname: veth::host_ifname(&netns), netns, addrs, mtu: self.mtu };
         let a = veth::attach(&spec).await.map_err(|e| e.to_string())?;
         let port_no = match self.add_port(&a.host_ifname) {
             Ok(p) => p,
