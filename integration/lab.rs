@@ -105,6 +105,8 @@ scenario!(mesh3_udp_blocked);
 scenario!(mesh3_multihop);
 scenario!(mesh3_partition);
 scenario!(mesh3_restart);
+scenario!(mesh3_mixed);
+scenario!(mesh3_sleeve_peer);
 scenario!(mesh3_host);
 scenario!(mesh3_stop);
 

@@ -364,10 +364,12 @@ scenario_fastdp_two_hosts() {
 M3_HOSTS=(A B C)
 m3_ip() { case $1 in A) echo 192.168.90.1 ;; B) echo 192.168.90.2 ;; C) echo 192.168.90.3 ;; esac; }
 m3_ctl() { local h=$1; shift; "$WEAVECTL" --api /run/t$h.sock "$@"; }
+# m3_start H [FLAGS...]: starts H's daemon, connecting to the other two.
 m3_start() {
   local h=$1 peers=() o
+  shift
   for o in "${M3_HOSTS[@]}"; do [ "$o" != "$h" ] && peers+=("$(m3_ip $o)"); done
-  ip netns exec t$h "$WEAVER" --nickname host$h --api-socket /run/t$h.sock --state-dir /tmp/t$h "${peers[@]}" \
+  ip netns exec t$h "$WEAVER" --nickname host$h --api-socket /run/t$h.sock --state-dir /tmp/t$h "$@" "${peers[@]}" \
     >> /tmp/t$h.log 2>&1 &
   echo $! > /tmp/t$h.pid
 }
@@ -388,13 +390,31 @@ m3_wait() {
   for i in $(seq "$t"); do "$@" > /dev/null 2>&1 && return 0; sleep 1; done
   fail "timed out after ${t}s waiting for: $desc"
 }
-# m3_conn_state H PEER: the overlay column of H's connection to host PEER.
+# m3_conn_state H PEER: the overlay column of H's connection to host PEER:
+# "fastdp", "on hold", "sleeve", "sleeve (probing)", "sleeve (down)", ...
 m3_conn_state() {
-  m3_ctl $1 status connections | awk -v ip="$(m3_ip $2):" 'index($2, ip) == 1 { print $4 == "on" ? "on hold" : $4 }' | head -n 1
+  m3_ctl $1 status connections | awk -v ip="$(m3_ip $2):" 'index($2, ip) == 1 {
+    if ($4 == "on") print "on hold"; else if ($5 ~ /^\(/) print $4 " " $5; else print $4 }' | head -n 1
 }
 m3_conn_is() { [ "$(m3_conn_state $1 $2)" = "$3" ]; }
-# On hold, or gone altogether (the control connection timed out).
-m3_conn_down() { local s; s=$(m3_conn_state $1 $2); [ "$s" = "on hold" ] || [ -z "$s" ]; }
+# No overlay carries it (on hold, the sleeve down too), or gone altogether
+# (the control connection timed out).
+m3_conn_down() {
+  local s; s=$(m3_conn_state $1 $2)
+  [ "$s" = "on hold" ] || [ "$s" = "sleeve (down)" ] || [ -z "$s" ]
+}
+# m3_stop H: stops H's daemon with SIGTERM and waits for it.
+m3_stop() {
+  local pid i
+  pid=$(cat /tmp/t$1.pid)
+  kill -TERM "$pid" 2>/dev/null || true
+  for i in $(seq 100); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.2; done
+  fail "weaver on $1 did not stop"
+}
+# m3_sleeve_flow H PEER: H has a flow that hands frames to the sleeve, for PEER.
+m3_sleeve_flow() {
+  m3_ctl $1 flows dump | grep -q 'actions:.*userspace(pid=[0-9]*,userdata(7765617665722d736c65657665'
+}
 m3_sees3() { m3_ctl $1 status | grep -q 'Peers: 3'; }
 m3_missed() { ip netns exec t$1 "$WEAVECTL" dp show --direct | sed -nE 's/.*missed:([0-9]+).*/\1/p'; }
 m3_block() {  # m3_block H1 H2 [iptables match...]: drops H1<->H2 traffic in H1.
@@ -454,15 +474,27 @@ scenario_mesh3_pairs() {
 }
 
 # A's underlay MTU drops to 1400: full-size heartbeats (1390 + 50 bytes,
-# don't-fragment) are lost, small ones still arrive, so A's connections go
-# on hold saying the MTU is the problem. Restored, they come back.
+# don't-fragment) are lost, small ones still arrive, so A's fast datapath
+# goes on hold saying the MTU is the problem, and A-B moves to the sleeve,
+# whose path-MTU discovery finds the smaller path: full-size pings without
+# DF arrive whole (fragmented), with DF they get "fragmentation needed".
+# Restored, the connections return to the fast datapath.
 scenario_mesh3_mtu() {
   ip -n tA link set eth0 mtu 1400
-  m3_wait 15 "A-B on hold" m3_conn_is A B "on hold"
+  m3_wait 15 "A-B on the sleeve" m3_conn_is A B sleeve
   local c
   c=$(m3_ctl A status connections)
   echo "$c"
-  echo "$c" | grep "$(m3_ip B):" | grep -q 'MTU' || fail "the reason does not name the MTU"
+  echo "$c" | grep "$(m3_ip B):" | grep -q 'fastdp on hold: .*MTU' || fail "the reason does not name the MTU"
+  m3_wait 20 "A-B's sleeve path MTU verified" \
+    sh -c "'$WEAVECTL' --api /run/tA.sock status connections | grep '$(m3_ip B):' | grep -q 'path MTU 13[0-9][0-9] bytes of UDP payload (verified)'"
+  m3_ctl A status connections | grep "$(m3_ip B):"
+  ip netns exec kA1 ping -c 2 -W 3 -M dont -s 1300 10.42.0.3 > /dev/null || fail "non-DF 1300-byte pings A->B did not arrive whole"
+  local out
+  out=$(ip netns exec kA1 ping -c 3 -W 3 -M do -s 1340 10.42.0.3 2>&1 || true)
+  echo "$out" | grep -Eq 'mtu ?= ?[0-9]+' || { echo "$out"; fail "DF 1340-byte pings got no 'fragmentation needed'"; }
+  echo "$out" | grep -E 'mtu ?= ?[0-9]+' | head -n 1
+  m3_sleeve_flow A || fail "A has no flow handing frames to the sleeve"
   ip -n tA link set eth0 mtu 1500
   m3_wait 20 "A-B back on fastdp" m3_conn_is A B fastdp
   m3_wait 20 "B-A back on fastdp" m3_conn_is B A fastdp
@@ -527,25 +559,39 @@ scenario_mesh3_broadcast() {
   done
 }
 
-# UDP to the VXLAN port blocked between A and C: their connection goes on
-# hold within a few seconds (the control connection stays), A reaches C
-# through B, and it returns to the fast datapath when unblocked.
+# UDP to the VXLAN port blocked between A and C: within seconds their
+# connection falls back to the sleeve (UDP 6783, direct), and traffic
+# resumes over it, not through B. Unblocked, it returns to the fast datapath.
 scenario_mesh3_udp_blocked() {
+  local sent0
   m3_block A C -p udp --dport 6784
   local t0=$SECONDS
-  m3_wait 15 "A-C on hold" m3_conn_is A C "on hold"
-  echo "A-C on hold after $((SECONDS - t0)) s"
+  m3_wait 15 "A-C on the sleeve" m3_conn_is A C sleeve
+  m3_wait 15 "C-A on the sleeve" m3_conn_is C A sleeve
+  echo "A-C on the sleeve after $((SECONDS - t0)) s"
   m3_ctl A status connections
   m3_ctl A status connections | grep "$(m3_ip C):" | grep -q 'blocked' || fail "the reason does not say UDP is blocked"
-  m3_wait 10 "kA1 reaches kC1 through B" ip netns exec kA1 ping -c 1 -W 2 10.42.0.5
+  sent0=$(m3_ctl A status | sed -nE 's/.*Sleeve: ([0-9]+) frames captured.*/\1/p')
+  m3_wait 10 "kA1 reaches kC1 over the sleeve" ip netns exec kA1 ping -c 1 -W 2 10.42.0.5
+  ip netns exec kA1 ping -c 20 -i 0.05 -W 2 10.42.0.5 > /dev/null || fail "pings kA1->kC1 lost over the sleeve"
+  ip netns exec kC2 ping -c 20 -i 0.05 -W 2 10.42.0.2 > /dev/null || fail "pings kC2->kA2 lost over the sleeve"
+  m3_sleeve_flow A || { m3_ctl A flows dump; fail "A has no flow handing frames to the sleeve"; }
+  if m3_ctl B flows dump | grep -qE '^tunnel\(.*src=192\.168\.90\.1,.*actions:set\(tunnel\(.*dst=192\.168\.90\.3'; then
+    fail "A's traffic to C went through B, not over the direct sleeve"
+  fi
+  local sent1
+  sent1=$(m3_ctl A status | sed -nE 's/.*Sleeve: ([0-9]+) frames captured.*/\1/p')
+  echo "A handed ${sent0:-?} -> ${sent1:-?} frames to the sleeve"
+  [ "${sent1:-0}" -ge $(( ${sent0:-0} + 40 )) ] || fail "A's sleeve did not carry the pings (${sent0:-?} -> ${sent1:-?})"
   m3_unblock A
   m3_wait 15 "A-C back on fastdp" m3_conn_is A C fastdp
   m3_wait 15 "C-A back on fastdp" m3_conn_is C A fastdp
   m3_ctl A status connections
 }
 
-# The A-C underlay blocked altogether: A's containers reach C's, relayed by
-# B's datapath. Unblocked: A-C goes direct again.
+# The A-C underlay blocked altogether (VXLAN and the sleeve both): A's
+# containers reach C's, relayed by B's datapath. Unblocked: A-C goes direct
+# again.
 scenario_mesh3_multihop() {
   m3_block A C; m3_block C A
   m3_wait 15 "A-C withdrawn" m3_conn_down A C
@@ -617,6 +663,58 @@ scenario_mesh3_restart() {
   case "$flows" in *'actions:set(tunnel('*) ;; *) fail "B has no tunnel flows after the restart" ;; esac
 }
 
+# Mixed mode: B restarted with --no-fastdp runs the sleeve only (the Linux
+# bridge `weave`, pcap), A and C keep the fast datapath. Every container
+# reaches every other; A-C stays on fastdp, A-B and C-B use the sleeve.
+# B then returns to the fast datapath.
+scenario_mesh3_mixed() {
+  m3_stop B
+  m3_start B --no-fastdp
+  m3_wait 40 "B sees 3 peers again" m3_sees3 B
+  m3_ctl B status | grep -q 'Overlay: sleeve' || { m3_ctl B status; fail "B does not say it runs the sleeve"; }
+  m3_wait 30 "A-B on the sleeve" m3_conn_is A B sleeve
+  m3_wait 30 "C-B on the sleeve" m3_conn_is C B sleeve
+  m3_wait 30 "B-A on the sleeve" m3_conn_is B A sleeve
+  m3_wait 30 "kA1 reaches kB1" ip netns exec kA1 ping -c 1 -W 2 10.42.0.3
+  m3_ping_all
+  echo "all pairs ping with B on the sleeve"
+  m3_conn_is A C fastdp || fail "A-C left the fast datapath"
+  m3_conn_is C A fastdp || fail "C-A left the fast datapath"
+  m3_ctl A status connections
+  m3_ctl B status connections
+  m3_sleeve_flow A || { m3_ctl A flows dump; fail "A has no flow handing frames to the sleeve"; }
+  m3_ctl A flows dump | grep -qE 'actions:set\(tunnel\(.*dst=192\.168\.90\.3' \
+    || fail "A's traffic to C does not tunnel over VXLAN"
+  m3_stop B
+  m3_start B
+  m3_wait 40 "B sees 3 peers again" m3_sees3 B
+  m3_wait 30 "A-B on fastdp" m3_conn_is A B fastdp
+  m3_wait 30 "B-A on fastdp" m3_conn_is B A fastdp
+  m3_wait 30 "kA1 reaches kB1" ip netns exec kA1 ping -c 1 -W 2 10.42.0.3
+}
+
+# One peer forced to the sleeve: B restarted with --sleeve-peer hostA keeps
+# A-B off VXLAN at both ends (B leaves A's heartbeats unacknowledged), while
+# B-C stays on fastdp.
+scenario_mesh3_sleeve_peer() {
+  m3_stop B
+  m3_start B --sleeve-peer hostA
+  m3_wait 40 "B sees 3 peers again" m3_sees3 B
+  m3_wait 30 "B-A on the sleeve" m3_conn_is B A sleeve
+  m3_wait 30 "A-B on the sleeve" m3_conn_is A B sleeve
+  m3_wait 30 "B-C on fastdp" m3_conn_is B C fastdp
+  m3_ctl B status connections
+  m3_ctl B status connections | grep "$(m3_ip A):" | grep -q 'forced' || fail "B does not say the sleeve is forced for A"
+  m3_wait 30 "kA1 reaches kB1" ip netns exec kA1 ping -c 1 -W 2 10.42.0.3
+  m3_ping_all
+  m3_sleeve_flow B || { m3_ctl B flows dump; fail "B has no flow handing frames to the sleeve"; }
+  m3_stop B
+  m3_start B
+  m3_wait 40 "B sees 3 peers again" m3_sees3 B
+  m3_wait 30 "A-B on fastdp" m3_conn_is A B fastdp
+  m3_wait 30 "B-A on fastdp" m3_conn_is B A fastdp
+}
+
 # The host's side: A gives its internal port `weave` an address on the
 # overlay (by hand; `weavectl expose` is the host issue's). Traffic between
 # the host and local and remote containers flows, and crosses A's netfilter:
@@ -677,7 +775,7 @@ mesh3_teardown() {
 
 ALL=(probe dp_ports flows_weaver_to_ovs flows_ovs_to_weaver traffic vxlan upcalls upcalls_per_cpu vport_events daemon fastdp_two_hosts
   mesh3_setup mesh3_pairs mesh3_steady mesh3_broadcast mesh3_mtu mesh3_udp_blocked mesh3_multihop mesh3_partition mesh3_restart
-  mesh3_host mesh3_stop)
+  mesh3_mixed mesh3_sleeve_peer mesh3_host mesh3_stop)
 [ $# -gt 0 ] && ALL=("$@")
 for s in "${ALL[@]}"; do run_scenario "$s" "scenario_$s"; done
 case " ${ALL[*]} " in *" mesh3_setup "*) mesh3_teardown ;; esac

@@ -11,7 +11,7 @@ use tracing::info;
 use weaver::api::{server, Status};
 use weaver::daemon::bridged;
 use weaver::daemon::config::{Args, Config};
-use weaver::daemon::dataplane::{self, DataplaneSettings};
+use weaver::daemon::dataplane::{self, DataplaneSettings, SleeveSide};
 use weaver::daemon::fastdp::{self, Fastdp};
 use weaver::daemon::mesh::{self, FastdpLink, MeshSettings, SleeveLink};
 use weaver::daemon::sleeve::{self as sleeve_driver, SleeveSettings};
@@ -63,6 +63,16 @@ async fn main() -> Result<()> {
     let cap = fastdp::probe(&cfg.datapath, cfg.vxlan_port, cfg.no_fastdp).await;
     let overlay = if cap.fastdp() { "fastdp" } else { "sleeve" };
     info!(overlay, reason = %cap.reason(), "overlay selected");
+    // Leftovers of the other mode (it ran before, and crashed or was
+    // stopped without --reset) hold the names this mode needs.
+    if cap.fastdp() {
+        match bridge::remove(bridge::BRIDGE).await {
+            Ok(()) => {}
+            Err(e) => tracing::debug!(error = %e, "no bridge of an earlier sleeve run removed"),
+        }
+    } else if let Err(e) = Fastdp::remove_stale(&cfg.datapath) {
+        tracing::warn!(error = %e, "could not check for a datapath of an earlier run");
+    }
     let dp = if cap.fastdp() { Some(Fastdp::start(&cfg.datapath, cfg.vxlan_port)?) } else { None };
 
     // Everything that runs until SIGTERM/SIGINT watches this.
@@ -77,23 +87,36 @@ async fn main() -> Result<()> {
         conn = conn.with_password(p);
     }
     conn.trusted_subnets = cfg.trusted_subnets.clone();
-    // What we offer peers: the fast datapath when it runs here, else the
-    // sleeve.
-    conn.overlays = if dp.is_some() { vec!["fastdp".into()] } else { vec!["sleeve".into()] };
+    // What we offer peers: the fast datapath when it runs here, and the
+    // sleeve always (a connection VXLAN cannot cross falls back to it, and
+    // sleeve-only peers are reached over it).
+    conn.overlays = if dp.is_some() { vec!["fastdp".into(), "sleeve".into()] } else { vec!["sleeve".into()] };
     let (snap_tx, snap_rx) = watch::channel(None);
-    // Bridge mode: the Linux bridge `weave`, its capture port, the sleeve.
-    let mut sleeve = None;
-    let mut sleeve_link = None;
+    // The sleeve: in bridge mode on the Linux bridge `weave` and its
+    // capture port; beside the fast datapath, fed by the datapath's upcalls.
     let mut bridged_plane = None;
-    if dp.is_none() {
+    let mut inbound = None;
+    let local = if dp.is_none() {
         let b = bridge::ensure(&BridgeSpec { name: bridge::BRIDGE.into(), mtu: cfg.mtu })
             .await
             .map_err(|e| anyhow::anyhow!("setting up the bridge: {e}"))?;
-        let s = SleeveSettings { me: me.name, port: cfg.port, capture_ifname: b.capture_ifname.clone(), mtu: cfg.mtu };
-        let (h, events) = sleeve_driver::spawn(s, snap_rx.clone()).context("starting the sleeve")?;
-        sleeve_link =
-            Some(SleeveLink { handle: h.clone(), events, port: cfg.port, link: LinkConfig::default(), mtu: cfg.mtu });
-        sleeve = Some(h);
+        sleeve_driver::LocalSide::Capture(b.capture_ifname.clone())
+    } else {
+        let (tx, rx) = tokio::sync::mpsc::channel(4096);
+        inbound = Some(rx);
+        sleeve_driver::LocalSide::Dataplane(tx)
+    };
+    let s = SleeveSettings { me: me.name, port: cfg.port, local, mtu: cfg.mtu };
+    let (sleeve_handle, events) = sleeve_driver::spawn(s, snap_rx.clone()).context("starting the sleeve")?;
+    let sleeve_link = Some(SleeveLink {
+        handle: sleeve_handle.clone(),
+        events,
+        port: cfg.port,
+        link: LinkConfig::default(),
+        mtu: cfg.mtu,
+    });
+    let sleeve = Some(sleeve_handle.clone());
+    if dp.is_none() {
         bridged_plane = Some(bridged::spawn(bridge::BRIDGE.into(), cfg.mtu, cfg.state_dir.clone()).await);
     }
     let (dataplane, fastdp_link) = match &dp {
@@ -105,14 +128,17 @@ async fn main() -> Result<()> {
                 mtu: cfg.mtu,
                 state_dir: cfg.state_dir.clone(),
             };
-            let (h, seen) =
-                dataplane::spawn(d, s, snap_rx).await.map_err(|e| anyhow::anyhow!("starting the dataplane: {e}"))?;
+            let side = inbound.take().map(|inbound| SleeveSide { handle: sleeve_handle.clone(), inbound });
+            let (h, seen) = dataplane::spawn(d, s, snap_rx, side)
+                .await
+                .map_err(|e| anyhow::anyhow!("starting the dataplane: {e}"))?;
             let link = FastdpLink {
                 dataplane: h.clone(),
                 seen,
                 mtu: cfg.mtu,
                 vxlan_port: cfg.vxlan_port,
                 health: HealthConfig::default(),
+                sleeve_peers: cfg.sleeve_peers.clone(),
             };
             (Some(h), Some(link))
         }
@@ -189,6 +215,7 @@ async fn main() -> Result<()> {
     if let Some(h) = &dataplane {
         h.shutdown().await;
     }
+    let dp_mode = if dp.is_some() { "fastdp" } else { "sleeve" };
     if let Some(d) = dp {
         d.stop();
     }
@@ -196,7 +223,7 @@ async fn main() -> Result<()> {
         h.shutdown();
         // The bridge stays (containers keep their links to it) unless the
         // host is being reset.
-        if reset {
+        if reset && dp_mode == "sleeve" {
             if let Err(e) = bridge::remove(bridge::BRIDGE).await {
                 tracing::warn!(error = %e, "could not remove the bridge");
             }

@@ -51,6 +51,10 @@ pub struct Args {
     /// Use the sleeve overlay even if the kernel datapath works.
     #[arg(long, env = "WEAVER_NO_FASTDP")]
     pub no_fastdp: bool,
+    /// Peers to reach over the sleeve even when both ends run the fast
+    /// datapath: peer names, nicknames or IP addresses, comma-separated.
+    #[arg(long, env = "WEAVER_SLEEVE_PEERS", value_delimiter = ',')]
+    pub sleeve_peer: Vec<String>,
     /// Connect to peers learned from the mesh, not only to the ones given.
     #[arg(long, env = "WEAVER_DISCOVERY", default_value_t = true, action = clap::ArgAction::Set)]
     pub discovery: bool,
@@ -88,6 +92,8 @@ pub struct Config {
     pub api_socket: PathBuf,
     pub state_dir: PathBuf,
     pub no_fastdp: bool,
+    /// Peers (names, nicknames or IPs) whose connections use the sleeve.
+    pub sleeve_peers: Vec<String>,
     pub discovery: bool,
     pub conn_limit: usize,
     pub log_format: String,
@@ -141,6 +147,11 @@ impl Config {
         if !(576..=65485).contains(&a.mtu) {
             return Err(invalid("mtu", "must be between 576 and 65485"));
         }
+        let sleeve_peers: Vec<String> =
+            a.sleeve_peer.iter().map(|p| p.trim().to_string()).filter(|p| !p.is_empty()).collect();
+        if let Some(bad) = sleeve_peers.iter().find(|p| p.len() > 64 || p.chars().any(char::is_whitespace)) {
+            return Err(invalid("sleeve-peer", format!("{bad:?} is not a peer name, nickname or IP address")));
+        }
         if a.conn_limit == 0 {
             return Err(invalid("conn-limit", "must be at least 1"));
         }
@@ -157,6 +168,7 @@ impl Config {
             api_socket: a.api_socket,
             state_dir: a.state_dir,
             no_fastdp: a.no_fastdp,
+            sleeve_peers,
             discovery: a.discovery,
             conn_limit: a.conn_limit,
             log_format: a.log_format,
@@ -199,9 +211,17 @@ mod tests {
             (vec!["bad peer"], "--peers"),
             (vec!["--password", "x", "--password-file", "/nonexistent"], "--password"),
             (vec!["--password-file", "/nonexistent/pw"], "--password-file"),
+            (vec!["--sleeve-peer", "host a"], "--sleeve-peer"),
         ] {
             let e = parse(&args).unwrap_err();
             assert!(e.contains(needle), "{args:?}: {e}");
         }
+    }
+
+    #[test]
+    fn sleeve_peers_are_a_list() {
+        let c = parse(&["--sleeve-peer", "hostb, 10.0.0.2", "--sleeve-peer", "aa:bb:cc:dd:ee:ff"]).unwrap();
+        assert_eq!(c.sleeve_peers, vec!["hostb", "10.0.0.2", "aa:bb:cc:dd:ee:ff"]);
+        assert!(parse(&[]).unwrap().sleeve_peers.is_empty());
     }
 }

@@ -20,12 +20,15 @@ use tracing::{debug, info, warn};
 use super::attachments::{self, Saved};
 use super::fastdp::Fastdp;
 use super::mesh::Live;
+use super::sleeve::{Inbound, SleeveHandle};
 use super::upcalls::{self, Handlers, RateConfig, UpcallStats, UpcallStatsView};
 use crate::api::{AttachRequest, AttachView};
 use crate::fastdp::heartbeat::{self, Heartbeat};
-use crate::fastdp::{Config, FlowOp, Forwarder, LocalPeer, PeerInfo, RouteTable, StampedOp};
+use crate::fastdp::{Config, FlowOp, Forwarder, LocalPeer, Location, PeerInfo, RouteTable, StampedOp};
 use crate::mesh::core::Router;
 use crate::mesh::peer::PeerName;
+use crate::odp::action::Action;
+use crate::odp::key::{EthernetKey, KeyAttr, Mac};
 use crate::odp::packet::{Upcall, UpcallKind};
 use crate::odp::socket::{OdpClient, OpSocket};
 use crate::odp::vport::VportType;
@@ -40,6 +43,10 @@ pub struct Snapshot {
     pub underlay: Option<Ipv4Addr>,
     pub peers: Vec<PeerInfo>,
     pub routes: RouteTable,
+    /// The peers whose direct connections carry traffic over the sleeve,
+    /// not VXLAN: their fast datapath fails (or is forced off, or the peer
+    /// has none) and their sleeve path is up.
+    pub sleeve_hops: BTreeSet<PeerName>,
 }
 
 /// The IPv4 address, also of an IPv4-mapped IPv6 one.
@@ -55,7 +62,11 @@ pub(super) fn snapshot<'a>(router: &Router, live: impl Iterator<Item = &'a Live>
     let st = router.status();
     let mut underlay_of: BTreeMap<PeerName, Ipv4Addr> = BTreeMap::new();
     let mut local = None;
+    let mut sleeve_hops = BTreeSet::new();
     for l in live {
+        if l.over_sleeve() {
+            sleeve_hops.insert(l.info.remote.name);
+        }
         if let Some(ip) = v4(l.remote_ip) {
             underlay_of.insert(l.info.remote.name, ip);
         }
@@ -93,7 +104,7 @@ pub(super) fn snapshot<'a>(router: &Router, live: impl Iterator<Item = &'a Live>
             table.broadcast.insert(p.name, kids);
         }
     }
-    Snapshot { short_id: st.short_id, underlay: local, peers, routes: table }
+    Snapshot { short_id: st.short_id, underlay: local, peers, routes: table, sleeve_hops }
 }
 
 /// A heartbeat for the dataplane to send through the tunnel.
@@ -218,7 +229,12 @@ struct Dataplane {
     attached: BTreeMap<String, Attachment>,
     known_peers: BTreeSet<PeerName>,
     state_dir: PathBuf,
+    /// The upcall port that hands frames to the sleeve, when it runs.
+    sleeve_pid: Option<u32>,
 }
+
+/// A packet to execute: its bytes and the key the kernel is given.
+type Packet = (Vec<u8>, Vec<KeyAttr>);
 
 /// What the dataplane needs to start.
 pub struct DataplaneSettings {
@@ -229,6 +245,13 @@ pub struct DataplaneSettings {
     pub state_dir: PathBuf,
 }
 
+/// The sleeve beside the fast datapath: where flows' userspace actions
+/// hand frames, and the frames that arrive over it.
+pub struct SleeveSide {
+    pub handle: SleeveHandle,
+    pub inbound: mpsc::Receiver<Inbound>,
+}
+
 /// Starts the dataplane for a datapath the daemon created: the upcall
 /// handlers, the heartbeat flow, the containers a previous run attached
 /// (their veths survive a crash or a stop), then the task. Returns the
@@ -237,6 +260,7 @@ pub async fn spawn(
     dp: &Fastdp,
     s: DataplaneSettings,
     mut snapshots: watch::Receiver<Option<Snapshot>>,
+    sleeve: Option<SleeveSide>,
 ) -> Result<(DataplaneHandle, mpsc::Receiver<HeartbeatSeen>), String> {
     let odp = dp.client.clone();
     let d = odp.get_datapath(&dp.datapath).map_err(|e| e.to_string())?.ok_or("datapath vanished")?;
@@ -252,8 +276,13 @@ pub async fn spawn(
     let (up_tx, mut up_rx) = mpsc::channel::<Upcall>(4096);
     let (seen_tx, seen_rx) = mpsc::channel(256);
     let stats = Arc::new(UpcallStats::default());
-    let handlers =
-        upcalls::start(&odp, &dp.datapath, d.dp_ifindex, up_tx, seen_tx, stats.clone(), RateConfig::default())?;
+    let (sleeve_handle, mut inbound) = match sleeve {
+        Some(s) => (Some(s.handle), Some(s.inbound)),
+        None => (None, None),
+    };
+    let has_sleeve = sleeve_handle.is_some();
+    let to = upcalls::Destinations { misses: up_tx, heartbeats: seen_tx, sleeve: sleeve_handle };
+    let handlers = upcalls::start(&odp, &dp.datapath, d.dp_ifindex, to, stats.clone(), RateConfig::default())?;
     // Heartbeats from peers come up as action upcalls, never as misses.
     let hb_pid = handlers.pids.first().copied().ok_or("no upcall handler")?;
     odp.new_flow(&heartbeat::receive_flow(d.dp_ifindex, vx, hb_pid)).map_err(|e| format!("heartbeat flow: {e}"))?;
@@ -271,6 +300,7 @@ pub async fn spawn(
         attached: BTreeMap::new(),
         known_peers: BTreeSet::new(),
         state_dir: s.state_dir,
+        sleeve_pid: if has_sleeve { Some(hb_pid) } else { None },
     };
     // The internal port (the host's side: `weave`) is a local port like a
     // container's: traffic between the host and containers crosses the
@@ -293,6 +323,17 @@ pub async fn spawn(
                         match up_rx.try_recv() { Ok(u) => batch.push(u), Err(_) => break }
                     }
                     for u in batch { dataplane.on_upcall(u); }
+                }
+                Some(first) = async { match &mut inbound { Some(r) => r.recv().await, None => std::future::pending().await } } => {
+                    dataplane.on_inbound(first);
+                    // Bounded work per wake-up.
+                    for _ in 0..63 {
+                        match inbound.as_mut().map(mpsc::Receiver::try_recv) {
+                            Some(Ok(f)) => dataplane.on_inbound(f),
+                            _ => break,
+                        }
+                    }
+                    dataplane.apply_queued();
                 }
                 changed = snapshots.changed() => {
                     if changed.is_err() { break; }
@@ -362,7 +403,55 @@ impl Dataplane {
         }
         self.known_peers = names;
         self.fwd.handle_routes(now, s.routes);
+        if let Some(pid) = self.sleeve_pid {
+            self.fwd.handle_sleeve_hops(now, pid, s.sleeve_hops);
+        }
         self.apply_queued();
+    }
+
+    /// A frame from the sleeve: one that arrived from a peer is decided as
+    /// if it had come through the tunnel; one for a local container (an
+    /// ICMP reply to it) goes to its port.
+    fn on_inbound(&mut self, f: Inbound) {
+        let vx = self.fwd.local().vxlan_port;
+        let key = |bytes: &[u8], in_port: u32| {
+            let mac = |r: std::ops::Range<usize>| {
+                bytes.get(r).and_then(|b| <[u8; 6]>::try_from(b).ok()).map(Mac).unwrap_or(Mac([0; 6]))
+            };
+            let ethertype = bytes.get(12..14).map_or(0, |b| u16::from_be_bytes([b[0], b[1]]));
+            vec![
+                KeyAttr::InPort(in_port),
+                KeyAttr::Ethernet(EthernetKey { src: mac(6..12), dst: mac(0..6) }),
+                KeyAttr::EthType(ethertype),
+            ]
+        };
+        match f {
+            Inbound::Peer { prev, src, dst, bytes } => {
+                let now = self.now();
+                let ops = self.fwd.handle_sleeve_frame(now, prev, src, dst, &bytes);
+                let k = key(&bytes, vx);
+                let mut packet = Some((bytes, k));
+                for op in ops {
+                    self.apply(op, &mut packet);
+                }
+            }
+            Inbound::Local(bytes) => {
+                let dst = bytes.get(0..6).and_then(|b| <[u8; 6]>::try_from(b).ok()).map(Mac);
+                let port = dst.and_then(|m| self.fwd.mac(m)).and_then(|e| match e.location {
+                    Location::Local(p) => Some(p),
+                    Location::Remote(_) => None,
+                });
+                let Some(port) = port else {
+                    debug!("reply for no local container dropped");
+                    return;
+                };
+                let k = key(&bytes, crate::odp::vport::LOCAL_PORT);
+                match self.ops.execute(self.dp_ifindex, bytes, k, vec![Action::Output(port)]) {
+                    Ok(seq) => self.sent_ops.record(seq, OpKind::Execute),
+                    Err(e) => debug!(error = %e, "reply not delivered"),
+                }
+            }
+        }
     }
 
     fn on_upcall(&mut self, u: Upcall) {
@@ -372,7 +461,7 @@ impl Dataplane {
         }
         let now = self.now();
         let ops = self.fwd.handle_miss(now, &u.msg.key, u.msg.packet.len());
-        let mut missed = Some(u);
+        let mut missed = Some((u.msg.packet, u.msg.key));
         for op in ops {
             self.apply(op, &mut missed);
         }
@@ -403,8 +492,8 @@ impl Dataplane {
 
     /// Executes one op on the datapath. Kernel calls are short and
     /// synchronous; they run in place on this task's worker thread.
-    /// `missed` is the packet of the miss being handled: an execute consumes it.
-    fn apply(&mut self, op: StampedOp, missed: &mut Option<Upcall>) {
+    /// `missed` is the packet being handled: an execute consumes it.
+    fn apply(&mut self, op: StampedOp, missed: &mut Option<Packet>) {
         if op.is_stale(self.fwd.epoch()) {
             return;
         }
@@ -415,8 +504,8 @@ impl Dataplane {
                 (OpKind::Install, self.ops.put_flow(&flow))
             }
             FlowOp::Execute { actions } => match missed.take() {
-                Some(u) if !actions.is_empty() => {
-                    (OpKind::Execute, self.ops.execute(dp, u.msg.packet, u.msg.key, actions))
+                Some((packet, key)) if !actions.is_empty() => {
+                    (OpKind::Execute, self.ops.execute(dp, packet, key, actions))
                 }
                 _ => return,
             },

@@ -62,6 +62,22 @@ impl Fastdp {
         Ok(Fastdp { client: Arc::new(c), datapath: datapath.to_string() })
     }
 
+    /// Removes a datapath left by an earlier fast-datapath run (a crash),
+    /// before bridge mode takes the name of its internal port. Nothing to do
+    /// where the kernel has no datapath at all.
+    pub fn remove_stale(datapath: &str) -> Result<bool, OdpError> {
+        let c = match OdpClient::connect() {
+            Ok(c) => c,
+            Err(_) => return Ok(false),
+        };
+        if c.get_datapath(datapath)?.is_none() {
+            return Ok(false);
+        }
+        warn!(datapath, "removing the datapath of an earlier fast-datapath run");
+        c.delete_datapath(datapath)?;
+        Ok(true)
+    }
+
     /// Removes the datapath (its ports and flows go with it).
     pub fn stop(&self) {
         if let Err(e) = self.client.delete_datapath(&self.datapath) {

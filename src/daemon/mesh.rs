@@ -73,6 +73,8 @@ pub struct FastdpLink {
     pub mtu: u32,
     pub vxlan_port: u16,
     pub health: HealthConfig,
+    /// Peers (names, nicknames or IPs) reached over the sleeve only.
+    pub sleeve_peers: Vec<String>,
 }
 
 struct FastdpState {
@@ -80,6 +82,7 @@ struct FastdpState {
     mtu: u32,
     vxlan_port: u16,
     health: HealthConfig,
+    sleeve_peers: Vec<String>,
 }
 
 /// Something that happened in a helper task.
@@ -134,6 +137,17 @@ pub(super) struct Live {
     pub sleeve: Option<Link>,
     /// The payload limit the driver was last given.
     pub sleeve_limit: usize,
+    /// Traffic to the peer goes over the sleeve (as last published).
+    pub on_sleeve: bool,
+}
+
+impl Live {
+    /// Whether traffic to this peer goes over the sleeve: its fast
+    /// datapath is on hold (or absent) and its sleeve path is usable.
+    pub(super) fn over_sleeve(&self) -> bool {
+        let fastdp_ok = self.health.as_ref().is_some_and(|h| h.state() != OverlayState::OnHold);
+        !self.withdrawn && !fastdp_ok && self.sleeve.as_ref().is_some_and(Link::usable)
+    }
 }
 
 /// A connection whose handshake is under way.
@@ -186,7 +200,13 @@ pub async fn spawn(
     }
     let (fastdp, seen) = match s.fastdp {
         Some(f) => (
-            Some(FastdpState { dataplane: f.dataplane, mtu: f.mtu, vxlan_port: f.vxlan_port, health: f.health }),
+            Some(FastdpState {
+                dataplane: f.dataplane,
+                mtu: f.mtu,
+                vxlan_port: f.vxlan_port,
+                health: f.health,
+                sleeve_peers: f.sleeve_peers,
+            }),
             Some(f.seen),
         ),
         None => (None, None),
@@ -222,6 +242,11 @@ impl MeshTask {
     /// Whether traffic goes over the kernel fast datapath (or the sleeve).
     pub(super) fn dataplane_active(&self) -> bool {
         self.dataplane.is_some()
+    }
+
+    /// Whether this host runs the fast datapath.
+    pub(super) fn runs_fastdp(&self) -> bool {
+        self.fastdp.is_some()
     }
 
     /// Whether a password is set: every connection is then encrypted.
@@ -336,8 +361,15 @@ impl MeshTask {
     /// Gives the dataplane the current peers and routes.
     fn publish_dataplane(&self) {
         if let Some(tx) = &self.dataplane {
-            let snap = super::dataplane::snapshot(&self.router, self.live.values());
-            let _ = tx.send(Some(snap));
+            let snap = Some(super::dataplane::snapshot(&self.router, self.live.values()));
+            // Unchanged snapshots wake nobody.
+            tx.send_if_modified(|cur| {
+                let changed = *cur != snap;
+                if changed {
+                    *cur = snap;
+                }
+                changed
+            });
         }
     }
 
@@ -510,8 +542,10 @@ impl MeshTask {
                         withdrawn: false,
                         sleeve,
                         sleeve_limit,
+                        on_sleeve: false,
                     },
                 );
+                self.follow_sleeve(conn);
                 self.publish_dataplane();
             }
             ConnVerdict::Refuse(reason) => {
@@ -582,6 +616,15 @@ impl MeshTask {
         if !info.remote_overlays.iter().any(|o| o == "fastdp") {
             return (None, "the peer runs no fast datapath");
         }
+        let r = &info.remote;
+        let forced = f.sleeve_peers.iter().any(|p| {
+            *p == r.name.to_string()
+                || *p == r.nickname
+                || p.parse::<std::net::IpAddr>().ok() == Some(remote_ip.to_canonical())
+        });
+        if forced {
+            return (None, "sleeve forced for this peer (--sleeve-peer)");
+        }
         let (Some(_), Some(dst)) = (local.and_then(|a| v4(a.ip())), v4(remote_ip)) else {
             return (None, "the fast datapath needs an IPv4 underlay");
         };
@@ -616,13 +659,19 @@ impl MeshTask {
     }
 
     /// A peer's heartbeat arrived through our tunnel: acknowledge it on the
-    /// control connection it names.
+    /// control connection it names, if we use the fast datapath on it. (A
+    /// connection we keep off it, `--sleeve-peer`, goes unacknowledged, so
+    /// the peer moves it to the sleeve too.)
     fn on_heartbeat_seen(&mut self, seen: HeartbeatSeen) {
         let hb = seen.heartbeat;
         let Some(l) = self.live.values().find(|l| l.info.conn_uid() == hb.conn_uid) else {
             debug!(conn_uid = hb.conn_uid, from = ?seen.from, "heartbeat for no live connection");
             return;
         };
+        if l.health.is_none() {
+            debug!(conn_uid = hb.conn_uid, "heartbeat on a connection kept off the fast datapath");
+            return;
+        }
         let ack = Ack { conn_uid: hb.conn_uid, seq: hb.seq, len: hb.len, sleeve: false };
         let _ = l.handle_tx.try_send(Payload::Overlay(ack.encode()));
     }
@@ -718,6 +767,30 @@ impl MeshTask {
             }
             self.publish_dataplane();
         }
+        // Traffic may have moved between VXLAN and the sleeve.
+        self.follow_sleeve(conn);
+        self.publish_dataplane();
+    }
+
+    /// Notes whether the connection's traffic goes over the sleeve. When it
+    /// moves there from the fast datapath, the path's MTU is searched again
+    /// from the route's: the path may have changed since it was verified
+    /// (often the very reason the fast datapath failed).
+    fn follow_sleeve(&mut self, conn: ConnId) {
+        let now = self.now();
+        let port = self.sleeve.as_ref().map(|s| s.port);
+        let Some(l) = self.live.get_mut(&conn) else { return };
+        let over = l.over_sleeve();
+        if over && !l.on_sleeve {
+            info!(peer = %l.info.remote.name, addr = %l.addr, "traffic moves to the sleeve");
+            let route = port.zip(v4(l.remote_ip)).and_then(|(p, ip)| super::pmtu::path_mtu(ip, p));
+            if let (Some(link), Some(mtu), true) = (l.sleeve.as_mut(), route, l.health.is_some()) {
+                link.handle_too_big(now, (mtu as usize).saturating_sub(UDP_IPV4_OVERHEAD));
+            }
+        } else if !over && l.on_sleeve {
+            info!(peer = %l.info.remote.name, addr = %l.addr, "traffic leaves the sleeve");
+        }
+        l.on_sleeve = over;
     }
 
     /// The sleeve path of a new connection: when both ends run the sleeve

@@ -83,7 +83,14 @@ impl MeshTask {
                             PmtuState::Searching => "searching",
                         };
                         let sealed = if s.sealed { "sealed" } else { "not sealed" };
-                        (state, format!("{sealed}; path MTU {} bytes of UDP payload ({pmtu})", s.payload_limit))
+                        let mut info = format!("{sealed}; path MTU {} bytes of UDP payload ({pmtu})", s.payload_limit);
+                        // Why not the fast datapath, when this host runs it.
+                        match &health {
+                            Some(h) => info = format!("fastdp on hold: {}; {info}", h.reason),
+                            None if self.runs_fastdp() => info = format!("{}; {info}", l.no_health),
+                            None => {}
+                        }
+                        (state, info)
                     }
                     (Some(h), None) => (h.state.to_string(), h.reason.clone()),
                     (None, None) if self.dataplane_active() => ("none".to_string(), l.no_health.to_string()),

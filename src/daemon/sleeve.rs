@@ -58,11 +58,31 @@ pub struct SleeveSettings {
     pub me: PeerName,
     /// UDP port, for receiving and as the peers' destination port.
     pub port: u16,
-    /// The interface the bridge forwards to us and we inject into.
-    pub capture_ifname: String,
+    /// Where frames come from and go to.
+    pub local: LocalSide,
     /// The containers' MTU: frames are at most this plus an Ethernet
     /// header and a VLAN tag.
     pub mtu: u32,
+}
+
+/// The local side of the sleeve.
+pub enum LocalSide {
+    /// Bridge mode: the interface the bridge forwards to us and we inject
+    /// into. The sleeve's own forwarder decides where frames go.
+    Capture(String),
+    /// Beside the fast datapath: frames to send come from the datapath's
+    /// upcalls ([`SleeveHandle::send`]), and every frame that arrives goes
+    /// to the dataplane, whose forwarder decides (deliver, tunnel, relay).
+    Dataplane(mpsc::Sender<Inbound>),
+}
+
+/// A frame the sleeve hands the dataplane (beside the fast datapath).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Inbound {
+    /// A frame that arrived from peer `prev`, in a record from `src` to `dst`.
+    Peer { prev: PeerName, src: PeerName, dst: PeerName, bytes: Vec<u8> },
+    /// A frame for a local container (an ICMP "fragmentation needed").
+    Local(Vec<u8>),
 }
 
 /// A connection the sleeve may use.
@@ -159,6 +179,12 @@ struct RxConn {
     opener: Mutex<Opener>,
 }
 
+/// Where arriving frames go.
+enum Deliver {
+    Inject(Mutex<pcap::Capture<pcap::Active>>),
+    Dataplane(mpsc::Sender<Inbound>),
+}
+
 struct Shared {
     me: PeerName,
     port: u16,
@@ -169,7 +195,7 @@ struct Shared {
     rx: RwLock<HashMap<u64, Arc<RxConn>>>,
     data: UdpSocket,
     probe: UdpSocket,
-    inject: Mutex<pcap::Capture<pcap::Active>>,
+    out: Deliver,
     events: mpsc::Sender<SleeveEvent>,
     stats: Stats,
     stop: AtomicBool,
@@ -226,29 +252,13 @@ pub fn spawn(
     set_pmtu_discovery(probe.as_raw_fd(), PmtuDiscovery::Probe)
         .map_err(|source| SleeveError::Udp { port: 0, source })?;
 
-    let ifname = s.capture_ifname.as_str();
-    let snaplen = i32::try_from(s.mtu).unwrap_or(65535).saturating_add(18).min(65535);
-    let open = |buffer: i32| {
-        pcap::Capture::from_device(ifname)
-            .map_err(pcap_err(ifname))?
-            .immediate_mode(true)
-            .snaplen(snaplen)
-            .buffer_size(buffer)
-            .timeout(100)
-            .open()
-            .map_err(pcap_err(ifname))
+    let (out, capture) = match s.local {
+        LocalSide::Capture(ifname) => {
+            let (capture, inject) = open_capture(&ifname, s.mtu)?;
+            (Deliver::Inject(Mutex::new(inject)), Some(capture))
+        }
+        LocalSide::Dataplane(tx) => (Deliver::Dataplane(tx), None),
     };
-    let mut capture = open(CAPTURE_BUFFER)?;
-    // Only frames the bridge sends us: never our own injections.
-    capture.direction(pcap::Direction::In).map_err(pcap_err(ifname))?;
-    // STP BPDUs (and other link-local control frames) are not forwarded.
-    capture.filter("not ether dst 01:80:c2:00:00:00", true).map_err(pcap_err(ifname))?;
-    let capture = capture.setnonblock().map_err(pcap_err(ifname))?;
-    // It reads nothing: the smallest ring.
-    let mut inject = open(64 << 10)?;
-    // The injecting handle reads nothing.
-    inject.filter("less 1", true).map_err(pcap_err(ifname))?;
-
     let (events_tx, events_rx) = mpsc::channel(1024);
     let shared = Arc::new(Shared {
         me: s.me,
@@ -260,16 +270,22 @@ pub fn spawn(
         rx: RwLock::new(HashMap::new()),
         data,
         probe,
-        inject: Mutex::new(inject),
+        out,
         events: events_tx,
         stats: Stats::default(),
         stop: AtomicBool::new(false),
     });
-    let sh = shared.clone();
-    std::thread::Builder::new()
-        .name("sleeve-capture".into())
-        .spawn(move || capture_loop(&sh, capture))
-        .map_err(SleeveError::Thread)?;
+    let what = match &capture {
+        Some(_) => "capture",
+        None => "dataplane",
+    };
+    if let Some(capture) = capture {
+        let sh = shared.clone();
+        std::thread::Builder::new()
+            .name("sleeve-capture".into())
+            .spawn(move || capture_loop(&sh, capture))
+            .map_err(SleeveError::Thread)?;
+    }
     let sh = shared.clone();
     std::thread::Builder::new()
         .name("sleeve-udp".into())
@@ -303,8 +319,37 @@ pub fn spawn(
             }
         }
     });
-    info!(port = s.port, capture = %s.capture_ifname, "sleeve running");
+    info!(port = s.port, local = what, "sleeve running");
     Ok((SleeveHandle { shared }, events_rx))
+}
+
+/// Opens the capture (inbound frames, BPDUs filtered out) and the inject
+/// handle on the bridge's capture interface.
+fn open_capture(
+    ifname: &str,
+    mtu: u32,
+) -> Result<(pcap::Capture<pcap::Active>, pcap::Capture<pcap::Active>), SleeveError> {
+    let snaplen = i32::try_from(mtu).unwrap_or(65535).saturating_add(18).min(65535);
+    let open = |buffer: i32| {
+        pcap::Capture::from_device(ifname)
+            .map_err(pcap_err(ifname))?
+            .immediate_mode(true)
+            .snaplen(snaplen)
+            .buffer_size(buffer)
+            .timeout(100)
+            .open()
+            .map_err(pcap_err(ifname))
+    };
+    let mut capture = open(CAPTURE_BUFFER)?;
+    // Only frames the bridge sends us: never our own injections.
+    capture.direction(pcap::Direction::In).map_err(pcap_err(ifname))?;
+    // STP BPDUs (and other link-local control frames) are not forwarded.
+    capture.filter("not ether dst 01:80:c2:00:00:00", true).map_err(pcap_err(ifname))?;
+    let capture = capture.setnonblock().map_err(pcap_err(ifname))?;
+    // It reads nothing: the smallest ring.
+    let mut inject = open(64 << 10)?;
+    inject.filter("less 1", true).map_err(pcap_err(ifname))?;
+    Ok((capture, inject))
 }
 
 /// Locks a mutex, taking it over if a thread panicked while holding it (the
@@ -419,6 +464,14 @@ impl SleeveHandle {
         }
     }
 
+    /// Sends frames the fast datapath handed up to one next hop (beside the
+    /// fast datapath; in bridge mode the capture does this).
+    pub fn send(&self, next_hop: PeerName, frames: Vec<Frame>) {
+        bump(&self.shared.stats.captured, frames.len() as u64);
+        bump(&self.shared.stats.captured_bytes, frames.iter().map(|f| f.bytes.len() as u64).sum());
+        self.shared.send_frames(next_hop, frames);
+    }
+
     /// Stops the threads (they notice within their poll interval).
     pub fn shutdown(&self) {
         self.shared.stop.store(true, Ordering::Relaxed);
@@ -430,11 +483,22 @@ impl Shared {
         self.start.elapsed().as_millis() as u64
     }
 
+    /// Delivers a frame to the local containers: injected into the bridge,
+    /// or handed to the dataplane.
     fn inject(&self, frame: &[u8]) {
-        match lock(&self.inject).sendpacket(frame) {
+        let len = frame.len() as u64;
+        let r = match &self.out {
+            Deliver::Inject(h) => lock(h).sendpacket(frame).map_err(|e| e.to_string()),
+            Deliver::Dataplane(tx) => tx.try_send(Inbound::Local(frame.to_vec())).map_err(|e| e.to_string()),
+        };
+        self.delivered(r, len);
+    }
+
+    fn delivered(&self, r: Result<(), String>, len: u64) {
+        match r {
             Ok(()) => {
                 bump(&self.stats.injected, 1);
-                bump(&self.stats.injected_bytes, frame.len() as u64);
+                bump(&self.stats.injected_bytes, len);
             }
             Err(e) => {
                 bump(&self.stats.inject_errors, 1);
@@ -718,6 +782,15 @@ fn handle_datagram(sh: &Shared, d: &[u8], from: SocketAddr, groups: &mut BTreeMa
             return;
         }
     };
+    if let Deliver::Dataplane(tx) = &sh.out {
+        // The dataplane's forwarder decides: deliver, tunnel on, relay.
+        for fr in frames {
+            let len = fr.bytes.len() as u64;
+            let r = tx.try_send(Inbound::Peer { prev: conn.peer, src: fr.src, dst: fr.dst, bytes: fr.bytes });
+            sh.delivered(r.map_err(|e| e.to_string()), len);
+        }
+        return;
+    }
     let now = sh.now();
     let verdicts: Vec<_> = {
         let mut f = lock(&sh.fwd);

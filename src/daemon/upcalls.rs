@@ -20,11 +20,15 @@ use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
 use super::dataplane::HeartbeatSeen;
+use super::sleeve::SleeveHandle;
 use crate::fastdp::heartbeat::{self, Heartbeat};
+use crate::fastdp::sleeve_out::SleeveOut;
+use crate::mesh::peer::PeerName;
 use crate::odp::datapath::F_DISPATCH_UPCALL_PER_CPU;
 use crate::odp::key::KeyAttr;
 use crate::odp::packet::{Upcall, UpcallItem, UpcallKind};
 use crate::odp::socket::{DpFeatures, OdpClient, UpcallSocket};
+use crate::sleeve::wire::Frame;
 
 /// Per-handler admission rate.
 #[derive(Clone, Copy, Debug)]
@@ -130,17 +134,27 @@ impl Handlers {
     }
 }
 
+/// Where the handlers send what comes up.
+#[derive(Clone)]
+pub struct Destinations {
+    /// Misses, for the dataplane (bounded; what does not fit is dropped).
+    pub misses: mpsc::Sender<Upcall>,
+    /// Peers' heartbeats, for the mesh to acknowledge.
+    pub heartbeats: mpsc::Sender<HeartbeatSeen>,
+    /// Frames flows hand to the sleeve, when it runs beside the datapath.
+    pub sleeve: Option<SleeveHandle>,
+}
+
 /// Opens one socket per CPU, points the datapath (or its existing vports) at
 /// them, and starts a thread per socket. Heartbeats from peers go straight
-/// to `heartbeats` (for the mesh to acknowledge), never behind misses in the
-/// queue and never rate-limited: a miss storm must not put connections on
-/// hold.
+/// to the mesh, and frames for the sleeve straight to it: never behind
+/// misses in the queue and never rate-limited (a miss storm must not put
+/// connections on hold, and sleeve traffic is traffic, not misses).
 pub fn start(
     odp: &OdpClient,
     datapath: &str,
     dp_ifindex: i32,
-    queue: mpsc::Sender<Upcall>,
-    heartbeats: mpsc::Sender<HeartbeatSeen>,
+    to: Destinations,
     stats: Arc<UpcallStats>,
     rate: RateConfig,
 ) -> Result<Handlers, String> {
@@ -173,10 +187,10 @@ pub fn start(
     stats.per_cpu.store(per_cpu, Ordering::Relaxed);
     info!(handlers = n, dispatch = if per_cpu { "per-cpu" } else { "per-vport" }, "upcall handlers ready");
     for (i, sock) in socks.into_iter().enumerate() {
-        let (queue, heartbeats, stats) = (queue.clone(), heartbeats.clone(), stats.clone());
+        let (to, stats) = (to.clone(), stats.clone());
         std::thread::Builder::new()
             .name(format!("upcalls-{i}"))
-            .spawn(move || handler(sock, queue, heartbeats, stats, rate))
+            .spawn(move || handler(sock, to, stats, rate))
             .map_err(|e| e.to_string())?;
     }
     Ok(h)
@@ -194,15 +208,25 @@ pub fn as_heartbeat(u: &Upcall) -> Option<Result<HeartbeatSeen, heartbeat::Heart
     Some(Heartbeat::parse(&u.msg.packet).map(|heartbeat| HeartbeatSeen { heartbeat, from }))
 }
 
-fn handler(
-    mut sock: UpcallSocket,
-    queue: mpsc::Sender<Upcall>,
-    heartbeats: mpsc::Sender<HeartbeatSeen>,
-    stats: Arc<UpcallStats>,
-    rate: RateConfig,
-) {
+/// A frame a flow handed to the sleeve, if the upcall is one (a userspace
+/// action with the sleeve's userdata).
+pub fn as_sleeve_frame(u: Box<Upcall>) -> Result<(PeerName, Frame), Box<Upcall>> {
+    let out = match (&u.kind, u.msg.userdata.as_deref()) {
+        (UpcallKind::Action, Some(d)) => SleeveOut::parse(d),
+        _ => None,
+    };
+    match out {
+        Some(o) => Ok((o.next_hop, Frame { src: o.origin, dst: o.dst, bytes: u.msg.packet })),
+        None => Err(u),
+    }
+}
+
+fn handler(mut sock: UpcallSocket, to: Destinations, stats: Arc<UpcallStats>, rate: RateConfig) {
+    let Destinations { misses: queue, heartbeats, sleeve } = to;
     let start = Instant::now();
     let mut bucket = Bucket::new(rate, 0);
+    // Frames for the sleeve, batched per next hop across one read.
+    let mut for_sleeve: std::collections::BTreeMap<PeerName, Vec<Frame>> = Default::default();
     loop {
         let items = match sock.recv() {
             Ok(items) => items,
@@ -229,6 +253,14 @@ fn handler(
                         }
                         None => {}
                     }
+                    let u = match (&sleeve, as_sleeve_frame(u)) {
+                        (Some(_), Ok((hop, f))) => {
+                            for_sleeve.entry(hop).or_default().push(f);
+                            continue;
+                        }
+                        (None, Ok(_)) => continue,
+                        (_, Err(u)) => u,
+                    };
                     if !bucket.admit(start.elapsed().as_micros() as u64) {
                         let n = stats.rate_limited.fetch_add(1, Ordering::Relaxed);
                         if n.is_multiple_of(4096) {
@@ -251,6 +283,11 @@ fn handler(
                     stats.malformed.fetch_add(1, Ordering::Relaxed);
                     debug!(error = %e, "malformed upcall");
                 }
+            }
+        }
+        if let Some(s) = &sleeve {
+            for (hop, frames) in std::mem::take(&mut for_sleeve) {
+                s.send(hop, frames);
             }
         }
         if queue.is_closed() {
@@ -295,6 +332,21 @@ mod tests {
         assert_eq!(as_heartbeat(&Upcall { kind: UpcallKind::Action, msg: other }), None);
         let bad = PacketMsg { packet: vec![0; 10], ..msg };
         assert!(matches!(as_heartbeat(&Upcall { kind: UpcallKind::Action, msg: bad }), Some(Err(_))));
+    }
+
+    #[test]
+    fn sleeve_frames_are_told_from_other_upcalls() {
+        use crate::odp::packet::PacketMsg;
+        let out =
+            SleeveOut { origin: PeerName::from_u64(1), dst: PeerName::from_u64(2), next_hop: PeerName::from_u64(3) };
+        let msg = PacketMsg { packet: vec![7; 60], userdata: Some(out.userdata()), ..PacketMsg::default() };
+        let (hop, f) = as_sleeve_frame(Box::new(Upcall { kind: UpcallKind::Action, msg: msg.clone() })).expect("a sleeve frame");
+        assert_eq!(hop, out.next_hop);
+        assert_eq!(f, Frame { src: out.origin, dst: out.dst, bytes: vec![7; 60] });
+        // A miss carrying the same userdata is a miss; other userdata is not ours.
+        assert!(as_sleeve_frame(Box::new(Upcall { kind: UpcallKind::Miss, msg: msg.clone() })).is_err());
+        let hb = PacketMsg { userdata: Some(heartbeat::USERDATA.to_vec()), ..msg };
+        assert!(as_sleeve_frame(Box::new(Upcall { kind: UpcallKind::Action, msg: hb })).is_err());
     }
 
     #[test]
