@@ -210,6 +210,7 @@ async fn metrics(State(s): State<Arc<AppState>>) -> Result<Response, Failure> {
             ("refused".to_string(), st.refused),
             ("no_connection".to_string(), st.no_connection),
             ("capture_ring_full".to_string(), st.capture_dropped),
+            ("captured_over_mtu".to_string(), st.capture_truncated),
             ("udp_socket_full".to_string(), st.udp_dropped),
             ("send_error".to_string(), st.send_errors),
             ("inject_error".to_string(), st.inject_errors),

@@ -100,7 +100,7 @@ async fn main() -> Result<()> {
         let b = bridge::ensure(&BridgeSpec { name: bridge::BRIDGE.into(), mtu: cfg.mtu })
             .await
             .map_err(|e| anyhow::anyhow!("setting up the bridge: {e}"))?;
-        sleeve_driver::LocalSide::Capture(b.capture_ifname.clone())
+        sleeve_driver::LocalSide::Capture(b.capture_ifname.clone(), cfg.sleeve_capture)
     } else {
         let (tx, rx) = tokio::sync::mpsc::channel(4096);
         inbound = Some(rx);

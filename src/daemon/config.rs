@@ -55,6 +55,10 @@ pub struct Args {
     /// datapath: peer names, nicknames or IP addresses, comma-separated.
     #[arg(long, env = "WEAVER_SLEEVE_PEERS", value_delimiter = ',')]
     pub sleeve_peer: Vec<String>,
+    /// How bridge mode captures and injects frames: "packet" (raw packet
+    /// sockets, batched) or "pcap" (libpcap).
+    #[arg(long, env = "WEAVER_SLEEVE_CAPTURE", default_value = "packet")]
+    pub sleeve_capture: String,
     /// Connect to peers learned from the mesh, not only to the ones given.
     #[arg(long, env = "WEAVER_DISCOVERY", default_value_t = true, action = clap::ArgAction::Set)]
     pub discovery: bool,
@@ -94,6 +98,7 @@ pub struct Config {
     pub no_fastdp: bool,
     /// Peers (names, nicknames or IPs) whose connections use the sleeve.
     pub sleeve_peers: Vec<String>,
+    pub sleeve_capture: crate::daemon::sleeve::CaptureKind,
     pub discovery: bool,
     pub conn_limit: usize,
     pub log_format: String,
@@ -152,6 +157,7 @@ impl Config {
         if let Some(bad) = sleeve_peers.iter().find(|p| p.len() > 64 || p.chars().any(char::is_whitespace)) {
             return Err(invalid("sleeve-peer", format!("{bad:?} is not a peer name, nickname or IP address")));
         }
+        let sleeve_capture = a.sleeve_capture.parse().map_err(|e: String| invalid("sleeve-capture", e))?;
         if a.conn_limit == 0 {
             return Err(invalid("conn-limit", "must be at least 1"));
         }
@@ -169,6 +175,7 @@ impl Config {
             state_dir: a.state_dir,
             no_fastdp: a.no_fastdp,
             sleeve_peers,
+            sleeve_capture,
             discovery: a.discovery,
             conn_limit: a.conn_limit,
             log_format: a.log_format,
@@ -212,6 +219,7 @@ mod tests {
             (vec!["--password", "x", "--password-file", "/nonexistent"], "--password"),
             (vec!["--password-file", "/nonexistent/pw"], "--password-file"),
             (vec!["--sleeve-peer", "host a"], "--sleeve-peer"),
+            (vec!["--sleeve-capture", "ring"], "--sleeve-capture"),
         ] {
             let e = parse(&args).unwrap_err();
             assert!(e.contains(needle), "{args:?}: {e}");

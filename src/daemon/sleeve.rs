@@ -31,6 +31,7 @@ use tracing::{debug, info, warn};
 use super::dataplane::Snapshot;
 use crate::mesh::conn::SessionKeys;
 use crate::mesh::peer::PeerName;
+use crate::plumb::packet_socket::PacketSocket;
 use crate::sleeve::forward::{self, Forwarder};
 use crate::sleeve::link::ToSend;
 use crate::sleeve::oversize::{self, Oversize};
@@ -46,6 +47,9 @@ const UDP_RCVBUF: libc::c_int = 4 << 20;
 /// The capture's ring (libpcap's buffer): bursts wait here. It is mapped
 /// into the daemon, so it counts in its resident memory.
 const CAPTURE_BUFFER: i32 = 2 << 20;
+/// The packet-socket capture's receive buffer: bursts wait here, in kernel
+/// memory.
+const CAPTURE_RCVBUF: usize = 4 << 20;
 /// How long a busy capture waits for more frames to batch.
 const LINGER: Duration = Duration::from_micros(100);
 /// Datagrams per `sendmmsg`/`recvmmsg`.
@@ -68,12 +72,35 @@ pub struct SleeveSettings {
 /// The local side of the sleeve.
 pub enum LocalSide {
     /// Bridge mode: the interface the bridge forwards to us and we inject
-    /// into. The sleeve's own forwarder decides where frames go.
-    Capture(String),
+    /// into, and how. The sleeve's own forwarder decides where frames go.
+    Capture(String, CaptureKind),
     /// Beside the fast datapath: frames to send come from the datapath's
     /// upcalls ([`SleeveHandle::send`]), and every frame that arrives goes
     /// to the dataplane, whose forwarder decides (deliver, tunnel, relay).
     Dataplane(mpsc::Sender<Inbound>),
+}
+
+/// How bridge mode captures and injects frames.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum CaptureKind {
+    /// Raw `AF_PACKET` sockets, a batch per system call both ways
+    /// ([`crate::plumb::packet_socket`]); frames queue in kernel memory.
+    #[default]
+    Packet,
+    /// libpcap (immediate mode: a mapped TPACKET_V2 ring), one system call
+    /// per injected frame.
+    Pcap,
+}
+
+impl std::str::FromStr for CaptureKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "packet" => Ok(CaptureKind::Packet),
+            "pcap" => Ok(CaptureKind::Pcap),
+            _ => Err(format!("{s:?}: expected \"packet\" or \"pcap\"")),
+        }
+    }
 }
 
 /// A frame the sleeve hands the dataplane (beside the fast datapath).
@@ -132,6 +159,8 @@ struct Stats {
     no_connection: AtomicU64,
     /// Frames the kernel dropped because the capture ring was full (libpcap's count).
     capture_dropped: AtomicU64,
+    /// Captured frames longer than the MTU allows (cut, so dropped).
+    capture_truncated: AtomicU64,
 }
 
 /// The counters, as `weavectl status` shows them.
@@ -157,6 +186,9 @@ pub struct SleeveStatsView {
     /// Frames the kernel dropped with the capture ring full.
     #[serde(default)]
     pub capture_dropped: u64,
+    /// Captured frames longer than the MTU allows, dropped.
+    #[serde(default)]
+    pub capture_truncated: u64,
     /// Datagrams the kernel dropped with the UDP socket's buffer full.
     #[serde(default)]
     pub udp_dropped: u64,
@@ -181,8 +213,15 @@ struct RxConn {
 
 /// Where arriving frames go.
 enum Deliver {
-    Inject(Mutex<pcap::Capture<pcap::Active>>),
+    Pcap(Mutex<pcap::Capture<pcap::Active>>),
+    Packet(PacketSocket),
     Dataplane(mpsc::Sender<Inbound>),
+}
+
+/// Where local frames come from (bridge mode).
+enum Source {
+    Pcap(pcap::Capture<pcap::Active>),
+    Packet(PacketSocket),
 }
 
 struct Shared {
@@ -219,6 +258,8 @@ pub enum SleeveError {
     Udp { port: u16, source: std::io::Error },
     #[error("capture on {ifname}: {source}")]
     Pcap { ifname: String, source: pcap::Error },
+    #[error("packet socket on {ifname}: {source}")]
+    Packet { ifname: String, source: std::io::Error },
     #[error("{0}")]
     Thread(std::io::Error),
 }
@@ -253,9 +294,16 @@ pub fn spawn(
         .map_err(|source| SleeveError::Udp { port: 0, source })?;
 
     let (out, capture) = match s.local {
-        LocalSide::Capture(ifname) => {
+        LocalSide::Capture(ifname, CaptureKind::Pcap) => {
             let (capture, inject) = open_capture(&ifname, s.mtu)?;
-            (Deliver::Inject(Mutex::new(inject)), Some(capture))
+            (Deliver::Pcap(Mutex::new(inject)), Some(Source::Pcap(capture)))
+        }
+        LocalSide::Capture(ifname, CaptureKind::Packet) => {
+            let sock_err = |source| SleeveError::Packet { ifname: ifname.clone(), source };
+            let ifindex = nix::net::if_::if_nametoindex(ifname.as_str()).map_err(|e| sock_err(e.into()))?;
+            let capture = PacketSocket::capture(ifindex, CAPTURE_RCVBUF).map_err(sock_err)?;
+            let inject = PacketSocket::injector(ifindex).map_err(sock_err)?;
+            (Deliver::Packet(inject), Some(Source::Packet(capture)))
         }
         LocalSide::Dataplane(tx) => (Deliver::Dataplane(tx), None),
     };
@@ -281,9 +329,10 @@ pub fn spawn(
     };
     if let Some(capture) = capture {
         let sh = shared.clone();
+        let frame_max = usize::try_from(s.mtu).unwrap_or(65535).saturating_add(18).min(65535);
         std::thread::Builder::new()
             .name("sleeve-capture".into())
-            .spawn(move || capture_loop(&sh, capture))
+            .spawn(move || capture_loop(&sh, capture, frame_max))
             .map_err(SleeveError::Thread)?;
     }
     let sh = shared.clone();
@@ -458,6 +507,7 @@ impl SleeveHandle {
             fragmented: g(&s.fragmented),
             no_connection: g(&s.no_connection),
             capture_dropped: g(&s.capture_dropped),
+            capture_truncated: g(&s.capture_truncated),
             udp_dropped: udp_socket_drops(self.shared.port).unwrap_or(0),
             drops,
             connections: read(&self.shared.tx).len(),
@@ -488,10 +538,39 @@ impl Shared {
     fn inject(&self, frame: &[u8]) {
         let len = frame.len() as u64;
         let r = match &self.out {
-            Deliver::Inject(h) => lock(h).sendpacket(frame).map_err(|e| e.to_string()),
+            Deliver::Pcap(h) => lock(h).sendpacket(frame).map_err(|e| e.to_string()),
+            Deliver::Packet(p) => match p.send_batch(&[frame]) {
+                (1, _) => Ok(()),
+                (_, e) => Err(e.map_or_else(|| "not sent".to_string(), |e| e.to_string())),
+            },
             Deliver::Dataplane(tx) => tx.try_send(Inbound::Local(frame.to_vec())).map_err(|e| e.to_string()),
         };
         self.delivered(r, len);
+    }
+
+    /// Delivers frames to the local containers, a batch per system call
+    /// where the socket allows.
+    fn inject_all(&self, frames: &mut Vec<Vec<u8>>) {
+        if frames.is_empty() {
+            return;
+        }
+        if let Deliver::Packet(p) = &self.out {
+            let refs: Vec<&[u8]> = frames.iter().map(Vec::as_slice).collect();
+            let (sent, err) = p.send_batch(&refs);
+            bump(&self.stats.injected, sent as u64);
+            // Bytes of the frames sent: all but the failed ones, which are rare.
+            let bytes: u64 = frames.iter().map(|f| f.len() as u64).sum();
+            bump(&self.stats.injected_bytes, if sent == frames.len() { bytes } else { 0 });
+            if let Some(e) = err {
+                bump(&self.stats.inject_errors, (frames.len() - sent) as u64);
+                debug!(error = %e, "inject failed");
+            }
+        } else {
+            for f in frames.iter() {
+                self.inject(f);
+            }
+        }
+        frames.clear();
     }
 
     fn delivered(&self, r: Result<(), String>, len: u64) {
@@ -592,10 +671,15 @@ impl Shared {
         let _ = self.events.try_send(SleeveEvent::TooBig { conn_uid: t.conn_uid, limit });
     }
 
-    /// Where frames go, grouped by next hop; injections done in place.
-    fn route(&self, groups: &mut BTreeMap<PeerName, Vec<Frame>>, v: forward::Verdict, bytes: Vec<u8>) {
+    /// Where frames go, grouped by next hop; injections queued.
+    fn route(&self, out: &mut Outgoing, v: forward::Verdict, bytes: Vec<u8>) {
+        let groups = &mut out.groups;
+        if v.inject && v.sends.is_empty() {
+            out.inject.push(bytes);
+            return;
+        }
         if v.inject {
-            self.inject(&bytes);
+            out.inject.push(bytes.clone());
         }
         let n = v.sends.len();
         let mut bytes = Some(bytes);
@@ -604,6 +688,14 @@ impl Shared {
             groups.entry(s.next_hop).or_default().push(Frame { src: s.src, dst: s.dst, bytes: b });
         }
     }
+}
+
+/// What a batch of frames turned into: frames per next hop, and frames to
+/// inject.
+#[derive(Default)]
+struct Outgoing {
+    groups: BTreeMap<PeerName, Vec<Frame>>,
+    inject: Vec<Vec<u8>>,
 }
 
 /// Sends datagrams to one address with `sendmmsg`: how many went.
@@ -636,24 +728,82 @@ fn udp_socket_drops(port: u16) -> Option<u64> {
     })
 }
 
-fn capture_loop(sh: &Shared, mut cap: pcap::Capture<pcap::Active>) {
-    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+impl Source {
+    /// Reads up to `room` frames that are waiting into `batch`, without
+    /// blocking: how many were read.
+    fn read(
+        &mut self,
+        sh: &Shared,
+        room: usize,
+        batch: &mut Vec<Vec<u8>>,
+        bufs: &mut [Vec<u8>],
+    ) -> Result<usize, String> {
+        match self {
+            Source::Pcap(cap) => {
+                cap.dispatch(Some(room), |p| batch.push(p.data.to_vec())).map(|n| n as usize).map_err(|e| e.to_string())
+            }
+            Source::Packet(sock) => {
+                let room = room.min(bufs.len());
+                let mut got = Vec::with_capacity(room);
+                let n = sock.recv_batch(&mut bufs[..room], &mut got).map_err(|e| e.to_string())?;
+                for (r, b) in got.iter().zip(bufs.iter()) {
+                    if r.truncated {
+                        // Longer than the MTU allows: the offloads are not off.
+                        bump(&sh.stats.capture_truncated, 1);
+                        continue;
+                    }
+                    // STP BPDUs and other link-local control frames stay local.
+                    if b[..r.len].starts_with(&[0x01, 0x80, 0xc2, 0x00, 0x00, 0x00]) {
+                        continue;
+                    }
+                    batch.push(b[..r.len].to_vec());
+                }
+                Ok(n)
+            }
+        }
+    }
+
+    fn wait(&self) {
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        match self {
+            Source::Pcap(cap) => {
+                let fd = std::os::fd::AsFd::as_fd(cap);
+                let mut fds = [PollFd::new(fd, PollFlags::POLLIN)];
+                let _ = poll(&mut fds, PollTimeout::from(200u16));
+            }
+            Source::Packet(sock) => sock.wait_readable(200),
+        }
+    }
+
+    /// Frames the kernel dropped with the capture's buffer full.
+    fn dropped(&mut self) -> Option<u64> {
+        match self {
+            Source::Pcap(cap) => cap.stats().ok().map(|st| u64::from(st.dropped) + u64::from(st.if_dropped)),
+            Source::Packet(sock) => Some(sock.drops()),
+        }
+    }
+}
+
+fn capture_loop(sh: &Shared, mut src: Source, frame_max: usize) {
     let mut batch: Vec<Vec<u8>> = Vec::with_capacity(CAPTURE_BATCH);
+    // Receive buffers for the packet socket, touched only as far as frames fill them.
+    let mut bufs: Vec<Vec<u8>> = match src {
+        Source::Packet(_) => (0..CAPTURE_BATCH).map(|_| vec![0u8; frame_max]).collect(),
+        Source::Pcap(_) => Vec::new(),
+    };
     let mut stats_at = Instant::now();
+    let mut out = Outgoing::default();
     while !sh.stop.load(Ordering::Relaxed) {
         if stats_at.elapsed() >= Duration::from_secs(1) {
             stats_at = Instant::now();
-            if let Ok(st) = cap.stats() {
-                sh.stats.capture_dropped.store(u64::from(st.dropped) + u64::from(st.if_dropped), Ordering::Relaxed);
+            if let Some(d) = src.dropped() {
+                sh.stats.capture_dropped.store(d, Ordering::Relaxed);
             }
         }
         batch.clear();
-        let got = cap.dispatch(Some(CAPTURE_BATCH), |p| batch.push(p.data.to_vec()));
-        match got {
+        match src.read(sh, CAPTURE_BATCH, &mut batch, &mut bufs) {
             Ok(0) => {
-                let fd = std::os::fd::AsFd::as_fd(&cap);
-                let mut fds = [PollFd::new(fd, PollFlags::POLLIN)];
-                let _ = poll(&mut fds, PollTimeout::from(200u16));
+                src.wait();
                 continue;
             }
             Ok(_) => {}
@@ -670,7 +820,7 @@ fn capture_loop(sh: &Shared, mut cap: pcap::Capture<pcap::Active>) {
             let deadline = Instant::now() + LINGER;
             while batch.len() < CAPTURE_BATCH && Instant::now() < deadline {
                 let room = CAPTURE_BATCH - batch.len();
-                match cap.dispatch(Some(room), |p| batch.push(p.data.to_vec())) {
+                match src.read(sh, room, &mut batch, &mut bufs) {
                     Ok(0) => std::thread::yield_now(),
                     Ok(_) => {}
                     Err(_) => break,
@@ -678,7 +828,6 @@ fn capture_loop(sh: &Shared, mut cap: pcap::Capture<pcap::Active>) {
             }
         }
         let now = sh.now();
-        let mut groups: BTreeMap<PeerName, Vec<Frame>> = BTreeMap::new();
         let verdicts: Vec<_> = {
             let mut f = lock(&sh.fwd);
             batch.iter().map(|fr| f.from_local(now, fr)).collect()
@@ -687,10 +836,11 @@ fn capture_loop(sh: &Shared, mut cap: pcap::Capture<pcap::Active>) {
             bump(&sh.stats.captured, 1);
             bump(&sh.stats.captured_bytes, fr.len() as u64);
             if let Ok(v) = v {
-                sh.route(&mut groups, v, fr);
+                sh.route(&mut out, v, fr);
             }
         }
-        for (hop, frames) in groups {
+        sh.inject_all(&mut out.inject);
+        for (hop, frames) in std::mem::take(&mut out.groups) {
             sh.send_frames(hop, frames);
         }
     }
@@ -719,14 +869,15 @@ fn receive_loop(sh: &Shared) {
                 }
             }
         };
-        let mut groups = BTreeMap::new();
+        let mut out = Outgoing::default();
         for (i, (n, from)) in got.into_iter().enumerate() {
             bump(&sh.stats.datagrams_received, 1);
             bump(&sh.stats.bytes_received, n as u64);
             let (Some(from), Some(buf)) = (from, bufs.get(i)) else { continue };
-            handle_datagram(sh, &buf[..n.min(buf.len())], from, &mut groups);
+            handle_datagram(sh, &buf[..n.min(buf.len())], from, &mut out);
         }
-        for (hop, frames) in groups {
+        sh.inject_all(&mut out.inject);
+        for (hop, frames) in out.groups {
             bump(&sh.stats.relayed, frames.len() as u64);
             sh.send_frames(hop, frames);
         }
@@ -743,7 +894,7 @@ fn sockaddr(a: &nix::sys::socket::SockaddrStorage) -> Option<SocketAddr> {
 
 /// One datagram from the wire: anything at all. Only an authentic datagram
 /// of a known connection from that connection's address is acted on.
-fn handle_datagram(sh: &Shared, d: &[u8], from: SocketAddr, groups: &mut BTreeMap<PeerName, Vec<Frame>>) {
+fn handle_datagram(sh: &Shared, d: &[u8], from: SocketAddr, out: &mut Outgoing) {
     let h = match Header::parse(d) {
         Ok((h, _)) => h,
         Err(_) => {
@@ -798,7 +949,7 @@ fn handle_datagram(sh: &Shared, d: &[u8], from: SocketAddr, groups: &mut BTreeMa
     };
     for (fr, v) in frames.into_iter().zip(verdicts) {
         if let Ok(v) = v {
-            sh.route(groups, v, fr.bytes);
+            sh.route(out, v, fr.bytes);
         }
     }
 }

@@ -340,7 +340,8 @@ mod tests {
         let out =
             SleeveOut { origin: PeerName::from_u64(1), dst: PeerName::from_u64(2), next_hop: PeerName::from_u64(3) };
         let msg = PacketMsg { packet: vec![7; 60], userdata: Some(out.userdata()), ..PacketMsg::default() };
-        let (hop, f) = as_sleeve_frame(Box::new(Upcall { kind: UpcallKind::Action, msg: msg.clone() })).expect("a sleeve frame");
+        let (hop, f) =
+            as_sleeve_frame(Box::new(Upcall { kind: UpcallKind::Action, msg: msg.clone() })).expect("a sleeve frame");
         assert_eq!(hop, out.next_hop);
         assert_eq!(f, Frame { src: out.origin, dst: out.dst, bytes: vec![7; 60] });
         // A miss carrying the same userdata is a miss; other userdata is not ours.

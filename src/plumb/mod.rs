@@ -12,4 +12,5 @@
 pub mod bridge;
 pub mod ethtool;
 pub mod netns;
+pub mod packet_socket;
 pub mod veth;
