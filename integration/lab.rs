@@ -107,6 +107,7 @@ scenario!(mesh3_partition);
 scenario!(mesh3_restart);
 scenario!(mesh3_mixed);
 scenario!(mesh3_sleeve_peer);
+scenario!(mesh3_encrypted);
 scenario!(mesh3_host);
 scenario!(mesh3_stop);
 

@@ -715,6 +715,41 @@ scenario_mesh3_sleeve_peer() {
   m3_wait 30 "B-A on fastdp" m3_conn_is B A fastdp
 }
 
+# With a password, fast-datapath hosts carry container traffic over the
+# sleeve, sealed: VXLAN would carry it in clear. Every pair pings; the
+# underlay shows the pings' UDP 6783 datagrams and never their payload.
+# Restarted without a password, the hosts return to the fast datapath.
+scenario_mesh3_encrypted() {
+  local h x
+  for h in "${M3_HOSTS[@]}"; do m3_stop $h; done
+  for h in "${M3_HOSTS[@]}"; do WEAVER_PASSWORD=lab-secret m3_start $h; done
+  for h in "${M3_HOSTS[@]}"; do m3_wait 40 "host $h sees 3 peers" m3_sees3 $h; done
+  for x in "A B" "A C" "B A" "B C" "C A" "C B"; do m3_wait 30 "$x on the sleeve" m3_conn_is $x sleeve; done
+  local c
+  c=$(m3_ctl A status connections)
+  echo "$c"
+  [ "$(echo "$c" | grep -c ' established sleeve .*encrypted: the fast datapath does not encrypt, the sleeve seals; sealed;')" = 2 ] \
+    || fail "A's connections are not both sealed on the sleeve"
+  timeout 20 tcpdump -n -U -i ul3 -w /tmp/enc.pcap udp port 6783 2>/dev/null & local cap=$!
+  sleep 2
+  m3_ping_all
+  ip netns exec kA1 ping -c 5 -i 0.2 -p 5eca1ed0c0ffee5eca1ed0c0ffee -W 2 10.42.0.5 > /dev/null || fail "patterned pings kA1->kC1 lost"
+  sleep 1
+  kill -INT $cap 2>/dev/null; wait $cap 2>/dev/null || true
+  local n
+  n=$(tcpdump -n -r /tmp/enc.pcap 2>/dev/null | wc -l)
+  echo "underlay capture: $n UDP 6783 datagrams"
+  [ "$n" -ge 20 ] || fail "the pings did not cross the underlay over the sleeve ($n datagrams)"
+  if tcpdump -n -x -r /tmp/enc.pcap 2>/dev/null | tr -d ' \n\t' | grep -q '5eca1ed0c0ffee5eca1ed0c0ffee'; then
+    fail "the ping payload crossed the underlay in clear"
+  fi
+  for h in "${M3_HOSTS[@]}"; do m3_stop $h; done
+  for h in "${M3_HOSTS[@]}"; do m3_start $h; done
+  for h in "${M3_HOSTS[@]}"; do m3_wait 40 "host $h sees 3 peers" m3_sees3 $h; done
+  for x in "A B" "A C" "B A" "B C" "C A" "C B"; do m3_wait 30 "$x on fastdp" m3_conn_is $x fastdp; done
+  m3_wait 30 "kA1 reaches kC1" ip netns exec kA1 ping -c 1 -W 2 10.42.0.5
+}
+
 # The host's side: A gives its internal port `weave` an address on the
 # overlay (by hand; `weavectl expose` is the host issue's). Traffic between
 # the host and local and remote containers flows, and crosses A's netfilter:
@@ -775,7 +810,7 @@ mesh3_teardown() {
 
 ALL=(probe dp_ports flows_weaver_to_ovs flows_ovs_to_weaver traffic vxlan upcalls upcalls_per_cpu vport_events daemon fastdp_two_hosts
   mesh3_setup mesh3_pairs mesh3_steady mesh3_broadcast mesh3_mtu mesh3_udp_blocked mesh3_multihop mesh3_partition mesh3_restart
-  mesh3_mixed mesh3_sleeve_peer mesh3_host mesh3_stop)
+  mesh3_mixed mesh3_sleeve_peer mesh3_encrypted mesh3_host mesh3_stop)
 [ $# -gt 0 ] && ALL=("$@")
 for s in "${ALL[@]}"; do run_scenario "$s" "scenario_$s"; done
 case " ${ALL[*]} " in *" mesh3_setup "*) mesh3_teardown ;; esac

@@ -625,6 +625,12 @@ impl MeshTask {
         if forced {
             return (None, "sleeve forced for this peer (--sleeve-peer)");
         }
+        // VXLAN carries frames in clear: with a password, traffic between
+        // untrusted peers goes over the sleeve, which seals it (both ends
+        // decide the same, from the same handshake).
+        if info.datapath_keys().is_some() {
+            return (None, "encrypted: the fast datapath does not encrypt, the sleeve seals");
+        }
         let (Some(_), Some(dst)) = (local.and_then(|a| v4(a.ip())), v4(remote_ip)) else {
             return (None, "the fast datapath needs an IPv4 underlay");
         };
