@@ -14,6 +14,8 @@
 #               (the fast datapath: needs the openvswitch module)
 #   sleeve      the same with `--no-fastdp`: weaver's userspace overlay
 #   sleeve_enc  the sleeve with WEAVER_PASSWORD set for both daemons (encrypted)
+#   sleeve_pcap the sleeve capturing and injecting with libpcap
+#               (--sleeve-capture pcap) instead of packet sockets
 #   vxlan       per host a Linux bridge and a Linux vxlan device (flannel-style)
 #   veth        routed, no encapsulation: container veth to the host namespace,
 #               which routes to the other host's containers over the underlay
@@ -61,7 +63,7 @@ mkdir -p "$W" "$SOCKS"
 unset WEAVER_PASSWORD WEAVER_PASSWORD_FILE
 BENCH_PASSWORD=weaver-bench-sleeve-password
 for l in $LAYOUTS; do
-  case "$l" in weaver | sleeve | sleeve_enc | vxlan | veth) ;; *) echo "unknown layout $l" >&2; exit 2 ;; esac
+  case "$l" in weaver | sleeve | sleeve_enc | sleeve_pcap | vxlan | veth) ;; *) echo "unknown layout $l" >&2; exit 2 ;; esac
 done
 # Only the fast datapath's layout reads the datapath with ovs-dpctl.
 FASTDP=0
@@ -180,6 +182,7 @@ weaver_hosts() {
   local mode=$1 h peer pw=() args=()
   [ "$mode" = fastdp ] || args=(--no-fastdp)
   [ "$mode" != sleeve_enc ] || pw=("WEAVER_PASSWORD=$BENCH_PASSWORD")
+  [ "$mode" != sleeve_pcap ] || args+=(--sleeve-capture pcap)
   underlay_up
   for h in A B; do
     peer=192.168.80.1; [ $h = A ] && peer=192.168.80.2
@@ -231,6 +234,7 @@ sleeve_conn() {
 layout_weaver() { weaver_hosts fastdp; }
 layout_sleeve() { weaver_hosts sleeve; }
 layout_sleeve_enc() { weaver_hosts sleeve_enc; }
+layout_sleeve_pcap() { weaver_hosts sleeve_pcap; }
 
 layout_vxlan() {
   underlay_up
@@ -544,7 +548,7 @@ sleeve_report() {
 
 run_layout() {
   local l=$1 t0=$SECONDS sleeve=0
-  case "$l" in sleeve | sleeve_enc) sleeve=1 ;; esac
+  case "$l" in sleeve | sleeve_enc | sleeve_pcap) sleeve=1 ;; esac
   echo "=== layout $l"
   say "$l: setting up"
   "layout_$l"

@@ -739,9 +739,7 @@ impl Source {
         bufs: &mut [Vec<u8>],
     ) -> Result<usize, String> {
         match self {
-            Source::Pcap(cap) => {
-                cap.dispatch(Some(room), |p| batch.push(p.data.to_vec())).map(|n| n as usize).map_err(|e| e.to_string())
-            }
+            Source::Pcap(cap) => cap.dispatch(Some(room), |p| batch.push(p.data.to_vec())).map_err(|e| e.to_string()),
             Source::Packet(sock) => {
                 let room = room.min(bufs.len());
                 let mut got = Vec::with_capacity(room);
@@ -763,16 +761,15 @@ impl Source {
         }
     }
 
-    fn wait(&self) {
-        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-        match self {
-            Source::Pcap(cap) => {
-                let fd = std::os::fd::AsFd::as_fd(cap);
-                let mut fds = [PollFd::new(fd, PollFlags::POLLIN)];
-                let _ = poll(&mut fds, PollTimeout::from(200u16));
-            }
-            Source::Packet(sock) => sock.wait_readable(200),
-        }
+    /// Sleeps until a frame is waiting, or `timeout` passed.
+    fn wait(&self, timeout: Duration) {
+        use nix::poll::{ppoll, PollFd, PollFlags};
+        let fd = match self {
+            Source::Pcap(cap) => std::os::fd::AsFd::as_fd(cap),
+            Source::Packet(sock) => std::os::fd::AsFd::as_fd(sock),
+        };
+        let mut fds = [PollFd::new(fd, PollFlags::POLLIN)];
+        let _ = ppoll(&mut fds, Some(nix::sys::time::TimeSpec::from_duration(timeout)), None);
     }
 
     /// Frames the kernel dropped with the capture's buffer full.
@@ -803,7 +800,7 @@ fn capture_loop(sh: &Shared, mut src: Source, frame_max: usize) {
         batch.clear();
         match src.read(sh, CAPTURE_BATCH, &mut batch, &mut bufs) {
             Ok(0) => {
-                src.wait();
+                src.wait(Duration::from_millis(200));
                 continue;
             }
             Ok(_) => {}
@@ -818,10 +815,13 @@ fn capture_loop(sh: &Shared, mut src: Source, frame_max: usize) {
         // A lone frame (light traffic, a ping) goes at once.
         if batch.len() > 1 {
             let deadline = Instant::now() + LINGER;
-            while batch.len() < CAPTURE_BATCH && Instant::now() < deadline {
+            while batch.len() < CAPTURE_BATCH {
+                let Some(left) = deadline.checked_duration_since(Instant::now()) else { break };
                 let room = CAPTURE_BATCH - batch.len();
                 match src.read(sh, room, &mut batch, &mut bufs) {
-                    Ok(0) => std::thread::yield_now(),
+                    // Sleep, not spin: on a busy machine the CPU is better
+                    // spent by the senders filling the batch.
+                    Ok(0) => src.wait(left),
                     Ok(_) => {}
                     Err(_) => break,
                 }

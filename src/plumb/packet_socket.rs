@@ -97,13 +97,6 @@ impl PacketSocket {
         Ok(s)
     }
 
-    /// Waits up to `timeout_ms` for a frame to read.
-    pub fn wait_readable(&self, timeout_ms: u16) {
-        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-        let mut fds = [PollFd::new(self.fd.as_fd(), PollFlags::POLLIN)];
-        let _ = poll(&mut fds, PollTimeout::from(timeout_ms));
-    }
-
     /// Reads what is queued, up to one frame per buffer, without waiting.
     /// Appends to `out` (in order) and returns how many were read: 0 when
     /// nothing was queued.
