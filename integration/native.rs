@@ -97,6 +97,7 @@ fn attach_puts_ethwe_with_addresses_into_the_namespace() {
         addrs: vec!["10.77.0.2/24".parse().unwrap(), "fd77::2/64".parse().unwrap()],
         mtu: 1376,
         host_ifname: host_ifname(&path),
+        gso_max_size: Some(60_000),
     };
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let res = rt.block_on(attach(&spec));
@@ -104,6 +105,9 @@ fn attach_puts_ethwe_with_addresses_into_the_namespace() {
     let show = String::from_utf8_lossy(&show.stdout).into_owned();
     let host = Command::new("ip").args(["link", "show", &spec.host_ifname]).output().unwrap();
     let host = String::from_utf8_lossy(&host.stdout).into_owned();
+    let detail = Command::new("ip").args(["-d", "-n", &ns, "link", "show", "ethwe"]).output().unwrap();
+    let detail = String::from_utf8_lossy(&detail.stdout).into_owned();
+    assert!(detail.contains("gso_max_size 60000"), "the GSO cap was not applied: {detail}");
     // Attaching again is idempotent: the old pair is replaced.
     let again = rt.block_on(attach(&spec));
     let removed = rt.block_on(detach(&spec.host_ifname));

@@ -96,6 +96,10 @@ impl Lab {
     }
 
     fn start_with(&mut self, h: &str, password: Option<&str>, trusted: &str) {
+        self.start_args(h, password, trusted, &[])
+    }
+
+    fn start_args(&mut self, h: &str, password: Option<&str>, trusted: &str, extra: &[&str]) {
         let peers: Vec<String> = HOSTS.iter().filter(|x| **x != h).map(|x| Lab::underlay(x)).collect();
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -107,6 +111,7 @@ impl Lab {
             .args(["--nickname", &format!("host-{h}")])
             .args(["--api-socket", self.sock(h).to_str().expect("utf-8")])
             .args(["--state-dir", self.dir.join(format!("state-{h}")).to_str().expect("utf-8")])
+            .args(extra)
             .args(&peers)
             .env("RUST_LOG", "info")
             .env("WEAVER_TRUSTED_SUBNETS", trusted)
@@ -435,6 +440,51 @@ fn sleeve_three_hosts() {
         assert!(ok, "{out}");
     });
     assert!(contains(&trusted, PATTERN), "between trusted subnets the sleeve does not seal");
+
+    // 7. GSO super-frames (--sleeve-gso on A and B, not C), sealed: A's
+    //    TCP to B travels as whole super-frames (one datagram each, cut by
+    //    B), A's TCP to C is cut by A (C does not take them). TCP delivers
+    //    every byte either way, so the segments' checksums are right.
+    lab.stop_all();
+    for h in HOSTS {
+        let _ = std::fs::remove_file(lab.sock(h));
+        let extra: &[&str] = if h == "c" { &[] } else { &["--sleeve-gso"] };
+        lab.start_args(h, Some("sleeve-test-secret"), "", extra);
+    }
+    for h in HOSTS {
+        wait_until(&format!("{h}'s API, GSO"), Duration::from_secs(20), || lab.sock(h).exists());
+        wait_until(&format!("{h}'s connections on the sleeve, GSO"), Duration::from_secs(30), || {
+            established_sleeve(&lab, h)
+        });
+    }
+    let (_, link) = lab.in_container("a1", "ip -d link show ethwe");
+    assert!(link.contains("gso_max_size 62000"), "A's containers get the GSO cap: {link}");
+    let stat = |h: &str, k: &str| lab.json(h, &["status"])["sleeve"][k].as_u64().unwrap_or(0);
+    let iperf = |to: &str| {
+        let server = lab.ns(to);
+        let mut s = Command::new("ip")
+            .args(["netns", "exec", &server, "iperf3", "-s", "-1"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("iperf3 (integration/setup.sh installs it)");
+        std::thread::sleep(Duration::from_millis(500));
+        let ip = if to == "b1" { Lab::ip("b", 1) } else { Lab::ip("c", 1) };
+        let (ok, out) = lab.in_container("a1", &format!("timeout 30 iperf3 -c {ip} -n 20M"));
+        let _ = s.wait();
+        assert!(ok, "iperf3 a1 -> {to}: {out}\n{}", lab.logs());
+    };
+    iperf("b1");
+    let (sent, got, cut) = (stat("a", "gso_sent"), stat("b", "gso_received"), stat("b", "segmented"));
+    eprintln!("a1 -> b1: A sent {sent} super-frames, B received {got} and cut {cut}");
+    assert!(sent > 0 && got > 0 && cut > 0, "A-B did not carry super-frames: {sent}/{got}/{cut}");
+    let (a_cut0, sent0) = (stat("a", "segmented"), stat("a", "gso_sent"));
+    iperf("c1");
+    let (a_cut, c_got) = (stat("a", "segmented"), stat("c", "gso_received"));
+    eprintln!("a1 -> c1: A cut {} super-frames, C received {c_got} whole", a_cut - a_cut0);
+    assert!(a_cut > a_cut0, "A did not cut the super-frames for C");
+    assert_eq!(c_got, 0, "C, which does not take super-frames, got some");
+    assert!(stat("a", "gso_sent") - sent0 < 20, "A sent super-frames towards C");
     lab.stop_all();
     for h in HOSTS {
         let log = lab.log(h);

@@ -32,6 +32,8 @@ pub enum PmtuDiscovery {
     Do,
     /// DF set; the kernel's path MTU is ignored (for probes).
     Probe,
+    /// DF clear: the kernel fragments what is bigger than the path.
+    Dont,
 }
 
 /// Sets `IP_MTU_DISCOVER` on an IPv4 socket.
@@ -39,6 +41,7 @@ pub fn set_pmtu_discovery(fd: RawFd, mode: PmtuDiscovery) -> std::io::Result<()>
     let v = match mode {
         PmtuDiscovery::Do => libc::IP_PMTUDISC_DO,
         PmtuDiscovery::Probe => libc::IP_PMTUDISC_PROBE,
+        PmtuDiscovery::Dont => libc::IP_PMTUDISC_DONT,
     };
     set_int(fd, libc::IPPROTO_IP, libc::IP_MTU_DISCOVER, v)
 }

@@ -1,13 +1,15 @@
 //! Sleeve datagrams as they arrive on UDP 6783, from anyone: the header and
-//! frame parser, and the opener of an encrypted connection; and captured
-//! frames too big for the path. Any bytes, never
+//! frame parser, and the opener of an encrypted connection; captured
+//! frames too big for the path; and GSO super-frames (their body, their
+//! virtio_net_hdr, and cutting them into segments). Any bytes, never
 //! a panic, and nothing unauthenticated is ever delivered.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use weaver::mesh::conn::SessionKeys;
 use weaver::sleeve::oversize;
 use weaver::sleeve::seal::{OpenError, Opener};
-use weaver::sleeve::wire::{parse_frames, Control, Header};
+use weaver::sleeve::segment::{self, VnetHdr};
+use weaver::sleeve::wire::{parse_frames, parse_gso, Control, Header};
 
 fuzz_target!(|data: &[u8]| {
     // Captured frames too big for a path: any bytes, any MTU.
@@ -18,6 +20,13 @@ fuzz_target!(|data: &[u8]| {
         if !h.sealed {
             let _ = parse_frames(body);
             let _ = Control::parse(body);
+            // A GSO body from a peer: its header, then cut as the
+            // receiver would (or refused).
+            if let Ok((vnet, f)) = parse_gso(body) {
+                if let Ok(v) = VnetHdr::parse(&vnet) {
+                    let _ = segment::finish(&v, &f.bytes);
+                }
+            }
         }
         let keys = SessionKeys { tx: [3; 32], rx: [4; 32] };
         let mut o = Opener::new(&keys, h.conn_uid);

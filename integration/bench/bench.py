@@ -445,11 +445,12 @@ def cmd_flowrate(layout, counter, send_ns, iface, dst_mac, n, settle="2"):
 LAYOUTS = [("weaver", "weaver", "weaver"), ("sleeve", "sleeve", "sleeve"),
            ("sleeve_enc", "sleeve encrypted", "sleeve_encrypted"),
            ("sleeve_pcap", "sleeve, libpcap", "sleeve_libpcap"),
+           ("sleeve_gso", "sleeve, GSO", "sleeve_gso"),
            ("vxlan", "kernel vxlan", "kernel_vxlan"), ("veth", "plain veth", "plain_veth")]
 # The overlays compared with the kernel's vxlan: a ratio column each.
 OVERLAYS = {"weaver": "weaver/vxlan", "sleeve": "sleeve/vxlan", "sleeve_enc": "encrypted/vxlan",
-            "sleeve_pcap": "libpcap/vxlan"}
-SLEEVES = ("sleeve", "sleeve_enc", "sleeve_pcap")
+            "sleeve_pcap": "libpcap/vxlan", "sleeve_gso": "gso/vxlan"}
+SLEEVES = ("sleeve", "sleeve_enc", "sleeve_pcap", "sleeve_gso")
 
 # key, label, unit, better ("hi"/"lo"), decimals, shown for (the fast
 # datapath's report, the sleeve's, or both), ratio against vxlan, display
@@ -622,11 +623,13 @@ def cmd_report(log, out, *meta):
     meta_d = dict(m.split("=", 1) for m in meta)
     if "quick" in meta_d:
         meta_d["quick"] = meta_d["quick"] == "1"
-    names = " vs ".join(label for l, label, _ in LAYOUTS if l in res and l not in ("sleeve_enc", "sleeve_pcap"))
+    names = " vs ".join(label for l, label, _ in LAYOUTS
+                        if l in res and l not in ("sleeve_enc", "sleeve_pcap", "sleeve_gso"))
     doc = {
         "benchmark": ("weaver fast datapath vs kernel vxlan vs plain veth" if not sleeve
                       else f"{names}" + (" (and encrypted)" if "sleeve_enc" in res else "")
-                      + (" (and the libpcap capture)" if "sleeve_pcap" in res else "")),
+                      + (" (and the libpcap capture)" if "sleeve_pcap" in res else "")
+                      + (" (and GSO super-frames)" if "sleeve_gso" in res else "")),
         "meta": meta_d | res.get("meta", {}),
         "units": {k: UNITS_RAW.get(k, u) for k, _, u, *_ in metrics},
         "results": {name: res.get(l, {}) for l, _, name in LAYOUTS

@@ -201,6 +201,11 @@ async fn metrics(State(s): State<Arc<AppState>>) -> Result<Response, Failure> {
             by.get_or_create(&vec![("direction".to_string(), dir.to_string())]).inc_by(b);
         }
         reg.register("sleeve_packets", "Sleeve frames captured and injected, datagrams sent and received", pk);
+        let gso = Family::<Vec<(String, String)>, Counter>::default();
+        for (what, n) in [("sent_whole", st.gso_sent), ("received_whole", st.gso_received), ("cut", st.segmented)] {
+            gso.get_or_create(&vec![("what".to_string(), what.to_string())]).inc_by(n);
+        }
+        reg.register("sleeve_gso_super_frames", "TCP super-frames sent or received whole, and cut here", gso);
         reg.register("sleeve_bytes", "Bytes of the same", by);
         let dr = Family::<Vec<(String, String)>, Counter>::default();
         let mut reasons: Vec<(String, u64)> = st.drops.into_iter().collect();
@@ -211,6 +216,7 @@ async fn metrics(State(s): State<Arc<AppState>>) -> Result<Response, Failure> {
             ("no_connection".to_string(), st.no_connection),
             ("capture_ring_full".to_string(), st.capture_dropped),
             ("captured_over_mtu".to_string(), st.capture_truncated),
+            ("unfinished".to_string(), st.unfinished_dropped),
             ("udp_socket_full".to_string(), st.udp_dropped),
             ("send_error".to_string(), st.send_errors),
             ("inject_error".to_string(), st.inject_errors),

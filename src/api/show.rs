@@ -41,6 +41,13 @@ pub fn format_status(s: &Status) -> String {
             "         Sleeve: {} frames captured, {} injected, {} relayed; {} datagrams sent, {} received",
             v.captured, v.injected, v.relayed, v.datagrams_sent, v.datagrams_received
         );
+        if v.gso_sent + v.gso_received + v.segmented > 0 {
+            let _ = writeln!(
+                o,
+                "            GSO: {} super-frames sent whole, {} received whole; {} cut here",
+                v.gso_sent, v.gso_received, v.segmented
+            );
+        }
         let mut dropped: Vec<String> = v.drops.iter().map(|(k, n)| format!("{n} {k}")).collect();
         for (k, n) in [
             ("unknown connection", v.unknown),
@@ -49,6 +56,7 @@ pub fn format_status(s: &Status) -> String {
             ("no connection", v.no_connection),
             ("capture buffer full", v.capture_dropped),
             ("captured over the MTU", v.capture_truncated),
+            ("unfinished (bad offload header)", v.unfinished_dropped),
             ("UDP socket full", v.udp_dropped),
             ("send errors", v.send_errors),
             ("inject errors", v.inject_errors),

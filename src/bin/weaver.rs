@@ -14,7 +14,7 @@ use weaver::daemon::config::{Args, Config};
 use weaver::daemon::dataplane::{self, DataplaneSettings, SleeveSide};
 use weaver::daemon::fastdp::{self, Fastdp};
 use weaver::daemon::mesh::{self, FastdpLink, MeshSettings, SleeveLink};
-use weaver::daemon::sleeve::{self as sleeve_driver, SleeveSettings};
+use weaver::daemon::sleeve::{self as sleeve_driver, SleeveSettings, SLEEVE_GSO};
 use weaver::fastdp::health::HealthConfig;
 use weaver::mesh::conn::ConnConfig;
 use weaver::mesh::peer::{Identity, PeerName, PeerUid, ShortId};
@@ -91,6 +91,12 @@ async fn main() -> Result<()> {
     // sleeve always (a connection VXLAN cannot cross falls back to it, and
     // sleeve-only peers are reached over it).
     conn.overlays = if dp.is_some() { vec!["fastdp".into(), "sleeve".into()] } else { vec!["sleeve".into()] };
+    // Bridge mode may carry TCP super-frames whole, to peers that do too
+    // (never a fast-datapath host: its datapath takes finished frames only).
+    let gso = dp.is_none() && cfg.sleeve_gso;
+    if gso {
+        conn.overlays.push(SLEEVE_GSO.into());
+    }
     let (snap_tx, snap_rx) = watch::channel(None);
     // The sleeve: in bridge mode on the Linux bridge `weave` and its
     // capture port; beside the fast datapath, fed by the datapath's upcalls.
@@ -100,13 +106,16 @@ async fn main() -> Result<()> {
         let b = bridge::ensure(&BridgeSpec { name: bridge::BRIDGE.into(), mtu: cfg.mtu })
             .await
             .map_err(|e| anyhow::anyhow!("setting up the bridge: {e}"))?;
+        if gso {
+            bridge::pass_super_frames().await.map_err(|e| anyhow::anyhow!("--sleeve-gso: {e}"))?;
+        }
         sleeve_driver::LocalSide::Capture(b.capture_ifname.clone(), cfg.sleeve_capture)
     } else {
         let (tx, rx) = tokio::sync::mpsc::channel(4096);
         inbound = Some(rx);
         sleeve_driver::LocalSide::Dataplane(tx)
     };
-    let s = SleeveSettings { me: me.name, port: cfg.port, local, mtu: cfg.mtu };
+    let s = SleeveSettings { me: me.name, port: cfg.port, local, mtu: cfg.mtu, gso };
     let (sleeve_handle, events) = sleeve_driver::spawn(s, snap_rx.clone()).context("starting the sleeve")?;
     let sleeve_link = Some(SleeveLink {
         handle: sleeve_handle.clone(),
@@ -117,7 +126,8 @@ async fn main() -> Result<()> {
     });
     let sleeve = Some(sleeve_handle.clone());
     if dp.is_none() {
-        bridged_plane = Some(bridged::spawn(bridge::BRIDGE.into(), cfg.mtu, cfg.state_dir.clone()).await);
+        let cap = gso.then_some(sleeve_driver::GSO_MAX_SIZE);
+        bridged_plane = Some(bridged::spawn(bridge::BRIDGE.into(), cfg.mtu, cfg.state_dir.clone(), cap).await);
     }
     let (dataplane, fastdp_link) = match &dp {
         Some(d) => {

@@ -56,7 +56,7 @@ pub fn attach_spec(r: &crate::api::AttachRequest, mtu: u32) -> Result<veth::Atta
         .map(|c| c.parse::<ipnet::IpNet>().map_err(|e| format!("invalid address {c:?}: {e}")))
         .collect::<Result<Vec<_>, _>>()?;
     let netns = veth::netns_path(&r.target);
-    Ok(veth::AttachSpec { host_ifname: veth::host_ifname(&netns), netns, addrs, mtu })
+    Ok(veth::AttachSpec { host_ifname: veth::host_ifname(&netns), netns, addrs, mtu, gso_max_size: None })
 }
 
 /// Removes the host ends of container veths (ours by their names) that no

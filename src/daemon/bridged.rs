@@ -26,11 +26,14 @@ struct Bridged {
     mtu: u32,
     state_dir: PathBuf,
     attached: BTreeMap<String, Attached>,
+    gso_max_size: Option<u32>,
 }
 
 /// Starts the task: first the containers an earlier run attached.
-pub async fn spawn(bridge: String, mtu: u32, state_dir: PathBuf) -> DataplaneHandle {
-    let mut b = Bridged { bridge, mtu, state_dir, attached: BTreeMap::new() };
+/// `gso_max_size`: the cap on containers' GSO super-frames, when the sleeve
+/// carries them whole.
+pub async fn spawn(bridge: String, mtu: u32, state_dir: PathBuf, gso_max_size: Option<u32>) -> DataplaneHandle {
+    let mut b = Bridged { bridge, mtu, state_dir, attached: BTreeMap::new(), gso_max_size };
     b.readopt().await;
     let (tx, mut rx) = mpsc::channel(64);
     tokio::spawn(async move {
@@ -81,6 +84,11 @@ impl Bridged {
         for s in attachments::surviving(&self.state_dir).await {
             match bridge::enslave(&s.host_ifname, &self.bridge).await {
                 Ok(()) => {
+                    if let Some(n) = self.gso_max_size {
+                        if let Err(e) = veth::cap_container_gso(&veth::netns_path(&s.target), n).await {
+                            warn!(target = %s.target, error = %e, "could not cap the container's GSO size");
+                        }
+                    }
                     info!(target = %s.target, ifname = %s.host_ifname, "container re-attached");
                     self.attached.insert(s.target, Attached { host_ifname: s.host_ifname, cidrs: s.cidrs });
                 }
@@ -93,7 +101,8 @@ impl Bridged {
     }
 
     async fn attach(&mut self, r: AttachRequest) -> Result<AttachView, String> {
-        let spec = attachments::attach_spec(&r, self.mtu)?;
+        let mut spec = attachments::attach_spec(&r, self.mtu)?;
+        spec.gso_max_size = self.gso_max_size;
         let _ = self.detach(&r.target).await;
         let a = veth::attach(&spec).await.map_err(|e| e.to_string())?;
         if let Err(e) = bridge::enslave(&a.host_ifname, &self.bridge).await {

@@ -59,6 +59,10 @@ pub struct Args {
     /// sockets, batched) or "pcap" (libpcap).
     #[arg(long, env = "WEAVER_SLEEVE_CAPTURE", default_value = "packet")]
     pub sleeve_capture: String,
+    /// Bridge mode: carry TCP super-frames (GSO) whole between sleeve hosts
+    /// that both enable it, instead of MTU-sized frames.
+    #[arg(long, env = "WEAVER_SLEEVE_GSO")]
+    pub sleeve_gso: bool,
     /// Connect to peers learned from the mesh, not only to the ones given.
     #[arg(long, env = "WEAVER_DISCOVERY", default_value_t = true, action = clap::ArgAction::Set)]
     pub discovery: bool,
@@ -99,6 +103,7 @@ pub struct Config {
     /// Peers (names, nicknames or IPs) whose connections use the sleeve.
     pub sleeve_peers: Vec<String>,
     pub sleeve_capture: crate::daemon::sleeve::CaptureKind,
+    pub sleeve_gso: bool,
     pub discovery: bool,
     pub conn_limit: usize,
     pub log_format: String,
@@ -158,6 +163,9 @@ impl Config {
             return Err(invalid("sleeve-peer", format!("{bad:?} is not a peer name, nickname or IP address")));
         }
         let sleeve_capture = a.sleeve_capture.parse().map_err(|e: String| invalid("sleeve-capture", e))?;
+        if a.sleeve_gso && sleeve_capture == crate::daemon::sleeve::CaptureKind::Pcap {
+            return Err(invalid("sleeve-gso", "needs the packet-socket capture (--sleeve-capture packet)"));
+        }
         if a.conn_limit == 0 {
             return Err(invalid("conn-limit", "must be at least 1"));
         }
@@ -176,6 +184,7 @@ impl Config {
             no_fastdp: a.no_fastdp,
             sleeve_peers,
             sleeve_capture,
+            sleeve_gso: a.sleeve_gso,
             discovery: a.discovery,
             conn_limit: a.conn_limit,
             log_format: a.log_format,
@@ -220,6 +229,7 @@ mod tests {
             (vec!["--password-file", "/nonexistent/pw"], "--password-file"),
             (vec!["--sleeve-peer", "host a"], "--sleeve-peer"),
             (vec!["--sleeve-capture", "ring"], "--sleeve-capture"),
+            (vec!["--sleeve-capture", "pcap", "--sleeve-gso"], "--sleeve-gso"),
         ] {
             let e = parse(&args).unwrap_err();
             assert!(e.contains(needle), "{args:?}: {e}");

@@ -812,12 +812,16 @@ impl MeshTask {
             .map_or(1500 - UDP_IPV4_OVERHEAD, |m| (m as usize).saturating_sub(UDP_IPV4_OVERHEAD));
         let keys = info.datapath_keys().cloned();
         let sealed = keys.is_some();
+        let gso = [&self.conn_cfg.overlays, &info.remote_overlays]
+            .iter()
+            .all(|o| o.iter().any(|x| x == super::sleeve::SLEEVE_GSO));
         s.handle.conn_up(ConnUp {
             conn_uid: info.conn_uid(),
             peer: info.remote.name,
             addr: SocketAddr::new(std::net::IpAddr::V4(dst), s.port),
             keys,
             payload_limit: limit,
+            gso,
         });
         let mut link = Link::new(self.now(), s.link.clone(), limit);
         link.sealed = sealed;

@@ -31,11 +31,12 @@ use tracing::{debug, info, warn};
 use super::dataplane::Snapshot;
 use crate::mesh::conn::SessionKeys;
 use crate::mesh::peer::PeerName;
-use crate::plumb::packet_socket::PacketSocket;
+use crate::plumb::packet_socket::{PacketSocket, VNET_LEN};
 use crate::sleeve::forward::{self, Forwarder};
 use crate::sleeve::link::ToSend;
 use crate::sleeve::oversize::{self, Oversize};
 use crate::sleeve::seal::{Opener, Sealer};
+use crate::sleeve::segment::{self, VnetHdr};
 use crate::sleeve::wire::{self, Control, ControlKind, Frame, Header, FRAME_OVERHEAD};
 use crate::sockopt::{set_pmtu_discovery, PmtuDiscovery};
 
@@ -52,6 +53,17 @@ const CAPTURE_BUFFER: i32 = 2 << 20;
 const CAPTURE_RCVBUF: usize = 4 << 20;
 /// How long a busy capture waits for more frames to batch.
 const LINGER: Duration = Duration::from_micros(100);
+/// The largest UDP payload over IPv4.
+const MAX_UDP_PAYLOAD: usize = 65507;
+/// The smallest GSO size taken from a peer (IPv4's minimum MTU less headers).
+const MIN_GSO_SIZE: u16 = 500;
+/// Whether super-frames from peers are injected whole (else cut here).
+const INJECT_SUPER_FRAMES: bool = false;
+/// The overlay name peers offer when they take GSO datagrams.
+pub const SLEEVE_GSO: &str = "sleeve-gso";
+/// The cap on containers' GSO super-frames in GSO mode: one, with its
+/// record, virtio_net_hdr, header and tag, fits a UDP datagram.
+pub const GSO_MAX_SIZE: u32 = 62_000;
 /// Datagrams per `sendmmsg`/`recvmmsg`.
 const MAX_BATCH: usize = 32;
 /// Frames read from the capture per wake-up.
@@ -67,6 +79,9 @@ pub struct SleeveSettings {
     /// The containers' MTU: frames are at most this plus an Ethernet
     /// header and a VLAN tag.
     pub mtu: u32,
+    /// Capture TCP super-frames whole (packet sockets with virtio_net_hdr)
+    /// and carry them whole to peers that take them (`sleeve-gso`).
+    pub gso: bool,
 }
 
 /// The local side of the sleeve.
@@ -123,6 +138,8 @@ pub struct ConnUp {
     pub keys: Option<SessionKeys>,
     /// The largest UDP payload to send at first.
     pub payload_limit: usize,
+    /// The peer takes GSO super-frames whole (both ends offer `sleeve-gso`).
+    pub gso: bool,
 }
 
 /// What the driver tells the mesh.
@@ -161,6 +178,14 @@ struct Stats {
     capture_dropped: AtomicU64,
     /// Captured frames longer than the MTU allows (cut, so dropped).
     capture_truncated: AtomicU64,
+    /// Super-frames sent whole, in one GSO datagram.
+    gso_sent: AtomicU64,
+    /// Super-frames received whole.
+    gso_received: AtomicU64,
+    /// Super-frames cut into MTU-sized segments here.
+    segmented: AtomicU64,
+    /// Unfinished frames (bad virtio_net_hdr, or impossible to finish) dropped.
+    unfinished_dropped: AtomicU64,
 }
 
 /// The counters, as `weavectl status` shows them.
@@ -189,6 +214,18 @@ pub struct SleeveStatsView {
     /// Captured frames longer than the MTU allows, dropped.
     #[serde(default)]
     pub capture_truncated: u64,
+    /// TCP super-frames sent whole (GSO datagrams).
+    #[serde(default)]
+    pub gso_sent: u64,
+    /// TCP super-frames received whole.
+    #[serde(default)]
+    pub gso_received: u64,
+    /// Super-frames cut into MTU-sized segments here.
+    #[serde(default)]
+    pub segmented: u64,
+    /// Unfinished frames that could not be finished, dropped.
+    #[serde(default)]
+    pub unfinished_dropped: u64,
     /// Datagrams the kernel dropped with the UDP socket's buffer full.
     #[serde(default)]
     pub udp_dropped: u64,
@@ -200,6 +237,7 @@ pub struct SleeveStatsView {
 struct TxConn {
     conn_uid: u64,
     addr: SocketAddr,
+    gso: bool,
     sealer: Mutex<Sealer>,
     overhead: usize,
     limit: AtomicUsize,
@@ -234,6 +272,9 @@ struct Shared {
     rx: RwLock<HashMap<u64, Arc<RxConn>>>,
     data: UdpSocket,
     probe: UdpSocket,
+    /// GSO datagrams (up to 64 KB), sent without DF: the underlay's IP
+    /// fragments carry them.
+    big: Option<UdpSocket>,
     out: Deliver,
     events: mpsc::Sender<SleeveEvent>,
     stats: Stats,
@@ -292,6 +333,15 @@ pub fn spawn(
     let probe = udp(0)?;
     set_pmtu_discovery(probe.as_raw_fd(), PmtuDiscovery::Probe)
         .map_err(|source| SleeveError::Udp { port: 0, source })?;
+    let gso = s.gso && matches!(s.local, LocalSide::Capture(_, CaptureKind::Packet));
+    let big = if gso {
+        let b = udp(0)?;
+        set_pmtu_discovery(b.as_raw_fd(), PmtuDiscovery::Dont)
+            .map_err(|source| SleeveError::Udp { port: 0, source })?;
+        Some(b)
+    } else {
+        None
+    };
 
     let (out, capture) = match s.local {
         LocalSide::Capture(ifname, CaptureKind::Pcap) => {
@@ -301,8 +351,12 @@ pub fn spawn(
         LocalSide::Capture(ifname, CaptureKind::Packet) => {
             let sock_err = |source| SleeveError::Packet { ifname: ifname.clone(), source };
             let ifindex = nix::net::if_::if_nametoindex(ifname.as_str()).map_err(|e| sock_err(e.into()))?;
-            let capture = PacketSocket::capture(ifindex, CAPTURE_RCVBUF).map_err(sock_err)?;
-            let inject = PacketSocket::injector(ifindex).map_err(sock_err)?;
+            let (capture, inject) = if gso {
+                (PacketSocket::capture_vnet(ifindex, CAPTURE_RCVBUF), PacketSocket::injector_vnet(ifindex))
+            } else {
+                (PacketSocket::capture(ifindex, CAPTURE_RCVBUF), PacketSocket::injector(ifindex))
+            };
+            let (capture, inject) = (capture.map_err(sock_err)?, inject.map_err(sock_err)?);
             (Deliver::Packet(inject), Some(Source::Packet(capture)))
         }
         LocalSide::Dataplane(tx) => (Deliver::Dataplane(tx), None),
@@ -318,6 +372,7 @@ pub fn spawn(
         rx: RwLock::new(HashMap::new()),
         data,
         probe,
+        big,
         out,
         events: events_tx,
         stats: Stats::default(),
@@ -329,7 +384,12 @@ pub fn spawn(
     };
     if let Some(capture) = capture {
         let sh = shared.clone();
-        let frame_max = usize::try_from(s.mtu).unwrap_or(65535).saturating_add(18).min(65535);
+        // Super-frames are up to 64 KB, after their virtio_net_hdr.
+        let frame_max = if gso {
+            65536 + VNET_LEN + 64
+        } else {
+            usize::try_from(s.mtu).unwrap_or(65535).saturating_add(18).min(65535)
+        };
         std::thread::Builder::new()
             .name("sleeve-capture".into())
             .spawn(move || capture_loop(&sh, capture, frame_max))
@@ -429,6 +489,7 @@ impl SleeveHandle {
         let tx = Arc::new(TxConn {
             conn_uid: c.conn_uid,
             addr: c.addr,
+            gso: c.gso,
             overhead: sealer.overhead(),
             sealer: Mutex::new(sealer),
             limit: AtomicUsize::new(c.payload_limit),
@@ -508,6 +569,10 @@ impl SleeveHandle {
             no_connection: g(&s.no_connection),
             capture_dropped: g(&s.capture_dropped),
             capture_truncated: g(&s.capture_truncated),
+            gso_sent: g(&s.gso_sent),
+            gso_received: g(&s.gso_received),
+            segmented: g(&s.segmented),
+            unfinished_dropped: g(&s.unfinished_dropped),
             udp_dropped: udp_socket_drops(self.shared.port).unwrap_or(0),
             drops,
             connections: read(&self.shared.tx).len(),
@@ -658,6 +723,122 @@ impl Shared {
         }
     }
 
+    /// A super-frame that arrived whole from peer `prev`: injected whole
+    /// where it is for our containers only (the kernel takes it with its
+    /// virtio_net_hdr); else cut into segments, which go where any frame
+    /// would.
+    fn deliver_gso(&self, prev: PeerName, vnet: [u8; VNET_LEN], f: Frame, out: &mut Outgoing) {
+        // From the wire: a tiny GSO size would cut 64 KB into tens of
+        // thousands of frames.
+        let h = match VnetHdr::parse(&vnet) {
+            Ok(h) if h.gso_type == VnetHdr::GSO_NONE || h.gso_size >= MIN_GSO_SIZE => h,
+            _ => {
+                bump(&self.stats.malformed, 1);
+                return;
+            }
+        };
+        if let Deliver::Dataplane(tx) = &self.out {
+            // The datapath takes finished frames only.
+            let segs = segment::finish(&h, &f.bytes).unwrap_or_default();
+            for bytes in segs {
+                let len = bytes.len() as u64;
+                let r = tx.try_send(Inbound::Peer { prev, src: f.src, dst: f.dst, bytes });
+                self.delivered(r.map_err(|e| e.to_string()), len);
+            }
+            return;
+        }
+        let now = self.now();
+        let v = match lock(&self.fwd).from_peer(now, prev, f.src, f.dst, &f.bytes) {
+            Ok(v) => v,
+            Err(_) => return,
+        };
+        if let (Deliver::Packet(p), true, true, true) = (&self.out, v.inject, v.sends.is_empty(), INJECT_SUPER_FRAMES) {
+            if p.vnet() {
+                let r = p.send_vnet(&vnet, &f.bytes).map_err(|e| e.to_string());
+                if let Err(e) = &r {
+                    debug!(error = %e, ?h, len = f.bytes.len(), "super-frame not injected");
+                }
+                self.delivered(r, f.bytes.len() as u64);
+                return;
+            }
+        }
+        self.route_segments(out, v, &h, &f.bytes);
+    }
+
+    /// A captured frame that is not finished (a TCP super-frame, or a
+    /// partial checksum): carried whole, in one GSO datagram, when it goes
+    /// to one next hop that takes those; else finished here (checksum
+    /// completed, super-frame cut into MTU-sized segments) and routed like
+    /// any frame.
+    fn route_unfinished(&self, out: &mut Outgoing, v: forward::Verdict, vnet: [u8; VNET_LEN], bytes: Vec<u8>) {
+        let h = match VnetHdr::parse(&vnet) {
+            Ok(h) => h,
+            Err(e) => {
+                bump(&self.stats.unfinished_dropped, 1);
+                debug!(error = %e, "captured frame with a bad virtio_net_hdr dropped");
+                return;
+            }
+        };
+        if let ([s], false, true) = (&v.sends[..], v.inject, h.gso_type != VnetHdr::GSO_NONE) {
+            let frame = Frame { src: s.src, dst: s.dst, bytes };
+            match self.send_gso(s.next_hop, &vnet, frame) {
+                Ok(()) => return,
+                Err(f) => return self.route_segments(out, v, &h, &f.bytes),
+            }
+        }
+        self.route_segments(out, v, &h, &bytes);
+    }
+
+    fn route_segments(&self, out: &mut Outgoing, v: forward::Verdict, h: &VnetHdr, bytes: &[u8]) {
+        match segment::finish(h, bytes) {
+            Ok(segs) => {
+                if segs.len() > 1 {
+                    bump(&self.stats.segmented, 1);
+                }
+                for s in segs {
+                    self.route(out, v.clone(), s);
+                }
+            }
+            Err(e) => {
+                bump(&self.stats.unfinished_dropped, 1);
+                debug!(error = %e, len = bytes.len(), "unfinished frame dropped");
+            }
+        }
+    }
+
+    /// Sends a super-frame whole to a next hop that takes them. Gives the
+    /// frame back when it cannot (the hop does not take GSO datagrams, or it
+    /// does not fit one).
+    fn send_gso(&self, hop: PeerName, vnet: &[u8; VNET_LEN], f: Frame) -> Result<(), Frame> {
+        let (Some(big), Some(t)) = (&self.big, read(&self.tx).get(&hop).cloned()) else { return Err(f) };
+        if !t.gso || t.overhead + wire::VNET_LEN + FRAME_OVERHEAD + f.bytes.len() > MAX_UDP_PAYLOAD {
+            return Err(f);
+        }
+        let body = match wire::emit_gso(vnet, &f) {
+            Ok(b) => b,
+            Err(_) => return Err(f),
+        };
+        let d = match lock(&t.sealer).seal_gso(&body) {
+            Ok(d) => d,
+            Err(e) => {
+                warn!(error = %e, "datagram not sent");
+                return Ok(());
+            }
+        };
+        match big.send_to(&d, t.addr) {
+            Ok(_) => {
+                bump(&self.stats.datagrams_sent, 1);
+                bump(&self.stats.bytes_sent, d.len() as u64);
+                bump(&self.stats.gso_sent, 1);
+            }
+            Err(e) => {
+                bump(&self.stats.send_errors, 1);
+                debug!(error = %e, to = %t.addr, "GSO datagram not sent");
+            }
+        }
+        Ok(())
+    }
+
     /// The kernel learned a smaller path MTU (an ICMP reached it): use the
     /// route's new limit at once, and tell the mesh to search again.
     fn too_big(&self, t: &TxConn) {
@@ -735,11 +916,13 @@ impl Source {
         &mut self,
         sh: &Shared,
         room: usize,
-        batch: &mut Vec<Vec<u8>>,
+        batch: &mut Vec<Captured>,
         bufs: &mut [Vec<u8>],
     ) -> Result<usize, String> {
         match self {
-            Source::Pcap(cap) => cap.dispatch(Some(room), |p| batch.push(p.data.to_vec())).map_err(|e| e.to_string()),
+            Source::Pcap(cap) => cap
+                .dispatch(Some(room), |p| batch.push(Captured { bytes: p.data.to_vec(), vnet: None }))
+                .map_err(|e| e.to_string()),
             Source::Packet(sock) => {
                 let room = room.min(bufs.len());
                 let mut got = Vec::with_capacity(room);
@@ -750,11 +933,25 @@ impl Source {
                         bump(&sh.stats.capture_truncated, 1);
                         continue;
                     }
+                    // The virtio_net_hdr, when the socket gives one: frames
+                    // that are finished (no GSO, checksum done) need nothing
+                    // more.
+                    let (vnet, data) = if sock.vnet() {
+                        match (b.get(..VNET_LEN), b.get(VNET_LEN..r.len)) {
+                            (Some(h), Some(d)) => {
+                                let h: [u8; VNET_LEN] = h.try_into().unwrap_or([0; VNET_LEN]);
+                                (Some(h).filter(|h| *h != [0; VNET_LEN]), d)
+                            }
+                            _ => continue,
+                        }
+                    } else {
+                        (None, &b[..r.len])
+                    };
                     // STP BPDUs and other link-local control frames stay local.
-                    if b[..r.len].starts_with(&[0x01, 0x80, 0xc2, 0x00, 0x00, 0x00]) {
+                    if data.starts_with(&[0x01, 0x80, 0xc2, 0x00, 0x00, 0x00]) {
                         continue;
                     }
-                    batch.push(b[..r.len].to_vec());
+                    batch.push(Captured { bytes: data.to_vec(), vnet });
                 }
                 Ok(n)
             }
@@ -781,11 +978,20 @@ impl Source {
     }
 }
 
+/// A captured frame, and its virtio_net_hdr when it is not finished (a GSO
+/// super-frame, or a partial checksum).
+struct Captured {
+    bytes: Vec<u8>,
+    vnet: Option<[u8; VNET_LEN]>,
+}
+
 fn capture_loop(sh: &Shared, mut src: Source, frame_max: usize) {
-    let mut batch: Vec<Vec<u8>> = Vec::with_capacity(CAPTURE_BATCH);
-    // Receive buffers for the packet socket, touched only as far as frames fill them.
+    let mut batch: Vec<Captured> = Vec::with_capacity(CAPTURE_BATCH);
+    // Receive buffers for the packet socket, touched only as far as frames
+    // fill them (fewer when they take 64 KB super-frames).
+    let nbufs = if frame_max > 16 << 10 { CAPTURE_BATCH / 4 } else { CAPTURE_BATCH };
     let mut bufs: Vec<Vec<u8>> = match src {
-        Source::Packet(_) => (0..CAPTURE_BATCH).map(|_| vec![0u8; frame_max]).collect(),
+        Source::Packet(_) => (0..nbufs).map(|_| vec![0u8; frame_max]).collect(),
         Source::Pcap(_) => Vec::new(),
     };
     let mut stats_at = Instant::now();
@@ -830,13 +1036,15 @@ fn capture_loop(sh: &Shared, mut src: Source, frame_max: usize) {
         let now = sh.now();
         let verdicts: Vec<_> = {
             let mut f = lock(&sh.fwd);
-            batch.iter().map(|fr| f.from_local(now, fr)).collect()
+            batch.iter().map(|c| f.from_local(now, &c.bytes)).collect()
         };
-        for (fr, v) in batch.drain(..).zip(verdicts) {
+        for (c, v) in batch.drain(..).zip(verdicts) {
             bump(&sh.stats.captured, 1);
-            bump(&sh.stats.captured_bytes, fr.len() as u64);
-            if let Ok(v) = v {
-                sh.route(&mut out, v, fr);
+            bump(&sh.stats.captured_bytes, c.bytes.len() as u64);
+            let Ok(v) = v else { continue };
+            match c.vnet {
+                None => sh.route(&mut out, v, c.bytes),
+                Some(vnet) => sh.route_unfinished(&mut out, v, vnet, c.bytes),
             }
         }
         sh.inject_all(&mut out.inject);
@@ -903,7 +1111,7 @@ fn handle_datagram(sh: &Shared, d: &[u8], from: SocketAddr, out: &mut Outgoing) 
         }
     };
     let conn = match read(&sh.rx).get(&h.conn_uid) {
-        Some(c) if c.ip == from.ip().to_canonical() || c.ip.to_canonical() == from.ip().to_canonical() => c.clone(),
+        Some(c) if c.ip.to_canonical() == from.ip().to_canonical() => c.clone(),
         _ => {
             bump(&sh.stats.unknown, 1);
             return;
@@ -921,6 +1129,16 @@ fn handle_datagram(sh: &Shared, d: &[u8], from: SocketAddr, out: &mut Outgoing) 
         match Control::parse(&opened.body) {
             Ok(c) => {
                 let _ = sh.events.try_send(SleeveEvent::Control { conn_uid: h.conn_uid, seq: c.seq, len: d.len() });
+            }
+            Err(_) => bump(&sh.stats.malformed, 1),
+        }
+        return;
+    }
+    if opened.gso {
+        match wire::parse_gso(&opened.body) {
+            Ok((vnet, f)) => {
+                bump(&sh.stats.gso_received, 1);
+                sh.deliver_gso(conn.peer, vnet, f, out);
             }
             Err(_) => bump(&sh.stats.malformed, 1),
         }

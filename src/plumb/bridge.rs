@@ -176,6 +176,27 @@ pub async fn ensure(spec: &BridgeSpec) -> Result<Bridge, PlumbError> {
     Ok(Bridge { ifindex: br_index, capture_ifname: CAPTURE.to_string(), capture_ifindex: capture_index })
 }
 
+/// The transmit offloads that let TCP super-frames through the capture pair
+/// whole (the sleeve's GSO mode): scatter-gather, checksum, TSO and TSO6.
+/// Everything else (UDP segmentation, tunnels) stays off, so those frames
+/// still arrive cut by the kernel.
+pub const SUPER_FRAME_OFFLOADS: [&str; 4] =
+    ["tx-scatter-gather", "tx-checksum-ip-generic", "tx-tcp-segmentation", "tx-tcp6-segmentation"];
+
+/// Turns [`SUPER_FRAME_OFFLOADS`] on at both ends of the capture pair: the
+/// bridge then hands the capture TCP super-frames whole, and the sleeve's
+/// injected super-frames reach the bridge whole.
+pub async fn pass_super_frames() -> Result<(), PlumbError> {
+    for ifname in [BRIDGE_PORT, CAPTURE] {
+        tokio::task::spawn_blocking(move || {
+            super::ethtool::set_features(ifname, &SUPER_FRAME_OFFLOADS.map(|n| (n, true)))
+        })
+        .await
+        .map_err(|e| other(format!("switch TSO on on {ifname}"), e.to_string()))??;
+    }
+    Ok(())
+}
+
 /// Makes `ifname` a port of the bridge `bridge`.
 pub async fn enslave(ifname: &str, bridge: &str) -> Result<(), PlumbError> {
     let h = connect().await?;

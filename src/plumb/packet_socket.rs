@@ -14,6 +14,12 @@
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
+/// The `virtio_net_hdr` that comes before each frame on a socket with
+/// PACKET_VNET_HDR.
+pub const VNET_LEN: usize = 10;
+/// A header that says "an ordinary frame, checksums done".
+const NO_VNET: [u8; VNET_LEN] = [0; VNET_LEN];
+
 /// `ETH_P_ALL`: every protocol.
 const ETH_P_ALL: u16 = 0x0003;
 
@@ -29,6 +35,9 @@ pub struct Received {
 #[derive(Debug)]
 pub struct PacketSocket {
     fd: OwnedFd,
+    /// Frames carry a `virtio_net_hdr` (PACKET_VNET_HDR): GSO super-frames
+    /// and partial checksums pass whole.
+    vnet: bool,
     /// Drops the kernel reported so far (its counter resets on each read).
     drops: u64,
 }
@@ -72,7 +81,7 @@ impl PacketSocket {
                 std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
             )
         })?;
-        Ok(PacketSocket { fd, drops: 0 })
+        Ok(PacketSocket { fd, vnet: false, drops: 0 })
     }
 
     /// A capture socket: every frame the interface receives, none it sends
@@ -80,6 +89,27 @@ impl PacketSocket {
     /// `rcvbuf` bytes (forced past `rmem_max` where we may).
     pub fn capture(ifindex: u32, rcvbuf: usize) -> io::Result<PacketSocket> {
         let s = PacketSocket::open(ifindex, ETH_P_ALL)?;
+        s.finish_capture(rcvbuf)
+    }
+
+    /// A capture socket whose frames each start with a `virtio_net_hdr`
+    /// ([`VNET_LEN`] bytes): TCP super-frames arrive whole (when the
+    /// interface's offloads allow), with their GSO size and partial
+    /// checksum described there.
+    pub fn capture_vnet(ifindex: u32, rcvbuf: usize) -> io::Result<PacketSocket> {
+        let mut s = PacketSocket::open(ifindex, ETH_P_ALL)?;
+        s.set_vnet()?;
+        s.finish_capture(rcvbuf)
+    }
+
+    fn set_vnet(&mut self) -> io::Result<()> {
+        setsockopt_int(self.fd.as_fd(), libc::SOL_PACKET, libc::PACKET_VNET_HDR, 1)?;
+        self.vnet = true;
+        Ok(())
+    }
+
+    fn finish_capture(self, rcvbuf: usize) -> io::Result<PacketSocket> {
+        let s = self;
         setsockopt_int(s.fd.as_fd(), libc::SOL_PACKET, libc::PACKET_IGNORE_OUTGOING, 1)?;
         let size = libc::c_int::try_from(rcvbuf).unwrap_or(libc::c_int::MAX);
         if setsockopt_int(s.fd.as_fd(), libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, size).is_err() {
@@ -91,7 +121,22 @@ impl PacketSocket {
     /// An injecting socket: it receives nothing (protocol 0), and its
     /// frames skip the interface's queueing discipline.
     pub fn injector(ifindex: u32) -> io::Result<PacketSocket> {
-        let s = PacketSocket::open(ifindex, 0)?;
+        PacketSocket::open(ifindex, 0)?.finish_injector()
+    }
+
+    /// An injecting socket taking a `virtio_net_hdr` with each frame
+    /// ([`PacketSocket::send_vnet`]; [`PacketSocket::send_batch`] gives
+    /// ordinary frames an empty one).
+    pub fn injector_vnet(ifindex: u32) -> io::Result<PacketSocket> {
+        let mut s = PacketSocket::open(ifindex, 0)?;
+        s.set_vnet()?;
+        // Not PACKET_QDISC_BYPASS: its direct transmit drops what the
+        // device must segment or fix up, where the queueing path does it.
+        Ok(s)
+    }
+
+    fn finish_injector(self) -> io::Result<PacketSocket> {
+        let s = self;
         // Best effort: without it frames go through the (empty) qdisc.
         let _ = setsockopt_int(s.fd.as_fd(), libc::SOL_PACKET, libc::PACKET_QDISC_BYPASS, 1);
         Ok(s)
@@ -131,7 +176,10 @@ impl PacketSocket {
         let mut rest = frames;
         while !rest.is_empty() {
             let n = rest.len().min(1024);
-            let iovs: Vec<[io::IoSlice<'_>; 1]> = rest[..n].iter().map(|f| [io::IoSlice::new(f)]).collect();
+            // An empty virtio_net_hdr first where the socket wants one.
+            let hdr: &[u8] = if self.vnet { &NO_VNET } else { &[] };
+            let iovs: Vec<[io::IoSlice<'_>; 2]> =
+                rest[..n].iter().map(|f| [io::IoSlice::new(hdr), io::IoSlice::new(f)]).collect();
             let addrs: Vec<Option<()>> = vec![None; n];
             let mut headers = MultiHeaders::<()>::preallocate(n, None);
             match sendmmsg(self.fd.as_raw_fd(), &mut headers, &iovs, &addrs, [], MsgFlags::empty()) {
@@ -153,6 +201,24 @@ impl PacketSocket {
             }
         }
         (sent, err)
+    }
+
+    /// Whether frames carry a `virtio_net_hdr`.
+    pub fn vnet(&self) -> bool {
+        self.vnet
+    }
+
+    /// Sends one frame with its `virtio_net_hdr` (a socket opened with
+    /// [`PacketSocket::injector_vnet`]): a GSO super-frame, which the kernel
+    /// takes whole.
+    pub fn send_vnet(&self, vnet: &[u8; VNET_LEN], frame: &[u8]) -> io::Result<()> {
+        use nix::sys::socket::{sendmsg, MsgFlags};
+        if !self.vnet {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "socket takes no virtio_net_hdr"));
+        }
+        let iov = [io::IoSlice::new(vnet), io::IoSlice::new(frame)];
+        sendmsg::<()>(self.fd.as_raw_fd(), &iov, &[], MsgFlags::empty(), None)?;
+        Ok(())
     }
 
     /// Frames the kernel dropped with the receive buffer full, since the

@@ -39,6 +39,10 @@ pub struct AttachSpec {
     pub mtu: u32,
     /// Name of the host end (at most 15 bytes).
     pub host_ifname: String,
+    /// The largest GSO super-frame the container's TCP may build on
+    /// `ethwe`, when it must be smaller than the kernel's default (the
+    /// sleeve carries each one in a single UDP datagram).
+    pub gso_max_size: Option<u32>,
 }
 
 /// The result of an attach.
@@ -128,12 +132,17 @@ pub async fn attach(spec: &AttachSpec) -> Result<Attached, PlumbError> {
         .await
         .map_err(nl("bring the host end up"))?;
 
-    let (addrs, peer_name) = (spec.addrs.clone(), peer.clone());
-    let mac = in_netns(ns, move |h| async move { configure_inner(&h, &peer_name, &addrs).await }).await?;
+    let (addrs, peer_name, gso) = (spec.addrs.clone(), peer.clone(), spec.gso_max_size);
+    let mac = in_netns(ns, move |h| async move { configure_inner(&h, &peer_name, &addrs, gso).await }).await?;
     Ok(Attached { host_ifname: spec.host_ifname.clone(), host_ifindex: host_index, mac })
 }
 
-async fn configure_inner(h: &Handle, peer: &str, addrs: &[IpNet]) -> Result<[u8; 6], PlumbError> {
+async fn configure_inner(
+    h: &Handle,
+    peer: &str,
+    addrs: &[IpNet],
+    gso_max_size: Option<u32>,
+) -> Result<[u8; 6], PlumbError> {
     let idx = match index_of(h, peer).await? {
         Some(i) => i,
         None => index_of(h, CONTAINER_IFNAME).await?.ok_or_else(|| PlumbError::Other {
@@ -146,6 +155,9 @@ async fn configure_inner(h: &Handle, peer: &str, addrs: &[IpNet]) -> Result<[u8;
         .execute()
         .await
         .map_err(nl("rename to ethwe (is there already an ethwe?)"))?;
+    if let Some(n) = gso_max_size {
+        cap_gso(h, idx, n).await;
+    }
     for a in addrs {
         h.address().add(idx, a.addr(), a.prefix_len()).execute().await.map_err(nl(format!("add address {a}")))?;
     }
@@ -166,6 +178,31 @@ async fn configure_inner(h: &Handle, peer: &str, addrs: &[IpNet]) -> Result<[u8;
         })
         .unwrap_or_default();
     Ok(mac)
+}
+
+/// Caps the GSO super-frames the container's TCP builds on `ethwe`.
+/// Kernels before 5.19 cannot change it: bigger super-frames are then cut
+/// by the sleeve, which is slower but correct.
+async fn cap_gso(h: &Handle, idx: u32, n: u32) {
+    use rtnetlink::packet_route::link::LinkAttribute;
+    let mut m = LinkUnspec::new_with_index(idx).build();
+    m.attributes.push(LinkAttribute::GsoMaxSize(n));
+    if let Err(e) = h.link().set(m).execute().await {
+        tracing::debug!(error = %e, "could not cap ethwe's GSO size");
+    }
+}
+
+/// Caps the GSO super-frames on the `ethwe` of an attached container (one a
+/// previous run attached). Best effort, like at attach.
+pub async fn cap_container_gso(netns: &Path, n: u32) -> Result<(), PlumbError> {
+    let ns = File::open(netns).map_err(|source| PlumbError::Netns { path: netns.display().to_string(), source })?;
+    in_netns(ns, move |h| async move {
+        if let Some(idx) = index_of(&h, CONTAINER_IFNAME).await? {
+            cap_gso(&h, idx, n).await;
+        }
+        Ok(())
+    })
+    .await
 }
 
 /// Runs `f` with a netlink handle inside the namespace `ns`, on a thread

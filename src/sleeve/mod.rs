@@ -11,6 +11,9 @@
 //!   needed" for DF packets, IPv4 fragments for the others;
 //! - [`pmtu`]: path-MTU discovery per connection (DF probes, bisection,
 //!   re-verification).
+//! - [`segment`]: finishing offloaded frames from a packet socket with
+//!   virtio-net headers: TCP super-frames cut as software GSO would, partial
+//!   checksums completed.
 //!
 //! - [`forward`]: where a frame goes (MAC learning, routes, broadcast trees);
 //! - [`link`]: one connection's UDP path: heartbeats and path-MTU discovery.
@@ -24,4 +27,5 @@ pub mod oversize;
 pub mod pmtu;
 pub mod replay;
 pub mod seal;
+pub mod segment;
 pub mod wire;

@@ -76,19 +76,24 @@ impl Sealer {
 
     /// A whole data datagram: the header, then the (sealed) body.
     pub fn seal(&mut self, body: &[u8]) -> Result<Vec<u8>, SealError> {
-        self.seal_with(false, body)
+        self.seal_with(false, false, body)
     }
 
     /// A whole control datagram (heartbeat, probe).
     pub fn seal_control(&mut self, body: &[u8]) -> Result<Vec<u8>, SealError> {
-        self.seal_with(true, body)
+        self.seal_with(true, false, body)
     }
 
-    fn seal_with(&mut self, control: bool, body: &[u8]) -> Result<Vec<u8>, SealError> {
+    /// A whole GSO datagram (one super-frame, [`super::wire::emit_gso`]).
+    pub fn seal_gso(&mut self, body: &[u8]) -> Result<Vec<u8>, SealError> {
+        self.seal_with(false, true, body)
+    }
+
+    fn seal_with(&mut self, control: bool, gso: bool, body: &[u8]) -> Result<Vec<u8>, SealError> {
         if self.next == u64::MAX {
             return Err(SealError::Exhausted);
         }
-        let h = Header { sealed: self.sealed(), control, conn_uid: self.conn_uid, counter: self.next };
+        let h = Header { sealed: self.sealed(), control, gso, conn_uid: self.conn_uid, counter: self.next };
         self.next += 1;
         let mut out = Vec::with_capacity(self.overhead() + body.len());
         h.emit(&mut out);
@@ -109,6 +114,8 @@ impl Sealer {
 pub struct Opened {
     /// A control message (heartbeat, probe) rather than frames.
     pub control: bool,
+    /// One GSO super-frame with its virtio_net_hdr.
+    pub gso: bool,
     /// The plaintext body.
     pub body: Vec<u8>,
 }
@@ -171,7 +178,7 @@ impl Opener {
             self.replayed += 1;
             return Err(e.into());
         }
-        Ok(Opened { control: h.control, body: plain })
+        Ok(Opened { control: h.control, gso: h.gso, body: plain })
     }
 }
 
@@ -217,12 +224,12 @@ mod tests {
     fn plaintext_datagrams_are_refused_when_encrypted() {
         let (_, b) = pair();
         let mut d = Vec::new();
-        Header { sealed: false, control: false, conn_uid: 5, counter: 0 }.emit(&mut d);
+        Header { sealed: false, control: false, gso: false, conn_uid: 5, counter: 0 }.emit(&mut d);
         d.extend_from_slice(b"abc");
         assert_eq!(Opener::new(&b, 5).open(&d), Err(OpenError::NotSealed));
         // And a plain connection takes it, but refuses sealed ones.
         let mut plain = Opener::plain(5);
-        assert_eq!(plain.open(&d).unwrap(), Opened { control: false, body: b"abc".to_vec() });
+        assert_eq!(plain.open(&d).unwrap(), Opened { control: false, gso: false, body: b"abc".to_vec() });
         assert!(plain.open(&d).is_err(), "duplicates are dropped on plain connections too");
         let (a, _) = pair();
         assert_eq!(plain.open(&Sealer::new(&a, 5).seal(b"x").unwrap()), Err(OpenError::Sealed));
@@ -234,7 +241,9 @@ mod tests {
         for (mut tx, mut rx) in [(Sealer::new(&a, 9), Opener::new(&b, 9)), (Sealer::plain(9), Opener::plain(9))] {
             let d = tx.seal_control(b"probe").unwrap();
             assert_eq!(d.len(), tx.overhead() + 5);
-            assert_eq!(rx.open(&d).unwrap(), Opened { control: true, body: b"probe".to_vec() });
+            assert_eq!(rx.open(&d).unwrap(), Opened { control: true, gso: false, body: b"probe".to_vec() });
+            let d = tx.seal_gso(b"super-frame").unwrap();
+            assert_eq!(rx.open(&d).unwrap(), Opened { control: false, gso: true, body: b"super-frame".to_vec() });
         }
     }
 

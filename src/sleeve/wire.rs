@@ -6,13 +6,18 @@
 //! ```text
 //! header (20 bytes, big-endian; the AEAD's associated data when sealed)
 //!   0  u8   version, 1
-//!   1  u8   flags: bit 0 sealed, bit 1 control; others must be 0
+//!   1  u8   flags: bit 0 sealed, bit 1 control, bit 2 GSO; others must be 0
 //!   2  u16  reserved, 0
 //!   4  u64  connection UID (both ends know it; selects the keys)
 //!  12  u64  counter: one per datagram and direction, never reused
 //! body, plaintext: repeated
 //!   6 bytes source peer name | 6 bytes destination peer name | u16 length | frame
 //!   (destination == source: a broadcast originated by the source)
+//! body of a GSO datagram (flag bit 2; only to peers that offer
+//! `sleeve-gso`), plaintext: one TCP super-frame, whole
+//!   virtio_net_hdr (10 bytes: GSO type and size, checksum start and offset)
+//!   | one frame record as above
+//!   (sent without don't-fragment: the underlay's IP fragments carry it)
 //! body of a control datagram (flag bit 1), plaintext:
 //!   u8 kind (1 heartbeat, 2 path-MTU probe) | u64 sequence | padding
 //!   (acknowledged over the TCP control connection with the size that arrived)
@@ -29,6 +34,9 @@ pub const HEADER_LEN: usize = 20;
 pub const FRAME_OVERHEAD: usize = 14;
 const FLAG_SEALED: u8 = 1;
 const FLAG_CONTROL: u8 = 2;
+const FLAG_GSO: u8 = 4;
+/// The virtio_net_hdr at the start of a GSO body.
+pub const VNET_LEN: usize = 10;
 /// The shortest control body: kind and sequence number.
 pub const CONTROL_LEN: usize = 9;
 
@@ -38,6 +46,8 @@ pub struct Header {
     pub sealed: bool,
     /// The body is a control message (a heartbeat or probe), not frames.
     pub control: bool,
+    /// The body is one GSO super-frame with its virtio_net_hdr.
+    pub gso: bool,
     pub conn_uid: u64,
     pub counter: u64,
 }
@@ -63,6 +73,8 @@ pub enum WireError {
     Truncated(usize),
     #[error("empty frame at offset {0}")]
     EmptyFrame(usize),
+    #[error("more than one frame in a GSO body (after offset {0})")]
+    Trailing(usize),
     #[error("unknown control message kind {0}")]
     ControlKind(u8),
     #[error("a frame of {len} bytes does not fit a datagram body of {max}")]
@@ -72,7 +84,11 @@ pub enum WireError {
 impl Header {
     pub fn emit(&self, out: &mut Vec<u8>) {
         out.push(VERSION);
-        out.push(if self.sealed { FLAG_SEALED } else { 0 } | if self.control { FLAG_CONTROL } else { 0 });
+        out.push(
+            if self.sealed { FLAG_SEALED } else { 0 }
+                | if self.control { FLAG_CONTROL } else { 0 }
+                | if self.gso { FLAG_GSO } else { 0 },
+        );
         out.extend_from_slice(&[0, 0]);
         out.extend_from_slice(&self.conn_uid.to_be_bytes());
         out.extend_from_slice(&self.counter.to_be_bytes());
@@ -86,17 +102,46 @@ impl Header {
         if d[0] != VERSION {
             return Err(WireError::Version(d[0]));
         }
-        if d[1] & !(FLAG_SEALED | FLAG_CONTROL) != 0 || d[2] != 0 || d[3] != 0 {
+        let both = FLAG_CONTROL | FLAG_GSO;
+        if d[1] & !(FLAG_SEALED | both) != 0 || d[1] & both == both || d[2] != 0 || d[3] != 0 {
             return Err(WireError::Flags(d[1]));
         }
         let be64 = |b: &[u8]| b.iter().fold(0u64, |a, x| a << 8 | u64::from(*x));
         let h = Header {
             sealed: d[1] & FLAG_SEALED != 0,
             control: d[1] & FLAG_CONTROL != 0,
+            gso: d[1] & FLAG_GSO != 0,
             conn_uid: be64(&d[4..12]),
             counter: be64(&d[12..20]),
         };
         Ok((h, &d[HEADER_LEN..]))
+    }
+}
+
+/// The body of a GSO datagram: the super-frame's virtio_net_hdr and its
+/// record.
+pub fn emit_gso(vnet: &[u8; VNET_LEN], f: &Frame) -> Result<Vec<u8>, WireError> {
+    let len = u16::try_from(f.bytes.len()).map_err(|_| WireError::TooBig { len: f.bytes.len(), max: 65535 })?;
+    if f.bytes.is_empty() {
+        return Err(WireError::EmptyFrame(VNET_LEN));
+    }
+    let mut out = Vec::with_capacity(VNET_LEN + FRAME_OVERHEAD + f.bytes.len());
+    out.extend_from_slice(vnet);
+    put_name(&mut out, f.src);
+    put_name(&mut out, f.dst);
+    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(&f.bytes);
+    Ok(out)
+}
+
+/// Parses the body of a GSO datagram: exactly one record after the header.
+pub fn parse_gso(body: &[u8]) -> Result<([u8; VNET_LEN], Frame), WireError> {
+    let vnet: [u8; VNET_LEN] = body.get(..VNET_LEN).and_then(|b| b.try_into().ok()).ok_or(WireError::Truncated(0))?;
+    let mut frames = parse_frames(&body[VNET_LEN..])?;
+    match (frames.pop(), frames.is_empty()) {
+        (Some(f), true) => Ok((vnet, f)),
+        (None, _) => Err(WireError::Truncated(VNET_LEN)),
+        (Some(_), false) => Err(WireError::Trailing(VNET_LEN)),
     }
 }
 
@@ -217,7 +262,7 @@ mod tests {
 
     #[test]
     fn header_round_trip_and_refusals() {
-        let h = Header { sealed: true, control: false, conn_uid: 0x0102030405060708, counter: 42 };
+        let h = Header { sealed: true, control: false, gso: false, conn_uid: 0x0102030405060708, counter: 42 };
         let mut d = Vec::new();
         h.emit(&mut d);
         d.extend_from_slice(b"body");
@@ -229,6 +274,26 @@ mod tests {
         let mut v = d.clone();
         v[1] = 0x80;
         assert_eq!(Header::parse(&v), Err(WireError::Flags(0x80)));
+        // Control and GSO at once mean nothing.
+        let mut v = d.clone();
+        v[1] = 0x06;
+        assert_eq!(Header::parse(&v), Err(WireError::Flags(0x06)));
+    }
+
+    #[test]
+    fn gso_bodies_carry_one_record_after_the_vnet_header() {
+        let vnet = [1, 1, 66, 0, 0xa8, 5, 34, 0, 16, 0];
+        let f = frame(1, 2, 60_000);
+        let body = emit_gso(&vnet, &f).unwrap();
+        assert_eq!(body.len(), VNET_LEN + FRAME_OVERHEAD + 60_000);
+        assert_eq!(parse_gso(&body), Ok((vnet, f.clone())));
+        assert!(parse_gso(&body[..5]).is_err());
+        assert!(parse_gso(&body[..body.len() - 1]).is_err());
+        let mut two = body.clone();
+        emit_frame(&mut two, &frame(1, 2, 10));
+        assert_eq!(parse_gso(&two), Err(WireError::Trailing(VNET_LEN)));
+        assert!(emit_gso(&vnet, &frame(1, 2, 70_000)).is_err());
+        assert!(emit_gso(&vnet, &frame(1, 2, 0)).is_err());
     }
 
     #[test]
@@ -268,9 +333,9 @@ mod tests {
         }
 
         #[test]
-        fn header_and_control_round_trip(sealed: bool, control: bool, conn_uid: u64, counter: u64,
+        fn header_and_control_round_trip(sealed: bool, control: bool, gso: bool, conn_uid: u64, counter: u64,
                                          probe: bool, seq: u64, len in 0usize..2000) {
-            let h = Header { sealed, control, conn_uid, counter };
+            let h = Header { sealed, control, gso: gso && !control, conn_uid, counter };
             let mut d = Vec::new();
             h.emit(&mut d);
             let c = Control { kind: if probe { ControlKind::Probe } else { ControlKind::Heartbeat }, seq };
