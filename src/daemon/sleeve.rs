@@ -58,6 +58,9 @@ const MAX_UDP_PAYLOAD: usize = 65507;
 /// The smallest GSO size taken from a peer (IPv4's minimum MTU less headers).
 const MIN_GSO_SIZE: u16 = 500;
 /// Whether super-frames from peers are injected whole (else cut here).
+/// Off: the kernel (6.18) drops them in `validate_xmit_skb` on the capture
+/// pair's transmit (the `skb:kfree_skb` tracepoint says so; `sendmsg`
+/// returns ENOMEM), for a reason not yet found. Cutting them here works.
 const INJECT_SUPER_FRAMES: bool = false;
 /// The overlay name peers offer when they take GSO datagrams.
 pub const SLEEVE_GSO: &str = "sleeve-gso";
