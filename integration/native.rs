@@ -471,3 +471,32 @@ fn packet_sockets_capture_what_the_other_end_injects() {
     }
     assert_eq!(own_ours, 0, "the injecting end captured its own injections");
 }
+
+/// The systemd unit (packaging/weaver.service) passes `systemd-analyze
+/// verify` (with ExecStart pointed at the binary just built), restarts on
+/// failure, keeps its state under /var/lib/weave, and holds the daemon to
+/// the capabilities it uses.
+#[test]
+fn systemd_unit_verifies() {
+    require_tool("systemd-analyze");
+    let unit = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/packaging/weaver.service"))
+        .expect("packaging/weaver.service");
+    for line in [
+        "ExecStart=/usr/local/bin/weaver $WEAVER_PEERS",
+        "Restart=on-failure",
+        "StateDirectory=weave",
+        "RuntimeDirectory=weave",
+        "CapabilityBoundingSet=CAP_NET_ADMIN CAP_NET_RAW CAP_SYS_ADMIN CAP_SYS_MODULE",
+        "EnvironmentFile=-/etc/default/weaver",
+    ] {
+        assert!(unit.lines().any(|l| l == line), "the unit lacks {line:?}");
+    }
+    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("unit-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let file = dir.join("weaver.service");
+    std::fs::write(&file, unit.replace("/usr/local/bin/weaver", env!("CARGO_BIN_EXE_weaver"))).expect("write unit");
+    let out = Command::new("systemd-analyze").arg("verify").arg(&file).output().expect("systemd-analyze");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && err.trim().is_empty(), "systemd-analyze verify: {err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

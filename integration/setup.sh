@@ -12,6 +12,8 @@ PKGS=(
   qemu-system-x86 busybox-static cpio
   # the oracle: Open vSwitch's own ovs-dpctl
   openvswitch-switch
+  # systemd-analyze, to verify the service unit
+  systemd
 )
 
 missing=()
