@@ -12,8 +12,9 @@ PKGS=(
   qemu-system-x86 busybox-static cpio
   # the oracle: Open vSwitch's own ovs-dpctl
   openvswitch-switch
-  # systemd-analyze, to verify the service unit
-  systemd
+  # systemd-analyze, to verify the service unit; vagrant, to validate the
+  # Vagrantfile (no hypervisor needed)
+  systemd vagrant
 )
 
 missing=()
