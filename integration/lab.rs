@@ -95,7 +95,6 @@ scenario!(upcalls);
 scenario!(upcalls_per_cpu);
 scenario!(vport_events);
 scenario!(daemon);
-scenario!(service);
 scenario!(fastdp_two_hosts);
 scenario!(mesh3_setup);
 scenario!(mesh3_pairs);

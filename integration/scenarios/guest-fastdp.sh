@@ -303,35 +303,6 @@ scenario_daemon() {
 # weaver's own fast datapath: two hosts (namespaces) joined by a veth
 # underlay, a daemon on each, two containers attached to each. Every pair
 # pings; the flows come from misses handled by the daemons.
-# The service where systemd is not (this guest): packaging/supervise.sh runs
-# the unit's own ExecStart with its environment file, restarts the daemon
-# when it dies (Restart=on-failure), and stops it cleanly on SIGTERM.
-scenario_service() {
-  local repo sup pid1 pid2 i
-  repo=$(cd "$HERE/../.." && pwd)
-  ip netns add sv
-  printf 'WEAVER_PEERS=""\nWEAVER_API_SOCKET=/run/weave-sv.sock\nWEAVER_STATE_DIR=/tmp/sv-state\n' > /tmp/sv.env
-  ip netns exec sv bash "$repo/packaging/supervise.sh" --env /tmp/sv.env --bin-dir "$BIN" > /tmp/sv.log 2>&1 &
-  sup=$!
-  sv_pid() { sed -nE 's/.*started .* \(pid ([0-9]+)\)/\1/p' /tmp/sv.log | tail -n 1; }
-  for i in $(seq 100); do [ -S /run/weave-sv.sock ] && break; sleep 0.1; done
-  "$WEAVECTL" --api /run/weave-sv.sock status | grep -q 'Overlay: fastdp' || { cat /tmp/sv.log; fail "the supervised daemon did not start"; }
-  pid1=$(sv_pid)
-  kill -KILL "$pid1"
-  for i in $(seq 100); do [ "$(sv_pid)" != "$pid1" ] && break; sleep 0.1; done
-  pid2=$(sv_pid)
-  [ -n "$pid2" ] && [ "$pid2" != "$pid1" ] || { cat /tmp/sv.log; fail "the daemon was not restarted after SIGKILL"; }
-  for i in $(seq 100); do "$WEAVECTL" --api /run/weave-sv.sock status > /dev/null 2>&1 && break; sleep 0.2; done
-  "$WEAVECTL" --api /run/weave-sv.sock status | grep -q 'Overlay: fastdp' || { cat /tmp/sv.log; fail "the restarted daemon does not answer"; }
-  echo "killed $pid1, restarted as $pid2"
-  kill -TERM "$sup"; wait "$sup" || { cat /tmp/sv.log; fail "SIGTERM: the supervisor exited non-zero"; }
-  ! kill -0 "$pid2" 2> /dev/null || fail "the daemon outlived its supervisor"
-  grep -q 'shutting down' /tmp/sv.log || fail "the daemon did not shut down cleanly"
-  ! ip netns exec sv ovs-dpctl show system@weave 2>/dev/null || fail "the datapath is still there"
-  tail -n 5 /tmp/sv.log
-  ip netns del sv
-}
-
 scenario_fastdp_two_hosts() {
   ip netns add hA; ip netns add hB
   ip link add uA netns hA type veth peer name uB netns hB
@@ -837,7 +808,7 @@ mesh3_teardown() {
   ip link del ul3 2>/dev/null || true
 }
 
-ALL=(probe dp_ports flows_weaver_to_ovs flows_ovs_to_weaver traffic vxlan upcalls upcalls_per_cpu vport_events daemon service fastdp_two_hosts
+ALL=(probe dp_ports flows_weaver_to_ovs flows_ovs_to_weaver traffic vxlan upcalls upcalls_per_cpu vport_events daemon fastdp_two_hosts
   mesh3_setup mesh3_pairs mesh3_steady mesh3_broadcast mesh3_mtu mesh3_udp_blocked mesh3_multihop mesh3_partition mesh3_restart
   mesh3_mixed mesh3_sleeve_peer mesh3_encrypted mesh3_host mesh3_stop)
 [ $# -gt 0 ] && ALL=("$@")
