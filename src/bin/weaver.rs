@@ -66,9 +66,8 @@ async fn main() -> Result<()> {
     // Leftovers of the other mode (it ran before, and crashed or was
     // stopped without --reset) hold the names this mode needs.
     if cap.fastdp() {
-        match bridge::remove(bridge::BRIDGE).await {
-            Ok(()) => {}
-            Err(e) => tracing::debug!(error = %e, "no bridge of an earlier sleeve run removed"),
+        if let Err(e) = bridge::remove(bridge::BRIDGE).await {
+            tracing::debug!(error = %e, "no bridge of an earlier sleeve run removed");
         }
     } else if let Err(e) = Fastdp::remove_stale(&cfg.datapath) {
         tracing::warn!(error = %e, "could not check for a datapath of an earlier run");
@@ -117,14 +116,8 @@ async fn main() -> Result<()> {
     };
     let s = SleeveSettings { me: me.name, port: cfg.port, local, mtu: cfg.mtu, gso };
     let (sleeve_handle, events) = sleeve_driver::spawn(s, snap_rx.clone()).context("starting the sleeve")?;
-    let sleeve_link = Some(SleeveLink {
-        handle: sleeve_handle.clone(),
-        events,
-        port: cfg.port,
-        link: LinkConfig::default(),
-        mtu: cfg.mtu,
-    });
-    let sleeve = Some(sleeve_handle.clone());
+    let sleeve_link =
+        SleeveLink { handle: sleeve_handle.clone(), events, port: cfg.port, link: LinkConfig::default(), mtu: cfg.mtu };
     if dp.is_none() {
         let cap = gso.then_some(sleeve_driver::GSO_MAX_SIZE);
         bridged_plane = Some(bridged::spawn(bridge::BRIDGE.into(), cfg.mtu, cfg.state_dir.clone(), cap).await);
@@ -164,7 +157,7 @@ async fn main() -> Result<()> {
         conn_limit: cfg.conn_limit,
         state_dir: cfg.state_dir.clone(),
         fastdp: fastdp_link,
-        sleeve: sleeve_link,
+        sleeve: Some(sleeve_link),
     };
     let (mesh_handle, mesh_task) = mesh::spawn(settings, stopped(stop_rx.clone()))
         .await
@@ -187,7 +180,7 @@ async fn main() -> Result<()> {
         datapath: dp.as_ref().map(|d| d.datapath.clone()),
         mesh: Some(mesh_handle),
         dataplane: dataplane.clone(),
-        sleeve: sleeve.clone(),
+        sleeve: Some(sleeve_handle.clone()),
         stop: stop_req_tx,
     });
 
@@ -225,19 +218,17 @@ async fn main() -> Result<()> {
     if let Some(h) = &dataplane {
         h.shutdown().await;
     }
-    let dp_mode = if dp.is_some() { "fastdp" } else { "sleeve" };
-    if let Some(d) = dp {
-        d.stop();
-    }
-    if let Some(h) = &sleeve {
-        h.shutdown();
+    sleeve_handle.shutdown();
+    match &dp {
+        Some(d) => d.stop(),
         // The bridge stays (containers keep their links to it) unless the
         // host is being reset.
-        if reset && dp_mode == "sleeve" {
+        None if reset => {
             if let Err(e) = bridge::remove(bridge::BRIDGE).await {
                 tracing::warn!(error = %e, "could not remove the bridge");
             }
         }
+        None => {}
     }
     let _ = std::fs::remove_file(&cfg.api_socket);
     Ok(())

@@ -415,15 +415,9 @@ impl Dataplane {
     fn on_inbound(&mut self, f: Inbound) {
         let vx = self.fwd.local().vxlan_port;
         let key = |bytes: &[u8], in_port: u32| {
-            let mac = |r: std::ops::Range<usize>| {
-                bytes.get(r).and_then(|b| <[u8; 6]>::try_from(b).ok()).map(Mac).unwrap_or(Mac([0; 6]))
-            };
+            let (dst, src) = Mac::of_frame(bytes).unwrap_or_default();
             let ethertype = bytes.get(12..14).map_or(0, |b| u16::from_be_bytes([b[0], b[1]]));
-            vec![
-                KeyAttr::InPort(in_port),
-                KeyAttr::Ethernet(EthernetKey { src: mac(6..12), dst: mac(0..6) }),
-                KeyAttr::EthType(ethertype),
-            ]
+            vec![KeyAttr::InPort(in_port), KeyAttr::Ethernet(EthernetKey { src, dst }), KeyAttr::EthType(ethertype)]
         };
         match f {
             Inbound::Peer { prev, src, dst, bytes } => {
@@ -436,11 +430,11 @@ impl Dataplane {
                 }
             }
             Inbound::Local(bytes) => {
-                let dst = bytes.get(0..6).and_then(|b| <[u8; 6]>::try_from(b).ok()).map(Mac);
-                let port = dst.and_then(|m| self.fwd.mac(m)).and_then(|e| match e.location {
-                    Location::Local(p) => Some(p),
-                    Location::Remote(_) => None,
-                });
+                let port =
+                    Mac::of_frame(&bytes).and_then(|(dst, _)| self.fwd.mac(dst)).and_then(|e| match e.location {
+                        Location::Local(p) => Some(p),
+                        Location::Remote(_) => None,
+                    });
                 let Some(port) = port else {
                     debug!("reply for no local container dropped");
                     return;

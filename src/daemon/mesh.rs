@@ -757,7 +757,6 @@ impl MeshTask {
             l.withdrawn = true;
             warn!(%peer, %addr, "connection withdrawn from routing: no overlay carries its traffic");
             self.router.handle_connection_down(now, conn);
-            self.publish_dataplane();
         } else if carries && l.withdrawn {
             l.withdrawn = false;
             info!(%peer, %addr, "connection carries traffic again");
@@ -771,9 +770,8 @@ impl MeshTask {
                     return;
                 }
             }
-            self.publish_dataplane();
         }
-        // Traffic may have moved between VXLAN and the sleeve.
+        // Routes, or the overlay traffic takes, may have changed.
         self.follow_sleeve(conn);
         self.publish_dataplane();
     }
@@ -789,9 +787,9 @@ impl MeshTask {
         let over = l.over_sleeve();
         if over && !l.on_sleeve {
             info!(peer = %l.info.remote.name, addr = %l.addr, "traffic moves to the sleeve");
-            let route = port.zip(v4(l.remote_ip)).and_then(|(p, ip)| super::pmtu::path_mtu(ip, p));
-            if let (Some(link), Some(mtu), true) = (l.sleeve.as_mut(), route, l.health.is_some()) {
-                link.handle_too_big(now, (mtu as usize).saturating_sub(UDP_IPV4_OVERHEAD));
+            let route = port.zip(v4(l.remote_ip)).and_then(|(p, ip)| super::pmtu::udp_payload_limit(ip, p));
+            if let (Some(link), Some(limit), true) = (l.sleeve.as_mut(), route, l.health.is_some()) {
+                link.handle_too_big(now, limit);
             }
         } else if !over && l.on_sleeve {
             info!(peer = %l.info.remote.name, addr = %l.addr, "traffic leaves the sleeve");
@@ -808,8 +806,7 @@ impl MeshTask {
             return None;
         }
         let dst = v4(remote_ip)?;
-        let limit = super::pmtu::path_mtu(dst, s.port)
-            .map_or(1500 - UDP_IPV4_OVERHEAD, |m| (m as usize).saturating_sub(UDP_IPV4_OVERHEAD));
+        let limit = super::pmtu::udp_payload_limit(dst, s.port).unwrap_or(1500 - UDP_IPV4_OVERHEAD);
         let keys = info.datapath_keys().cloned();
         let sealed = keys.is_some();
         let gso = [&self.conn_cfg.overlays, &info.remote_overlays]

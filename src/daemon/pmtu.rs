@@ -11,6 +11,12 @@ pub fn path_mtu(dst: Ipv4Addr, port: u16) -> Option<u32> {
     nix::sys::socket::getsockopt(&s, nix::sys::socket::sockopt::IpMtu).ok().and_then(|m| u32::try_from(m).ok())
 }
 
+/// The largest UDP payload the route towards `dst` carries (IPv4 and UDP
+/// headers off the path MTU): where the sleeve's path-MTU search starts.
+pub fn udp_payload_limit(dst: Ipv4Addr, port: u16) -> Option<usize> {
+    path_mtu(dst, port).map(|m| (m as usize).saturating_sub(super::sleeve::UDP_IPV4_OVERHEAD))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -57,11 +57,6 @@ const LINGER: Duration = Duration::from_micros(100);
 const MAX_UDP_PAYLOAD: usize = 65507;
 /// The smallest GSO size taken from a peer (IPv4's minimum MTU less headers).
 const MIN_GSO_SIZE: u16 = 500;
-/// Whether super-frames from peers are injected whole (else cut here).
-/// Off: the kernel (6.18) drops them in `validate_xmit_skb` on the capture
-/// pair's transmit (the `skb:kfree_skb` tracepoint says so; `sendmsg`
-/// returns ENOMEM), for a reason not yet found. Cutting them here works.
-const INJECT_SUPER_FRAMES: bool = false;
 /// The overlay name peers offer when they take GSO datagrams.
 pub const SLEEVE_GSO: &str = "sleeve-gso";
 /// The cap on containers' GSO super-frames in GSO mode: one, with its
@@ -354,12 +349,13 @@ pub fn spawn(
         LocalSide::Capture(ifname, CaptureKind::Packet) => {
             let sock_err = |source| SleeveError::Packet { ifname: ifname.clone(), source };
             let ifindex = nix::net::if_::if_nametoindex(ifname.as_str()).map_err(|e| sock_err(e.into()))?;
-            let (capture, inject) = if gso {
-                (PacketSocket::capture_vnet(ifindex, CAPTURE_RCVBUF), PacketSocket::injector_vnet(ifindex))
+            // Only the capture takes super-frames: what we inject is finished.
+            let capture = if gso {
+                PacketSocket::capture_vnet(ifindex, CAPTURE_RCVBUF)
             } else {
-                (PacketSocket::capture(ifindex, CAPTURE_RCVBUF), PacketSocket::injector(ifindex))
+                PacketSocket::capture(ifindex, CAPTURE_RCVBUF)
             };
-            let (capture, inject) = (capture.map_err(sock_err)?, inject.map_err(sock_err)?);
+            let (capture, inject) = (capture.map_err(sock_err)?, PacketSocket::injector(ifindex).map_err(sock_err)?);
             (Deliver::Packet(inject), Some(Source::Packet(capture)))
         }
         LocalSide::Dataplane(tx) => (Deliver::Dataplane(tx), None),
@@ -726,10 +722,10 @@ impl Shared {
         }
     }
 
-    /// A super-frame that arrived whole from peer `prev`: injected whole
-    /// where it is for our containers only (the kernel takes it with its
-    /// virtio_net_hdr); else cut into segments, which go where any frame
-    /// would.
+    /// A super-frame that arrived whole from peer `prev`: cut into
+    /// segments, which go where any frame would. (Injected whole, the
+    /// kernel (6.18) drops it in `validate_xmit_skb` on the capture pair's
+    /// transmit, for a reason not yet found.)
     fn deliver_gso(&self, prev: PeerName, vnet: [u8; VNET_LEN], f: Frame, out: &mut Outgoing) {
         // From the wire: a tiny GSO size would cut 64 KB into tens of
         // thousands of frames.
@@ -755,16 +751,8 @@ impl Shared {
             Ok(v) => v,
             Err(_) => return,
         };
-        if let (Deliver::Packet(p), true, true, true) = (&self.out, v.inject, v.sends.is_empty(), INJECT_SUPER_FRAMES) {
-            if p.vnet() {
-                let r = p.send_vnet(&vnet, &f.bytes).map_err(|e| e.to_string());
-                if let Err(e) = &r {
-                    debug!(error = %e, ?h, len = f.bytes.len(), "super-frame not injected");
-                }
-                self.delivered(r, f.bytes.len() as u64);
-                return;
-            }
-        }
+        // Cut here: injected whole, the kernel drops them (see the README's
+        // GSO paragraph and the design note).
         self.route_segments(out, v, &h, &f.bytes);
     }
 
@@ -849,8 +837,7 @@ impl Shared {
             IpAddr::V4(a) => a,
             IpAddr::V6(_) => return,
         };
-        let Some(mtu) = super::pmtu::path_mtu(v4, t.addr.port()) else { return };
-        let limit = (mtu as usize).saturating_sub(UDP_IPV4_OVERHEAD);
+        let Some(limit) = super::pmtu::udp_payload_limit(v4, t.addr.port()) else { return };
         t.limit.store(limit, Ordering::Relaxed);
         let _ = self.events.try_send(SleeveEvent::TooBig { conn_uid: t.conn_uid, limit });
     }

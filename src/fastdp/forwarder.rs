@@ -196,11 +196,7 @@ impl Forwarder {
         dst: PeerName,
         frame: &[u8],
     ) -> Vec<StampedOp> {
-        let macs = frame.get(0..12).map(|b| {
-            let (d, s) = b.split_at(6);
-            (Mac([d[0], d[1], d[2], d[3], d[4], d[5]]), Mac([s[0], s[1], s[2], s[3], s[4], s[5]]))
-        });
-        let Some((dmac, smac)) = macs else { return vec![self.refuse(DropReason::SleeveRunt)] };
+        let Some((dmac, smac)) = Mac::of_frame(frame) else { return vec![self.refuse(DropReason::SleeveRunt)] };
         if smac.is_multicast() {
             return vec![self.refuse(DropReason::MulticastSource(smac))];
         }

@@ -45,6 +45,14 @@ impl Mac {
     pub fn is_multicast(&self) -> bool {
         self.0[0] & 1 == 1
     }
+
+    /// An Ethernet frame's destination and source addresses; `None` for a
+    /// frame shorter than both.
+    pub fn of_frame(frame: &[u8]) -> Option<(Mac, Mac)> {
+        let d: [u8; 6] = frame.get(0..6)?.try_into().ok()?;
+        let s: [u8; 6] = frame.get(6..12)?.try_into().ok()?;
+        Some((Mac(d), Mac(s)))
+    }
 }
 
 impl std::fmt::Display for Mac {

@@ -17,8 +17,6 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 /// The `virtio_net_hdr` that comes before each frame on a socket with
 /// PACKET_VNET_HDR.
 pub const VNET_LEN: usize = 10;
-/// A header that says "an ordinary frame, checksums done".
-const NO_VNET: [u8; VNET_LEN] = [0; VNET_LEN];
 
 /// `ETH_P_ALL`: every protocol.
 const ETH_P_ALL: u16 = 0x0003;
@@ -124,17 +122,6 @@ impl PacketSocket {
         PacketSocket::open(ifindex, 0)?.finish_injector()
     }
 
-    /// An injecting socket taking a `virtio_net_hdr` with each frame
-    /// ([`PacketSocket::send_vnet`]; [`PacketSocket::send_batch`] gives
-    /// ordinary frames an empty one).
-    pub fn injector_vnet(ifindex: u32) -> io::Result<PacketSocket> {
-        let mut s = PacketSocket::open(ifindex, 0)?;
-        s.set_vnet()?;
-        // Not PACKET_QDISC_BYPASS: its direct transmit drops what the
-        // device must segment or fix up, where the queueing path does it.
-        Ok(s)
-    }
-
     fn finish_injector(self) -> io::Result<PacketSocket> {
         let s = self;
         // Best effort: without it frames go through the (empty) qdisc.
@@ -176,10 +163,7 @@ impl PacketSocket {
         let mut rest = frames;
         while !rest.is_empty() {
             let n = rest.len().min(1024);
-            // An empty virtio_net_hdr first where the socket wants one.
-            let hdr: &[u8] = if self.vnet { &NO_VNET } else { &[] };
-            let iovs: Vec<[io::IoSlice<'_>; 2]> =
-                rest[..n].iter().map(|f| [io::IoSlice::new(hdr), io::IoSlice::new(f)]).collect();
+            let iovs: Vec<[io::IoSlice<'_>; 1]> = rest[..n].iter().map(|f| [io::IoSlice::new(f)]).collect();
             let addrs: Vec<Option<()>> = vec![None; n];
             let mut headers = MultiHeaders::<()>::preallocate(n, None);
             match sendmmsg(self.fd.as_raw_fd(), &mut headers, &iovs, &addrs, [], MsgFlags::empty()) {
@@ -206,19 +190,6 @@ impl PacketSocket {
     /// Whether frames carry a `virtio_net_hdr`.
     pub fn vnet(&self) -> bool {
         self.vnet
-    }
-
-    /// Sends one frame with its `virtio_net_hdr` (a socket opened with
-    /// [`PacketSocket::injector_vnet`]): a GSO super-frame, which the kernel
-    /// takes whole.
-    pub fn send_vnet(&self, vnet: &[u8; VNET_LEN], frame: &[u8]) -> io::Result<()> {
-        use nix::sys::socket::{sendmsg, MsgFlags};
-        if !self.vnet {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, "socket takes no virtio_net_hdr"));
-        }
-        let iov = [io::IoSlice::new(vnet), io::IoSlice::new(frame)];
-        sendmsg::<()>(self.fd.as_raw_fd(), &iov, &[], MsgFlags::empty(), None)?;
-        Ok(())
     }
 
     /// Frames the kernel dropped with the receive buffer full, since the

@@ -104,12 +104,6 @@ pub struct Forwarder {
     pub drops: BTreeMap<&'static str, u64>,
 }
 
-fn macs_of(frame: &[u8]) -> Option<(Mac, Mac)> {
-    let d: [u8; 6] = frame.get(0..6)?.try_into().ok()?;
-    let s: [u8; 6] = frame.get(6..12)?.try_into().ok()?;
-    Some((Mac(d), Mac(s)))
-}
-
 impl Forwarder {
     pub fn new(me: PeerName, cfg: Config) -> Forwarder {
         let macs = MacTable::new(cfg.mac_timeout_ms);
@@ -156,7 +150,7 @@ impl Forwarder {
 
     /// A frame captured from the local bridge.
     pub fn from_local(&mut self, now: u64, frame: &[u8]) -> Result<Verdict, Drop> {
-        let Some((dst, src)) = macs_of(frame) else { return self.refuse(Drop::Runt) };
+        let Some((dst, src)) = Mac::of_frame(frame) else { return self.refuse(Drop::Runt) };
         if src.is_multicast() {
             return self.refuse(Drop::MulticastSource);
         }
@@ -191,7 +185,7 @@ impl Forwarder {
         dst: PeerName,
         frame: &[u8],
     ) -> Result<Verdict, Drop> {
-        let Some((_, smac)) = macs_of(frame) else { return self.refuse(Drop::Runt) };
+        let Some((_, smac)) = Mac::of_frame(frame) else { return self.refuse(Drop::Runt) };
         if src == self.me {
             return self.refuse(Drop::FromSelf);
         }
