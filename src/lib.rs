@@ -16,6 +16,7 @@
 pub mod api;
 pub mod daemon;
 pub mod fastdp;
+pub mod ipam;
 pub mod mesh;
 pub mod odp;
 pub mod plumb;
