@@ -46,6 +46,9 @@ ctest --test mesh_netns
 step "sleeve: three hosts, six containers, in network namespaces (this kernel: no ODP)"
 ctest --test sleeve_netns
 
+step "IPAM: three daemons allocate container addresses in network namespaces"
+ctest --test ipam_netns
+
 step "VM lab (Debian kernel with openvswitch.ko under qemu)"
 # --nocapture: the guest's console goes into the log. One test thread: the
 # single-guest scenarios share one boot; the multi-VM test boots its own pair.

@@ -119,7 +119,7 @@ lab_run() {
   shift 3
   if ! { lab_is_uint "$n" && [ "$n" -ge 1 ] && [ "$n" -le 4 ]; }; then lab_die "the number of VMs must be 1 to 4, not '$n'"; fi
   lab_resolve_script "$s"
-  LAB_TIMEOUT=${LAB_TIMEOUT:-600}
+  LAB_TIMEOUT=${LAB_TIMEOUT:-1200}
   if ! { lab_is_uint "$LAB_TIMEOUT" && [ "$LAB_TIMEOUT" -gt 0 ]; }; then lab_die "LAB_TIMEOUT must be a positive number of seconds"; fi
   local mem=${LAB_MEM:-1024} cpus=${LAB_CPUS:-2} grace=${LAB_GRACE:-5}
   if ! { lab_is_uint "$mem" && lab_is_uint "$cpus" && lab_is_uint "$grace"; }; then lab_die "LAB_MEM, LAB_CPUS and LAB_GRACE must be numbers"; fi

@@ -15,6 +15,7 @@ pub enum MeshRequest {
     Connections(oneshot::Sender<Vec<ConnectionView>>),
     Connect(ConnectRequest, oneshot::Sender<Result<(), String>>),
     Forget(ForgetRequest, oneshot::Sender<Result<(), String>>),
+    Ipam(crate::daemon::ipam::IpamRequest),
 }
 
 /// Cloneable handle the API server keeps.
@@ -53,5 +54,12 @@ impl MeshHandle {
     }
     pub async fn forget(&self, r: ForgetRequest) -> Result<Result<(), String>, MeshGone> {
         self.ask(|tx| MeshRequest::Forget(r, tx)).await
+    }
+    /// Sends an IPAM request; `make` builds it around the reply channel.
+    pub async fn ipam<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> crate::daemon::ipam::IpamRequest,
+    ) -> Result<T, MeshGone> {
+        self.ask(|tx| MeshRequest::Ipam(make(tx))).await
     }
 }

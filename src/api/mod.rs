@@ -3,6 +3,7 @@
 
 pub mod client;
 pub mod handle;
+pub mod ipam;
 pub mod server;
 pub mod show;
 
@@ -132,6 +133,13 @@ pub struct AttachView {
     pub mac: String,
     pub port_no: Option<u32>,
     pub cidrs: Vec<String>,
+}
+
+/// `POST /v1/rmpeer`: take over a dead peer's IPAM space.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RmPeerRequest {
+    /// Its name or nickname.
+    pub peer: String,
 }
 
 /// `POST /v1/detach`.

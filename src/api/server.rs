@@ -29,6 +29,8 @@ pub struct AppState {
     pub sleeve: Option<crate::daemon::sleeve::SleeveHandle>,
     /// Asks the daemon to stop (`weavectl stop`).
     pub stop: tokio::sync::mpsc::Sender<StopRequest>,
+    /// IPAM's range, when IPAM is on.
+    pub ipam_range: Option<ipnet::Ipv4Net>,
 }
 
 struct Failure(StatusCode, String);
@@ -63,6 +65,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/attach", post(attach))
         .route("/v1/detach", post(detach))
         .route("/v1/stop", post(stop))
+        .route("/v1/ipam", get(ipam_status))
+        .route("/v1/rmpeer", post(rmpeer))
         .route("/metrics", get(metrics))
         .with_state(state)
 }
@@ -138,14 +142,49 @@ fn dataplane(s: &AppState) -> Result<&crate::daemon::dataplane::DataplaneHandle,
     })
 }
 
-async fn attach(State(s): State<Arc<AppState>>, Json(r): Json<AttachRequest>) -> Result<Json<AttachView>, Failure> {
-    let v = dataplane(&s)?.attach(r).await.map_err(|e| Failure(StatusCode::BAD_REQUEST, e))?;
-    Ok(Json(v))
+async fn attach(State(s): State<Arc<AppState>>, Json(mut r): Json<AttachRequest>) -> Result<Json<AttachView>, Failure> {
+    let dp = dataplane(&s)?;
+    let bad = |e| Failure(StatusCode::BAD_REQUEST, e);
+    if r.target.trim().is_empty() {
+        return Err(bad("no target: give a namespace name, a PID or a /proc/PID/ns/net path".into()));
+    }
+    let wanted = super::ipam::parse_wanted(&r.cidrs).map_err(bad)?;
+    let (cidrs, new) = super::ipam::resolve(s.mesh.as_ref(), s.ipam_range, &r.target, &wanted).await.map_err(bad)?;
+    r.cidrs = cidrs;
+    match dp.attach(r.clone()).await {
+        Ok(v) => Ok(Json(v)),
+        Err(e) => {
+            // Nothing is kept of a failed attach.
+            super::ipam::release(s.mesh.as_ref(), &r.target, Some(new)).await;
+            Err(bad(e))
+        }
+    }
 }
 
 async fn detach(State(s): State<Arc<AppState>>, Json(r): Json<DetachRequest>) -> Result<Json<()>, Failure> {
-    dataplane(&s)?.detach(r.target).await.map_err(|e| Failure(StatusCode::BAD_REQUEST, e))?;
+    dataplane(&s)?.detach(r.target.clone()).await.map_err(|e| Failure(StatusCode::BAD_REQUEST, e))?;
+    super::ipam::release(s.mesh.as_ref(), &r.target, None).await;
     Ok(Json(()))
+}
+
+fn ipam_on(s: &AppState) -> Result<&MeshHandle, Failure> {
+    if s.ipam_range.is_none() {
+        return Err(Failure(StatusCode::CONFLICT, "IPAM is off (--ipalloc-range is empty)".into()));
+    }
+    mesh(s)
+}
+
+async fn ipam_status(State(s): State<Arc<AppState>>) -> Result<Json<crate::ipam::IpamStatus>, Failure> {
+    Ok(Json(ipam_on(&s)?.ipam(crate::daemon::ipam::IpamRequest::Status).await?))
+}
+
+async fn rmpeer(State(s): State<Arc<AppState>>, Json(r): Json<super::RmPeerRequest>) -> Result<Json<u64>, Failure> {
+    let m = ipam_on(&s)?;
+    let n = m
+        .ipam(|tx| crate::daemon::ipam::IpamRequest::RmPeer { peer: r.peer, tx })
+        .await?
+        .map_err(|e| Failure(StatusCode::BAD_REQUEST, e))?;
+    Ok(Json(n))
 }
 
 /// Prometheus text format.

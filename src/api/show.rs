@@ -132,6 +132,44 @@ pub fn format_connections(conns: &[ConnectionView]) -> String {
     o
 }
 
+/// `weavectl status ipam`.
+pub fn format_ipam(s: &crate::ipam::IpamStatus) -> String {
+    let mut o = String::new();
+    let _ = writeln!(o, "        Range: {}", s.range);
+    let _ = writeln!(o, "DefaultSubnet: {}", s.default_subnet);
+    let _ = writeln!(o, "         Init: {}", s.init);
+    if s.seeds.is_empty() {
+        let _ = writeln!(o, "         Ring: not seeded yet");
+    } else {
+        let _ = writeln!(o, "         Ring: seeded by {} peer(s)", s.seeds.len());
+    }
+    if let Some(c) = &s.consensus {
+        let _ = writeln!(o, "    Consensus: {c}");
+    }
+    let _ = writeln!(o, "    Allocated: {} here, {} free here, {} waiting", s.allocated, s.free_here, s.pending);
+    if !s.owners.is_empty() {
+        let _ = writeln!(o, "\n{:<18} {:>10} {:>10}  {:<12} RANGES", "PEER", "SIZE", "FREE", "REACHABLE");
+        for p in &s.owners {
+            let _ = writeln!(
+                o,
+                "{:<18} {:>10} {:>10}  {:<12} {}",
+                p.peer,
+                p.size,
+                p.free,
+                if p.reachable { "yes" } else { "UNREACHABLE" },
+                p.ranges.join(" ")
+            );
+        }
+    }
+    if !s.unreachable_owners.is_empty() {
+        let _ = writeln!(o, "\nUnreachable owners: {}", s.unreachable_owners.join(", "));
+    }
+    for e in &s.errors {
+        let _ = writeln!(o, "\nERROR: {e}");
+    }
+    o
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -75,13 +75,17 @@ enum Command {
         #[arg(long)]
         replace: bool,
     },
-    /// Attach a container: `weavectl attach CIDR... TARGET` (TARGET: a
-    /// netns name, a PID or a /proc/PID/ns/net path).
+    /// Attach a container: `weavectl attach [ADDR...] TARGET` (TARGET: a
+    /// netns name, a PID or a /proc/PID/ns/net path). ADDR: `CIDR` or
+    /// `ip:CIDR` (that address), `net:CIDR` or `net:default` (one from that
+    /// subnet); none: one from IPAM's default subnet.
     Attach {
         /// Addresses, then the target last.
         #[arg(required = true, num_args = 1..)]
         args: Vec<String>,
     },
+    /// Take over the IPAM space of a peer that is gone for good.
+    Rmpeer { peer: String },
     /// Detach a container.
     Detach { target: String },
     /// Stop connecting to these peers.
@@ -122,6 +126,7 @@ enum Command {
 enum StatusWhat {
     Peers,
     Connections,
+    Ipam,
 }
 
 #[derive(Subcommand)]
@@ -300,6 +305,15 @@ async fn run(cli: Cli) -> Result<()> {
             let conns: Vec<ConnectionView> = client::get(&cli.api, "/v1/connections").await?;
             print_view(*json, &conns, |c| show::format_connections(c))?;
         }
+        Command::Status { what: Some(StatusWhat::Ipam), json } => {
+            let s: weaver::ipam::IpamStatus = client::get(&cli.api, "/v1/ipam").await?;
+            print_view(*json, &s, show::format_ipam)?;
+        }
+        Command::Rmpeer { peer } => {
+            let n: u64 =
+                client::post(&cli.api, "/v1/rmpeer", &weaver::api::RmPeerRequest { peer: peer.clone() }).await?;
+            outln!("{n} addresses taken over from {peer}");
+        }
         Command::Connect { addrs, replace } => {
             let r = ConnectRequest { addrs: addrs.clone(), replace: *replace };
             client::post::<_, ()>(&cli.api, "/v1/connect", &r).await?;
@@ -308,7 +322,13 @@ async fn run(cli: Cli) -> Result<()> {
             let (target, cidrs) = args.split_last().context("attach needs a target")?;
             let r = AttachRequest { target: target.clone(), cidrs: cidrs.to_vec() };
             let a: AttachView = client::post(&cli.api, "/v1/attach", &r).await?;
-            outln!("{} {} port {}", a.host_ifname, a.mac, a.port_no.map(|p| p.to_string()).unwrap_or_default());
+            outln!(
+                "{} {} port {} {}",
+                a.host_ifname,
+                a.mac,
+                a.port_no.map(|p| p.to_string()).unwrap_or_default(),
+                a.cidrs.join(" ")
+            );
         }
         Command::Detach { target } => {
             client::post::<_, ()>(&cli.api, "/v1/detach", &DetachRequest { target: target.clone() }).await?;

@@ -158,6 +158,10 @@ async fn main() -> Result<()> {
         state_dir: cfg.state_dir.clone(),
         fastdp: fastdp_link,
         sleeve: Some(sleeve_link),
+        ipam: match &cfg.ipam {
+            Some(c) => Some((c.clone(), weaver::daemon::ipam::load(&cfg.state_dir).map_err(anyhow::Error::msg)?)),
+            None => None,
+        },
     };
     let (mesh_handle, mesh_task) = mesh::spawn(settings, stopped(stop_rx.clone()))
         .await
@@ -178,10 +182,11 @@ async fn main() -> Result<()> {
         status,
         odp: dp.as_ref().map(|d| d.client.clone()),
         datapath: dp.as_ref().map(|d| d.datapath.clone()),
-        mesh: Some(mesh_handle),
+        mesh: Some(mesh_handle.clone()),
         dataplane: dataplane.clone(),
         sleeve: Some(sleeve_handle.clone()),
         stop: stop_req_tx,
+        ipam_range: cfg.ipam.as_ref().map(|c| c.range),
     });
 
     if let Some(dir) = cfg.api_socket.parent() {
@@ -206,14 +211,21 @@ async fn main() -> Result<()> {
         }
     };
     info!("shutting down");
-    if reset {
-        // The containers were detached by the API handler; forget the peers too.
-        for f in ["peers.json", "attachments.json"] {
-            let _ = std::fs::remove_file(cfg.state_dir.join(f));
+    if reset && cfg.ipam.is_some() {
+        // Give the IPAM space to a peer, and let gossip carry that out.
+        if let Ok(Some(_)) = mesh_handle.ipam(weaver::daemon::ipam::IpamRequest::Reset).await {
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
         }
     }
     let _ = stop_tx.send(true);
     let _ = mesh_task.await;
+    if reset {
+        // The containers were detached by the API handler; forget the
+        // peers and IPAM too.
+        for f in ["peers.json", "attachments.json", weaver::daemon::ipam::FILE] {
+            let _ = std::fs::remove_file(cfg.state_dir.join(f));
+        }
+    }
     let _ = api.await;
     if let Some(h) = &dataplane {
         h.shutdown().await;

@@ -72,6 +72,16 @@ pub struct Args {
     /// Log format.
     #[arg(long, env = "WEAVER_LOG_FORMAT", default_value = "human", value_parser = ["human", "json"])]
     pub log_format: String,
+    /// The range IPAM allocates from; empty to turn IPAM off.
+    #[arg(long, env = "WEAVER_IPALLOC_RANGE", default_value = "10.32.0.0/12")]
+    pub ipalloc_range: String,
+    /// The subnet addresses come from when none is asked for; default: the whole range.
+    #[arg(long, env = "WEAVER_IPALLOC_DEFAULT_SUBNET")]
+    pub ipalloc_default_subnet: Option<String>,
+    /// How the range is first divided: `consensus=N` (N peers agree; default: the peers given plus this one),
+    /// `seed=NAME,NAME...` (those peers, by peer name), or `observer` (never; ask others for space).
+    #[arg(long, env = "WEAVER_IPALLOC_INIT")]
+    pub ipalloc_init: Option<String>,
 }
 
 /// A setting that cannot be used.
@@ -107,6 +117,8 @@ pub struct Config {
     pub discovery: bool,
     pub conn_limit: usize,
     pub log_format: String,
+    /// IPAM, unless turned off.
+    pub ipam: Option<crate::ipam::IpamConfig>,
 }
 
 fn hostname() -> String {
@@ -169,6 +181,7 @@ impl Config {
         if a.conn_limit == 0 {
             return Err(invalid("conn-limit", "must be at least 1"));
         }
+        let ipam = ipam_config(&a, peers.len())?;
         Ok(Config {
             peers,
             name,
@@ -188,8 +201,79 @@ impl Config {
             discovery: a.discovery,
             conn_limit: a.conn_limit,
             log_format: a.log_format,
+            ipam,
         })
     }
+}
+
+/// `--ipalloc-*`, checked: the range and subnet parse, the subnet lies in
+/// the range, the init mode is one of the three.
+fn ipam_config(a: &Args, peers: usize) -> Result<Option<crate::ipam::IpamConfig>, ConfigError> {
+    use crate::ipam::{Init, IpamConfig};
+    if a.ipalloc_range.trim().is_empty() {
+        if a.ipalloc_default_subnet.is_some() || a.ipalloc_init.is_some() {
+            return Err(invalid("ipalloc-range", "empty (IPAM off), yet other --ipalloc settings are given"));
+        }
+        return Ok(None);
+    }
+    let net = |setting: &'static str, s: &str| -> Result<ipnet::Ipv4Net, ConfigError> {
+        let n: ipnet::Ipv4Net =
+            s.trim().parse().map_err(|e| invalid(setting, format!("{s:?} is not an IPv4 CIDR: {e}")))?;
+        if n != n.trunc() {
+            return Err(invalid(setting, format!("{n} has host bits set; did you mean {}?", n.trunc())));
+        }
+        if n.prefix_len() > 30 {
+            return Err(invalid(setting, format!("{n} is too small (at most /30)")));
+        }
+        Ok(n)
+    };
+    let range = net("ipalloc-range", &a.ipalloc_range)?;
+    let default_subnet = match &a.ipalloc_default_subnet {
+        Some(s) => net("ipalloc-default-subnet", s)?,
+        None => range,
+    };
+    if !range.contains(&default_subnet) {
+        return Err(invalid(
+            "ipalloc-default-subnet",
+            format!("{default_subnet} is not inside --ipalloc-range {range}"),
+        ));
+    }
+    let init = match a.ipalloc_init.as_deref().map(str::trim) {
+        None => Init::Consensus(peers + 1),
+        Some("observer") => Init::Observer,
+        Some(s) => match s.split_once('=') {
+            Some(("consensus", n)) => match n.trim().parse::<usize>() {
+                Ok(n) if n >= 1 => Init::Consensus(n),
+                _ => {
+                    return Err(invalid(
+                        "ipalloc-init",
+                        format!("consensus={n}: the number of peers must be 1 or more"),
+                    ))
+                }
+            },
+            Some(("seed", names)) => {
+                let names = names
+                    .split(',')
+                    .filter(|n| !n.trim().is_empty())
+                    .map(|n| n.trim().parse::<PeerName>())
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| {
+                        invalid("ipalloc-init", format!("seed=: {e} (give peer names, like aa:bb:cc:dd:ee:ff)"))
+                    })?;
+                if names.is_empty() {
+                    return Err(invalid("ipalloc-init", "seed= needs at least one peer name"));
+                }
+                Init::Seed(names)
+            }
+            _ => {
+                return Err(invalid(
+                    "ipalloc-init",
+                    format!("{s:?}: expected consensus=N, seed=NAME,NAME... or observer"),
+                ))
+            }
+        },
+    };
+    Ok(Some(IpamConfig { range, default_subnet, init }))
 }
 
 #[cfg(test)]
@@ -230,10 +314,41 @@ mod tests {
             (vec!["--sleeve-peer", "host a"], "--sleeve-peer"),
             (vec!["--sleeve-capture", "ring"], "--sleeve-capture"),
             (vec!["--sleeve-capture", "pcap", "--sleeve-gso"], "--sleeve-gso"),
+            (vec!["--ipalloc-range", "10.32.0.0/33"], "--ipalloc-range"),
+            (vec!["--ipalloc-range", "10.32.0.1/12"], "--ipalloc-range"),
+            (vec!["--ipalloc-default-subnet", "192.168.0.0/24"], "--ipalloc-default-subnet"),
+            (vec!["--ipalloc-init", "consensus=0"], "--ipalloc-init"),
+            (vec!["--ipalloc-init", "seed=hosta"], "--ipalloc-init"),
+            (vec!["--ipalloc-init", "paxos"], "--ipalloc-init"),
+            (vec!["--ipalloc-range", "", "--ipalloc-init", "observer"], "--ipalloc-range"),
         ] {
             let e = parse(&args).unwrap_err();
             assert!(e.contains(needle), "{args:?}: {e}");
         }
+    }
+
+    #[test]
+    fn ipam_settings() {
+        use crate::ipam::Init;
+        let c = parse(&["10.0.0.1", "10.0.0.2"]).unwrap().ipam.unwrap();
+        assert_eq!(c.range.to_string(), "10.32.0.0/12");
+        assert_eq!(c.default_subnet, c.range);
+        assert_eq!(c.init, Init::Consensus(3));
+        let c = parse(&[
+            "--ipalloc-range",
+            "10.2.0.0/16",
+            "--ipalloc-default-subnet",
+            "10.2.3.0/24",
+            "--ipalloc-init",
+            "seed=aa:bb:cc:dd:ee:01,aa:bb:cc:dd:ee:02",
+        ])
+        .unwrap()
+        .ipam
+        .unwrap();
+        assert_eq!(c.default_subnet.to_string(), "10.2.3.0/24");
+        assert!(matches!(c.init, Init::Seed(ref v) if v.len() == 2));
+        assert_eq!(parse(&["--ipalloc-init", "observer"]).unwrap().ipam.unwrap().init, Init::Observer);
+        assert!(parse(&["--ipalloc-range", ""]).unwrap().ipam.is_none());
     }
 
     #[test]

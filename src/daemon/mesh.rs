@@ -42,6 +42,8 @@ pub struct MeshSettings {
     pub fastdp: Option<FastdpLink>,
     /// The sleeve, when this host runs it.
     pub sleeve: Option<SleeveLink>,
+    /// IPAM's settings, and its state saved by the last run.
+    pub ipam: Option<(crate::ipam::IpamConfig, Option<crate::ipam::Saved>)>,
 }
 
 /// What the mesh needs to run each connection's sleeve path.
@@ -175,6 +177,8 @@ pub(super) struct MeshTask {
     dataplane: Option<tokio::sync::watch::Sender<Option<super::dataplane::Snapshot>>>,
     fastdp: Option<FastdpState>,
     sleeve: Option<SleeveState>,
+    pub(super) ipam: super::ipam::IpamDriver,
+    ipam_on: bool,
 }
 
 const MAX_FAILURES_SHOWN: usize = 16;
@@ -215,8 +219,21 @@ pub async fn spawn(
         Some(l) => (Some(SleeveState { handle: l.handle, port: l.port, link: l.link, mtu: l.mtu }), Some(l.events)),
         None => (None, None),
     };
+    let mut router = Router::new(s.identity.clone(), MeshConfig::default(), seed, 0);
+    let ipam_on = s.ipam.is_some();
+    if let Some((config, saved)) = s.ipam {
+        let me = s.identity.name;
+        let ipam = match &saved {
+            Some(saved) => crate::ipam::Ipam::restore(me, config, saved),
+            None => crate::ipam::Ipam::new(me, config),
+        }
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
+        router
+            .register_gossip_channel(crate::ipam::CHANNEL, Box::new(ipam))
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+    }
     let task = MeshTask {
-        router: Router::new(s.identity.clone(), MeshConfig::default(), seed, 0),
+        router,
         maker,
         live: BTreeMap::new(),
         pending: BTreeMap::new(),
@@ -228,11 +245,13 @@ pub async fn spawn(
         next_conn: 1,
         start: now,
         events_tx,
-        state_dir: s.state_dir,
+        state_dir: s.state_dir.clone(),
         dropped_sends: 0,
         dataplane: s.dataplane,
         fastdp,
         sleeve,
+        ipam: super::ipam::IpamDriver::new(s.state_dir.clone()),
+        ipam_on,
     };
     let join = tokio::spawn(task.run(listener, api_rx, events_rx, seen, sleeve_events, shutdown));
     Ok((MeshHandle::new(api_tx), join))
@@ -282,12 +301,18 @@ impl MeshTask {
         loop {
             self.run_health();
             self.run_sleeve();
+            if self.ipam_on {
+                self.run_ipam();
+            }
             self.drain_router();
             self.dial_due();
             let health = self.live.values().filter_map(|l| l.health.as_ref().map(Health::poll_timeout)).min();
             let links = self.live.values().filter_map(|l| l.sleeve.as_ref().map(Link::poll_timeout)).min();
-            let wake =
-                [self.router.poll_timeout(), self.maker.poll_timeout(), health, links].into_iter().flatten().min();
+            let ipam = self.ipam_on.then(|| self.ipam.next_tick());
+            let wake = [self.router.poll_timeout(), self.maker.poll_timeout(), health, links, ipam]
+                .into_iter()
+                .flatten()
+                .min();
             let sleep = match wake {
                 Some(at) => Duration::from_millis(at.saturating_sub(self.now())),
                 None => Duration::from_secs(3600),
@@ -349,6 +374,9 @@ impl MeshTask {
                     if self.discovery {
                         self.discover();
                     }
+                }
+                MeshEvent::ChannelMessage { channel, src, payload, .. } if channel == crate::ipam::CHANNEL => {
+                    self.on_ipam_message(src, payload);
                 }
                 MeshEvent::ChannelMessage { .. } | MeshEvent::ChannelUpdated { .. } => {}
             }
@@ -896,6 +924,7 @@ impl MeshTask {
             MeshRequest::Forget(r, tx) => {
                 let _ = tx.send(self.forget(r));
             }
+            MeshRequest::Ipam(r) => self.on_ipam_request(r),
         }
     }
 

@@ -6,6 +6,7 @@ pub mod bridged;
 pub mod config;
 pub mod dataplane;
 pub mod fastdp;
+pub mod ipam;
 pub mod mesh;
 mod mesh_view;
 pub mod pmtu;

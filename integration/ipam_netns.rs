@@ -1,0 +1,284 @@
+//! IPAM natively, in network namespaces: three hosts A, B, C on one
+//! underlay switch, each running weaver with the default `--ipalloc-init`
+//! (consensus among the three). Needs root (CI runs as root).
+//!
+//! One test, in phases:
+//! 1. containers attached with no address get unique addresses from the
+//!    default range, and reach each other;
+//! 2. `weavectl status ipam` shows the ring seeded by all three, with each
+//!    owner and its free space;
+//! 3. bad input changes nothing: an address outside the range, a subnet
+//!    with host bits, an address another host's container holds;
+//! 4. attach by PID; detach releases the address;
+//! 5. a restarted daemon keeps every address.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+mod common;
+use common::{sh, sh_out, wait_until, weavectl};
+
+const HOSTS: [&str; 3] = ["a", "b", "c"];
+
+struct Lab {
+    prefix: String,
+    dir: PathBuf,
+    daemons: Vec<(String, Child)>,
+    sleepers: Vec<Child>,
+}
+
+impl Lab {
+    fn ns(&self, n: &str) -> String {
+        format!("{}{n}", self.prefix)
+    }
+
+    fn underlay(h: &str) -> String {
+        let n = HOSTS.iter().position(|x| *x == h).expect("host") + 1;
+        format!("10.93.0.{n}")
+    }
+
+    fn new() -> Lab {
+        let prefix = format!("wi{}-", std::process::id() % 100000);
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("ipam-{prefix}"));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("test dir");
+        let lab = Lab { prefix, dir, daemons: Vec::new(), sleepers: Vec::new() };
+        let sw = lab.ns("sw");
+        sh(&format!("ip netns add {sw} && ip -n {sw} link add br0 type bridge && ip -n {sw} link set br0 up"));
+        for h in HOSTS {
+            let ns = lab.ns(h);
+            sh(&format!(
+                "ip netns add {ns} && ip -n {ns} link set lo up && \
+                 ip link add eth0 netns {ns} type veth peer name p{h} netns {sw} && \
+                 ip -n {sw} link set p{h} master br0 up && \
+                 ip -n {ns} addr add {}/24 dev eth0 && ip -n {ns} link set eth0 up",
+                Lab::underlay(h)
+            ));
+        }
+        lab
+    }
+
+    fn sock(&self, h: &str) -> PathBuf {
+        self.dir.join(format!("{h}.sock"))
+    }
+
+    fn start(&mut self, h: &str) {
+        let peers: Vec<String> = HOSTS.iter().filter(|x| **x != h).map(|x| Lab::underlay(x)).collect();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join(format!("{h}.log")))
+            .expect("log file");
+        let child = Command::new("ip")
+            .args(["netns", "exec", &self.ns(h), env!("CARGO_BIN_EXE_weaver")])
+            .args(["--nickname", &format!("host-{h}")])
+            .args(["--api-socket", self.sock(h).to_str().expect("utf-8")])
+            .args(["--state-dir", self.dir.join(format!("state-{h}")).to_str().expect("utf-8")])
+            .args(&peers)
+            .env("RUST_LOG", "info")
+            .env_remove("WEAVER_PASSWORD")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start weaver");
+        self.daemons.push((h.to_string(), child));
+        wait_until(&format!("{h}'s API"), Duration::from_secs(20), || self.sock(h).exists());
+    }
+
+    fn stop(&mut self, h: &str) {
+        let i = self.daemons.iter().position(|(n, _)| n == h).expect("running");
+        let (_, mut d) = self.daemons.remove(i);
+        let _ = Command::new("kill").args(["-TERM", &d.id().to_string()]).status();
+        let t0 = Instant::now();
+        while matches!(d.try_wait(), Ok(None)) {
+            if t0.elapsed() > Duration::from_secs(10) {
+                let _ = d.kill();
+                panic!("{h} ignored SIGTERM for 10 s\n{}", self.logs());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn logs(&self) -> String {
+        HOSTS
+            .iter()
+            .map(|h| {
+                format!(
+                    "---- {h}.log\n{}",
+                    std::fs::read_to_string(self.dir.join(format!("{h}.log"))).unwrap_or_default()
+                )
+            })
+            .collect()
+    }
+
+    fn ctl(&self, h: &str, args: &[&str]) -> Result<String, String> {
+        weavectl(&self.sock(h), args)
+    }
+
+    fn json(&self, h: &str, args: &[&str]) -> Value {
+        let mut a = args.to_vec();
+        a.push("--json");
+        self.ctl(h, &a).ok().and_then(|s| serde_json::from_str(&s).ok()).unwrap_or(Value::Null)
+    }
+
+    /// A container namespace.
+    fn container(&self, name: &str) -> String {
+        let ns = self.ns(name);
+        sh(&format!("ip netns add {ns} && ip -n {ns} link set lo up"));
+        ns
+    }
+
+    /// The IPv4 addresses on `ethwe` in namespace `ns`.
+    fn addrs(ns: &str) -> Vec<String> {
+        let (_, out) = sh_out(&format!("ip -n {ns} -4 -o addr show dev ethwe"));
+        out.split_whitespace().skip_while(|w| *w != "inet").skip(1).take(1).map(String::from).collect()
+    }
+
+    fn attach(&self, h: &str, args: &[&str]) -> Result<String, String> {
+        self.ctl(h, &[&["attach"], args].concat())
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        for (_, d) in &mut self.daemons {
+            let _ = d.kill();
+            let _ = d.wait();
+        }
+        for s in &mut self.sleepers {
+            let _ = s.kill();
+            let _ = s.wait();
+        }
+        if std::thread::panicking() {
+            eprintln!("{}", self.logs());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+        let (_, out) = sh_out("ip netns list");
+        for n in out.lines().filter_map(|l| l.split_whitespace().next()).filter(|n| n.starts_with(&self.prefix)) {
+            let _ = Command::new("ip").args(["netns", "del", n]).status();
+        }
+    }
+}
+
+fn ping(from_ns: &str, ip: &str) -> (bool, String) {
+    let ip = ip.split('/').next().unwrap_or(ip);
+    sh_out(&format!("ip netns exec {from_ns} ping -c 2 -i 0.2 -W 2 {ip}"))
+}
+
+#[test]
+fn ipam_three_hosts() {
+    let mut lab = Lab::new();
+    for h in HOSTS {
+        lab.start(h);
+    }
+    // 1. No addresses given: IPAM picks them, once the three agree.
+    let mut containers: Vec<(String, String, String)> = Vec::new();
+    for h in HOSTS {
+        for i in 1..=2 {
+            let ns = lab.container(&format!("{h}{i}"));
+            let out = lab.attach(h, &[&ns]);
+            assert!(out.is_ok(), "attach {ns}: {out:?}\n{}", lab.logs());
+            let a = Lab::addrs(&ns);
+            assert_eq!(a.len(), 1, "{ns}: {a:?}");
+            assert!(out.unwrap_or_default().contains(&a[0]), "attach prints the address");
+            containers.push((h.to_string(), ns, a[0].clone()));
+        }
+    }
+    let unique: BTreeSet<&String> = containers.iter().map(|c| &c.2).collect();
+    assert_eq!(unique.len(), 6, "{containers:?}");
+    for (_, _, a) in &containers {
+        let net: ipnet::Ipv4Net = a.parse().expect("cidr");
+        assert_eq!(net.prefix_len(), 12, "{a}");
+        assert!("10.32.0.0/12".parse::<ipnet::Ipv4Net>().unwrap().contains(&net.addr()), "{a}");
+    }
+    for (_, from, _) in &containers {
+        for (_, to, ip) in &containers {
+            if from != to {
+                let mut last = (false, String::new());
+                for _ in 0..10 {
+                    last = ping(from, ip);
+                    if last.0 {
+                        break;
+                    }
+                }
+                assert!(last.0, "{from} -> {to} ({ip}): {}", last.1);
+            }
+        }
+    }
+
+    // 2. The ring, as each host sees it.
+    for h in HOSTS {
+        wait_until(&format!("{h}'s ring"), Duration::from_secs(10), || {
+            let st = lab.json(h, &["status", "ipam"]);
+            st["seeds"].as_array().is_some_and(|s| s.len() == 3)
+                && st["owners"].as_array().is_some_and(|o| o.len() == 3)
+                && st["allocated"] == 2
+                && st["errors"].as_array().is_some_and(Vec::is_empty)
+        });
+    }
+    let text = lab.ctl("a", &["status", "ipam"]).expect("status ipam");
+    assert!(text.contains("Range: 10.32.0.0/12") && text.contains("consensus=3"), "{text}");
+    assert!(text.contains("seeded by 3 peer(s)") && text.contains("REACHABLE"), "{text}");
+
+    // 3. Bad input: a clear error, and nothing attached.
+    let x = lab.container("x");
+    let taken = containers[2].2.clone(); // one of B's addresses
+    for (args, needle) in [
+        (vec!["192.168.1.1/24", x.as_str()], "outside the IPAM range"),
+        (vec!["net:10.32.1.1/24", x.as_str()], "host bits"),
+        (vec!["10.32.0.0/33", x.as_str()], "invalid address"),
+        (vec![taken.as_str(), x.as_str()], "in use"),
+        (vec!["10.40.0.1/24", "no-such-namespace-anywhere"], "no-such-namespace"),
+    ] {
+        let out = lab.attach("a", &args);
+        let e = out.expect_err(&format!("attach {args:?} must fail"));
+        assert!(e.contains(needle), "attach {args:?}: {e}");
+        assert!(Lab::addrs(&x).is_empty(), "a failed attach left an address in {x}");
+    }
+    let st = lab.json("a", &["status", "ipam"]);
+    assert_eq!(st["allocated"], 2, "failed attaches kept no address: {st}");
+    // A duplicate attach is idempotent: same address.
+    let (_, ns_a1, addr_a1) = containers[0].clone();
+    lab.attach("a", &[&ns_a1]).expect("attach again");
+    assert_eq!(Lab::addrs(&ns_a1), vec![addr_a1.clone()]);
+
+    // 4. By PID; detach releases.
+    let p = lab.container("p");
+    let sleeper = Command::new("ip").args(["netns", "exec", &p, "sleep", "600"]).spawn().expect("sleep");
+    let pid = sleeper.id().to_string();
+    lab.sleepers.push(sleeper);
+    std::thread::sleep(Duration::from_millis(200));
+    let out = lab.attach("c", &["net:10.32.200.0/24", &pid]);
+    assert!(out.is_ok(), "attach by PID: {out:?}");
+    let a = Lab::addrs(&p);
+    assert!(a.len() == 1 && a[0].starts_with("10.32.200."), "{a:?}");
+    assert!(a[0].ends_with("/24"));
+    assert_eq!(lab.json("c", &["status", "ipam"])["allocated"], 3);
+    let (_, from, _) = &containers[0];
+    let (ok, out) = ping(from, &a[0]);
+    assert!(!ok, "a container in another subnet answered: {out}");
+    lab.ctl("c", &["detach", &pid]).expect("detach");
+    assert_eq!(lab.json("c", &["status", "ipam"])["allocated"], 2, "detach released the address");
+
+    // 5. Restart B: every address kept.
+    lab.stop("b");
+    lab.start("b");
+    for (h, ns, a) in containers.iter().filter(|c| c.0 == "b") {
+        assert_eq!(Lab::addrs(ns), vec![a.clone()], "{h}'s container {ns}");
+        // Attaching again (as a container runtime would after a restart)
+        // gives the same address.
+        lab.attach("b", &[ns]).expect("re-attach");
+        assert_eq!(Lab::addrs(ns), vec![a.clone()]);
+    }
+    let st = lab.json("b", &["status", "ipam"]);
+    assert_eq!(st["allocated"], 2, "{st}");
+    assert_eq!(st["seeds"].as_array().map(Vec::len), Some(3), "{st}");
+    let (_, from, _) = &containers[0];
+    let (_, _, to) = &containers[3];
+    wait_until("A reaches B's container after B's restart", Duration::from_secs(30), || ping(from, to).0);
+}
