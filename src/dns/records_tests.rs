@@ -256,3 +256,56 @@ fn bad_input_is_refused() {
     }
     assert!(r.merge(peer(1), &[0xff, 0xff]).is_err());
 }
+
+/// The store as a real mesh channel, on the router simulator: changes
+/// reach every peer, removals too, and a newcomer catches up.
+#[test]
+fn replicates_over_the_mesh() {
+    use crate::dns::CHANNEL;
+    use crate::mesh::core::sim::{Sim, SimConfig};
+    use crate::mesh::core::MeshConfig;
+
+    let mesh = MeshConfig { gossip_interval_ms: 1_000, gc_grace_ms: 2_000, ..MeshConfig::default() };
+    let mut sim = Sim::new(SimConfig { mesh, ..SimConfig::default() }, 7);
+    for _ in 0..5 {
+        sim.add_peer();
+    }
+    for i in 0..4 {
+        sim.add_link(i, i + 1);
+    }
+    for i in 0..5 {
+        sim.act(i, |r, _| r.register_gossip_channel(CHANNEL, Box::<Records>::default())).expect("register");
+    }
+    assert!(sim.run_until_converged(5_000, 10).is_some());
+    let web = name("web.weave.local.");
+    let add = |sim: &mut Sim, i: usize, c: &str, a: Ipv4Addr| {
+        sim.act(i, |r, now| {
+            let me = r.identity().name;
+            r.update_channel(now, CHANNEL, |s: &mut Records| s.add(me, c, &web, a, now))
+        })
+    };
+    add(&mut sim, 0, "c1", ip(1)).expect("channel").expect("add");
+    add(&mut sim, 4, "c2", ip(2)).expect("channel").expect("add");
+    sim.run_for(300);
+    for i in 0..5 {
+        assert_eq!(sim.router(i).channel::<Records>(CHANNEL).expect("state").lookup(&web), vec![ip(1), ip(2)]);
+    }
+    sim.act(0, |r, now| {
+        let me = r.identity().name;
+        r.update_channel(now, CHANNEL, |s: &mut Records| s.remove_container(me, "c1", now))
+    })
+    .expect("remove");
+    sim.run_for(300);
+    for i in 0..5 {
+        assert_eq!(sim.router(i).channel::<Records>(CHANNEL).expect("state").lookup(&web), vec![ip(2)], "peer {i}");
+    }
+    let n = sim.add_peer();
+    sim.act(n, |r, _| r.register_gossip_channel(CHANNEL, Box::<Records>::default())).expect("register");
+    sim.add_link(2, n);
+    sim.run_for(1_500);
+    let newcomer = sim.router(n).channel::<Records>(CHANNEL).expect("state");
+    assert_eq!(newcomer.lookup(&web), vec![ip(2)]);
+    let first = sim.router(0).channel::<Records>(CHANNEL).expect("state");
+    assert_eq!(newcomer.encode_full(), first.encode_full(), "tombstones too");
+    assert_eq!(sim.stats().errors, 0);
+}

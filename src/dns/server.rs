@@ -140,8 +140,10 @@ async fn serve_udp(sock: Arc<UdpSocket>, shared: Arc<Shared>) {
         let (len, peer) = match sock.recv_from(&mut buf).await {
             Ok(x) => x,
             Err(e) => {
-                // ICMP errors from earlier sends surface here; keep serving.
+                // ICMP errors from earlier sends may surface here; keep
+                // serving, but do not spin on an error that persists.
                 debug!(error = %e, "UDP receive failed");
+                tokio::time::sleep(Duration::from_millis(10)).await;
                 continue;
             }
         };
