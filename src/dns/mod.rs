@@ -18,10 +18,13 @@
 //! The daemon's mesh task owns the authoritative [`Records`] as the state of
 //! the gossip channel [`CHANNEL`]. After each change (local add or remove,
 //! or a merge that returned something new) it publishes
-//! `Arc::new(records.zone().clone())` on a `tokio::sync::watch` channel, and
-//! [`server::DnsServer::spawn`] reads the receiving end. The mesh task calls
-//! [`Records::gc`] periodically, and [`Records::remove_peer`] when a peer is
-//! removed from the mesh. At start, a peer gets its own old records back by
+//! [`Records::snapshot`] on a `tokio::sync::watch` channel, and
+//! [`server::DnsServer::spawn`] reads the receiving end; merges show up as
+//! `MeshEvent::ChannelUpdated` for [`CHANNEL`]. The mesh task calls
+//! [`Records::gc`] periodically, and [`Records::remove_peer`] when a peer
+//! is gone for good (`MeshEvent::PeerRemoved` not followed by a
+//! `PeerAdded` of the same name, which is a restart, or an explicit
+//! removal). At start, a peer gets its own old records back by
 //! gossip: it should remove those of containers that are no longer running.
 //!
 //! Names inside the store are fully qualified and lowercase; [`name_in`]
@@ -40,6 +43,7 @@ use thiserror::Error;
 
 pub use answer::{answer, Outcome, Transport};
 pub use records::{Entry, Records};
+pub use server::{DnsConfig, DnsServer};
 pub use zone::Zone;
 
 /// The name of the mesh gossip channel that carries DNS records.

@@ -183,6 +183,11 @@ impl Records {
         &self.zone
     }
 
+    /// A copy of the zone to publish to the server (see [`super::server`]).
+    pub fn snapshot(&self) -> std::sync::Arc<Zone> {
+        std::sync::Arc::new(self.zone.clone())
+    }
+
     fn live_keys(&self, pick: impl Fn(&Key) -> bool) -> Vec<Key> {
         self.map.iter().filter(|(k, s)| !s.tombstone && pick(k)).map(|(k, _)| k.clone()).collect()
     }
