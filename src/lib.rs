@@ -15,6 +15,7 @@
 
 pub mod api;
 pub mod daemon;
+pub mod dns;
 pub mod fastdp;
 pub mod ipam;
 pub mod mesh;
