@@ -10,7 +10,15 @@
 //! 3. bad input changes nothing: an address outside the range, a subnet
 //!    with host bits, an address another host's container holds;
 //! 4. attach by PID; detach releases the address;
-//! 5. a restarted daemon keeps every address.
+//! 5. a restarted daemon keeps every address;
+//! 6. expose: host A gets an overlay address; host and containers reach
+//!    each other, and a container reaches the underlay through A's NAT;
+//! 7. weaveDNS: a container on B asks A's DNS (at A's exposed address) for
+//!    names of containers on C and gets their addresses; several records
+//!    under one name all come back; reverse lookups; detach removes a
+//!    name everywhere;
+//! 8. a container whose namespace goes away loses its address (and name)
+//!    after the grace period.
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -80,6 +88,7 @@ impl Lab {
             .args(["--state-dir", self.dir.join(format!("state-{h}")).to_str().expect("utf-8")])
             .args(&peers)
             .env("RUST_LOG", "info")
+            .env("WEAVER_IPALLOC_RELEASE_GRACE", "3")
             .env_remove("WEAVER_PASSWORD")
             .stdout(Stdio::null())
             .stderr(log)
@@ -281,4 +290,70 @@ fn ipam_three_hosts() {
     let (_, from, _) = &containers[0];
     let (_, _, to) = &containers[3];
     wait_until("A reaches B's container after B's restart", Duration::from_secs(30), || ping(from, to).0);
+
+    // 6. Expose A: host <-> containers, and NAT to the underlay.
+    let exposed = lab.ctl("a", &["expose"]).expect("expose");
+    let host_a = exposed.trim().to_string();
+    assert!(host_a.ends_with("/12") && !unique.contains(&host_a), "{host_a}");
+    let host_ip = host_a.split('/').next().unwrap_or_default().to_string();
+    let (ok, out) = sh_out(&format!(
+        "ip netns exec {} ping -c 2 -W 2 {}",
+        lab.ns("a"),
+        containers[0].2.split('/').next().unwrap_or_default()
+    ));
+    assert!(ok, "host A -> its container: {out}");
+    let (ok, out) = ping(&containers[4].1, &host_ip);
+    assert!(ok, "C's container -> host A: {out}");
+    let (_, nat_ns, _) = &containers[0];
+    sh(&format!("ip -n {nat_ns} route add default via {host_ip}"));
+    let (ok, out) = sh_out(&format!("ip netns exec {nat_ns} ping -c 2 -W 2 {}", Lab::underlay("b")));
+    assert!(ok, "container -> the underlay through A's NAT: {out}");
+    let (_, rules) = sh_out(&format!("ip netns exec {} iptables -t nat -S POSTROUTING", lab.ns("a")));
+    assert!(rules.contains("weaver-expose") && rules.contains("10.32.0.0/12"), "{rules}");
+
+    // 7. weaveDNS.
+    let dig = |from: &str, args: &str| -> String {
+        let (_, out) = sh_out(&format!("ip netns exec {from} dig +short +time=2 +tries=2 @{host_ip} {args}"));
+        out
+    };
+    let (_, b1, _) = &containers[2];
+    let (_, c1, c1_addr) = &containers[4];
+    let c1_ip = c1_addr.split('/').next().unwrap_or_default();
+    let c1_name = format!("{c1}.weave.local");
+    wait_until("A's DNS knows C's container", Duration::from_secs(20), || dig(b1, &c1_name).trim() == c1_ip);
+    // Several records under one name, added on two hosts.
+    let (_, _, b2_addr) = &containers[3];
+    let b2_ip = b2_addr.split('/').next().unwrap_or_default();
+    lab.ctl("b", &["dns-add", "svc", b2_ip]).expect("dns-add on B");
+    lab.ctl("c", &["dns-add", "svc", c1_ip]).expect("dns-add on C");
+    wait_until("both svc records at A", Duration::from_secs(20), || {
+        let got: BTreeSet<String> = dig(b1, "svc.weave.local").lines().map(String::from).collect();
+        got == [b2_ip.to_string(), c1_ip.to_string()].into_iter().collect()
+    });
+    let lookup = lab.ctl("a", &["dns-lookup", "svc"]).expect("dns-lookup");
+    assert!(lookup.contains(b2_ip) && lookup.contains(c1_ip), "{lookup}");
+    let rev = dig(b1, &format!("-x {c1_ip}"));
+    assert!(rev.contains(&c1_name), "reverse of {c1_ip}: {rev}");
+    // NXDOMAIN in our domain; a bad name is refused by the CLI.
+    let (_, nx) = sh_out(&format!("ip netns exec {b1} dig +time=2 +tries=1 @{host_ip} nosuch.weave.local"));
+    assert!(nx.contains("NXDOMAIN"), "{nx}");
+    assert!(lab.ctl("a", &["dns-add", "bad..name", "10.32.0.1"]).is_err());
+    // dns-remove on C: only B's record is left.
+    lab.ctl("c", &["dns-remove", "svc"]).expect("dns-remove");
+    wait_until("svc has only B's record", Duration::from_secs(20), || dig(b1, "svc.weave.local").trim() == b2_ip);
+    // Detach: the name goes everywhere.
+    lab.ctl("c", &["detach", c1]).expect("detach c1");
+    wait_until("c1's name gone at A", Duration::from_secs(20), || {
+        lab.ctl("a", &["dns-lookup", c1]).is_err() && dig(b1, &c1_name).trim().is_empty()
+    });
+
+    // 8. A's second container goes away without a detach.
+    let (_, gone, _) = containers[1].clone();
+    sh(&format!("ip netns del {gone}"));
+    // A holds its two containers' addresses and its exposed one.
+    assert_eq!(lab.json("a", &["status", "ipam"])["allocated"], 3, "released before the grace period");
+    wait_until("A releases the address of its vanished container", Duration::from_secs(20), || {
+        lab.json("a", &["status", "ipam"])["allocated"] == 2
+    });
+    wait_until("and its name", Duration::from_secs(20), || lab.ctl("b", &["dns-lookup", &gone]).is_err());
 }

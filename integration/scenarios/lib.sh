@@ -43,7 +43,7 @@ run_scenario() {
   # Not in an `if`: bash ignores -e inside a condition, even in a subshell.
   # Nor on the left of || or &&. The outer script runs without -e.
   local rc
-  ( set -euo pipefail; "$fn" )
+  ( set -euo pipefail; "$fn" ) 2>&1
   rc=$?
   if [ "$rc" = 0 ]; then
     echo "SCENARIO $name PASS"

@@ -16,6 +16,7 @@ pub enum MeshRequest {
     Connect(ConnectRequest, oneshot::Sender<Result<(), String>>),
     Forget(ForgetRequest, oneshot::Sender<Result<(), String>>),
     Ipam(crate::daemon::ipam::IpamRequest),
+    Dns(crate::daemon::dns::DnsRequest),
 }
 
 /// Cloneable handle the API server keeps.
@@ -54,6 +55,13 @@ impl MeshHandle {
     }
     pub async fn forget(&self, r: ForgetRequest) -> Result<Result<(), String>, MeshGone> {
         self.ask(|tx| MeshRequest::Forget(r, tx)).await
+    }
+    /// Sends a DNS request; `make` builds it around the reply channel.
+    pub async fn dns<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> crate::daemon::dns::DnsRequest,
+    ) -> Result<T, MeshGone> {
+        self.ask(|tx| MeshRequest::Dns(make(tx))).await
     }
     /// Sends an IPAM request; `make` builds it around the reply channel.
     pub async fn ipam<T>(

@@ -2,6 +2,7 @@
 //! the server routes, and the client `weavectl` uses.
 
 pub mod client;
+pub mod dns;
 pub mod handle;
 pub mod ipam;
 pub mod server;
@@ -123,6 +124,9 @@ pub struct AttachRequest {
     pub target: String,
     /// Addresses for `ethwe`, e.g. `10.32.1.5/12`.
     pub cidrs: Vec<String>,
+    /// The container's DNS name (default: the namespace name).
+    #[serde(default)]
+    pub name: Option<String>,
 }
 
 /// The answer to an attach.
@@ -133,6 +137,34 @@ pub struct AttachView {
     pub mac: String,
     pub port_no: Option<u32>,
     pub cidrs: Vec<String>,
+}
+
+/// `POST /v1/expose` and `/v1/hide`: the host's addresses on the overlay
+/// (expose: as for attach; none means one from the default subnet. hide:
+/// none means all).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ExposeRequest {
+    pub cidrs: Vec<String>,
+}
+
+/// `GET /v1/dns?name=NAME`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DnsQuery {
+    /// The name; none for every record.
+    pub name: Option<String>,
+}
+
+/// `POST /v1/dns/add` and `/v1/dns/remove`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DnsChange {
+    /// The name (`web`, or `web.weave.local`).
+    pub name: String,
+    /// Its addresses (remove: none means all of this peer's).
+    #[serde(default)]
+    pub addrs: Vec<std::net::Ipv4Addr>,
+    /// The container they belong to (add: default `weave:manual`).
+    #[serde(default)]
+    pub container: Option<String>,
 }
 
 /// `POST /v1/rmpeer`: take over a dead peer's IPAM space.

@@ -31,6 +31,12 @@ pub struct AppState {
     pub stop: tokio::sync::mpsc::Sender<StopRequest>,
     /// IPAM's range, when IPAM is on.
     pub ipam_range: Option<ipnet::Ipv4Net>,
+    /// weaveDNS's domain, when DNS is on.
+    pub dns_domain: Option<hickory_proto::rr::Name>,
+    /// The host's interface on the overlay (where `expose` puts addresses).
+    pub overlay_ifname: Option<String>,
+    /// The state directory.
+    pub state_dir: std::path::PathBuf,
 }
 
 struct Failure(StatusCode, String);
@@ -67,6 +73,11 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/stop", post(stop))
         .route("/v1/ipam", get(ipam_status))
         .route("/v1/rmpeer", post(rmpeer))
+        .route("/v1/expose", post(expose))
+        .route("/v1/hide", post(hide))
+        .route("/v1/dns", get(dns_lookup))
+        .route("/v1/dns/add", post(dns_add))
+        .route("/v1/dns/remove", post(dns_remove))
         .route("/metrics", get(metrics))
         .with_state(state)
 }
@@ -149,10 +160,23 @@ async fn attach(State(s): State<Arc<AppState>>, Json(mut r): Json<AttachRequest>
         return Err(bad("no target: give a namespace name, a PID or a /proc/PID/ns/net path".into()));
     }
     let wanted = super::ipam::parse_wanted(&r.cidrs).map_err(bad)?;
+    // The DNS name: given, or the namespace's name.
+    let dns_name = match (&s.dns_domain, &r.name) {
+        (Some(d), Some(n)) => Some(crate::dns::name_in(n, d).map_err(|e| bad(e.to_string()))?.to_ascii()),
+        (Some(d), None) => {
+            super::dns::default_name(&r.target).and_then(|n| crate::dns::name_in(&n, d).ok()).map(|n| n.to_ascii())
+        }
+        (None, _) => None,
+    };
     let (cidrs, new) = super::ipam::resolve(s.mesh.as_ref(), s.ipam_range, &r.target, &wanted).await.map_err(bad)?;
     r.cidrs = cidrs;
     match dp.attach(r.clone()).await {
-        Ok(v) => Ok(Json(v)),
+        Ok(v) => {
+            if let (Some(name), Some(m)) = (dns_name, s.mesh.as_ref()) {
+                super::dns::register(m, &r.target, &name, &v.cidrs).await;
+            }
+            Ok(Json(v))
+        }
         Err(e) => {
             // Nothing is kept of a failed attach.
             super::ipam::release(s.mesh.as_ref(), &r.target, Some(new)).await;
@@ -164,7 +188,86 @@ async fn attach(State(s): State<Arc<AppState>>, Json(mut r): Json<AttachRequest>
 async fn detach(State(s): State<Arc<AppState>>, Json(r): Json<DetachRequest>) -> Result<Json<()>, Failure> {
     dataplane(&s)?.detach(r.target.clone()).await.map_err(|e| Failure(StatusCode::BAD_REQUEST, e))?;
     super::ipam::release(s.mesh.as_ref(), &r.target, None).await;
+    if let (Some(m), Some(_)) = (s.mesh.as_ref(), &s.dns_domain) {
+        let _ = m.dns(|tx| crate::daemon::dns::DnsRequest::RemoveContainer { container: r.target.clone(), tx }).await;
+    }
     Ok(Json(()))
+}
+
+async fn expose(
+    State(s): State<Arc<AppState>>,
+    Json(r): Json<super::ExposeRequest>,
+) -> Result<Json<Vec<String>>, Failure> {
+    use crate::daemon::expose::{self, EXPOSE};
+    let bad = |e| Failure(StatusCode::BAD_REQUEST, e);
+    let ifname = s.overlay_ifname.clone().ok_or_else(|| {
+        Failure(StatusCode::CONFLICT, format!("no overlay interface to expose the host on ({})", s.status.reason))
+    })?;
+    let wanted = super::ipam::parse_wanted(&r.cidrs).map_err(bad)?;
+    let (cidrs, new) = super::ipam::resolve(s.mesh.as_ref(), s.ipam_range, EXPOSE, &wanted).await.map_err(bad)?;
+    let addrs: Vec<ipnet::IpNet> = cidrs.iter().filter_map(|c| c.parse().ok()).collect();
+    if let Err(e) = expose::expose(&s.state_dir, &ifname, &addrs).await {
+        super::ipam::release(s.mesh.as_ref(), EXPOSE, Some(new)).await;
+        return Err(Failure(StatusCode::INTERNAL_SERVER_ERROR, e));
+    }
+    Ok(Json(cidrs))
+}
+
+async fn hide(
+    State(s): State<Arc<AppState>>,
+    Json(r): Json<super::ExposeRequest>,
+) -> Result<Json<Vec<String>>, Failure> {
+    use crate::daemon::expose::{self, EXPOSE};
+    let ifname = s.overlay_ifname.clone().ok_or_else(|| Failure(StatusCode::CONFLICT, "nothing is exposed".into()))?;
+    let addrs = r
+        .cidrs
+        .iter()
+        .map(|c| c.parse::<ipnet::IpNet>().map_err(|e| format!("invalid address {c:?}: {e}")))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| Failure(StatusCode::BAD_REQUEST, e))?;
+    let gone =
+        expose::hide(&s.state_dir, &ifname, &addrs).await.map_err(|e| Failure(StatusCode::INTERNAL_SERVER_ERROR, e))?;
+    let v4: Vec<ipnet::Ipv4Net> = gone
+        .iter()
+        .filter_map(|a| match a {
+            ipnet::IpNet::V4(n) => Some(*n),
+            _ => None,
+        })
+        .collect();
+    super::ipam::release(s.mesh.as_ref(), EXPOSE, Some(v4)).await;
+    Ok(Json(gone.iter().map(ToString::to_string).collect()))
+}
+
+async fn dns_lookup(
+    State(s): State<Arc<AppState>>,
+    axum::extract::Query(q): axum::extract::Query<super::DnsQuery>,
+) -> Result<Json<Vec<crate::daemon::dns::DnsEntryView>>, Failure> {
+    let name = q.name.unwrap_or_default();
+    let v = mesh(&s)?
+        .dns(|tx| crate::daemon::dns::DnsRequest::Lookup { name, tx })
+        .await?
+        .map_err(|e| Failure(StatusCode::BAD_REQUEST, e))?;
+    Ok(Json(v))
+}
+
+async fn dns_add(State(s): State<Arc<AppState>>, Json(r): Json<super::DnsChange>) -> Result<Json<usize>, Failure> {
+    if r.addrs.is_empty() {
+        return Err(Failure(StatusCode::BAD_REQUEST, "no address to add".into()));
+    }
+    let container = r.container.unwrap_or_else(|| crate::daemon::dns::MANUAL.into());
+    let n = mesh(&s)?
+        .dns(|tx| crate::daemon::dns::DnsRequest::Add { container, name: r.name, addrs: r.addrs, tx })
+        .await?
+        .map_err(|e| Failure(StatusCode::BAD_REQUEST, e))?;
+    Ok(Json(n))
+}
+
+async fn dns_remove(State(s): State<Arc<AppState>>, Json(r): Json<super::DnsChange>) -> Result<Json<usize>, Failure> {
+    let n = mesh(&s)?
+        .dns(|tx| crate::daemon::dns::DnsRequest::Remove { name: r.name, addrs: r.addrs, tx })
+        .await?
+        .map_err(|e| Failure(StatusCode::BAD_REQUEST, e))?;
+    Ok(Json(n))
 }
 
 fn ipam_on(s: &AppState) -> Result<&MeshHandle, Failure> {

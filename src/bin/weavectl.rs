@@ -83,9 +83,35 @@ enum Command {
         /// Addresses, then the target last.
         #[arg(required = true, num_args = 1..)]
         args: Vec<String>,
+        /// The container's name in weaveDNS (default: the namespace name).
+        #[arg(long)]
+        name: Option<String>,
     },
+    /// The addresses of a name in weaveDNS (every record, without a name).
+    DnsLookup {
+        name: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Add a name to weaveDNS: `weavectl dns-add NAME ADDR...`.
+    DnsAdd {
+        name: String,
+        #[arg(required = true)]
+        addrs: Vec<std::net::Ipv4Addr>,
+    },
+    /// Remove this peer's records of a name (all, or only these addresses).
+    DnsRemove { name: String, addrs: Vec<std::net::Ipv4Addr> },
+    /// Give the host an address on the overlay, with NAT for containers
+    /// going out through it: `weavectl expose [ADDR...]` (as for attach;
+    /// none: one from IPAM's default subnet).
+    Expose { cidrs: Vec<String> },
+    /// Take the host's overlay addresses away (all, or these).
+    Hide { cidrs: Vec<String> },
     /// Take over the IPAM space of a peer that is gone for good.
     Rmpeer { peer: String },
+    /// Reset this peer: detach every container, give its IPAM space to
+    /// another peer, forget peers, and stop (the same as `stop --reset`).
+    Reset,
     /// Detach a container.
     Detach { target: String },
     /// Stop connecting to these peers.
@@ -309,6 +335,16 @@ async fn run(cli: Cli) -> Result<()> {
             let s: weaver::ipam::IpamStatus = client::get(&cli.api, "/v1/ipam").await?;
             print_view(*json, &s, show::format_ipam)?;
         }
+        Command::Expose { cidrs } => {
+            let v: Vec<String> =
+                client::post(&cli.api, "/v1/expose", &weaver::api::ExposeRequest { cidrs: cidrs.clone() }).await?;
+            outln!("{}", v.join(" "));
+        }
+        Command::Hide { cidrs } => {
+            let v: Vec<String> =
+                client::post(&cli.api, "/v1/hide", &weaver::api::ExposeRequest { cidrs: cidrs.clone() }).await?;
+            outln!("{}", v.join(" "));
+        }
         Command::Rmpeer { peer } => {
             let n: u64 =
                 client::post(&cli.api, "/v1/rmpeer", &weaver::api::RmPeerRequest { peer: peer.clone() }).await?;
@@ -318,9 +354,41 @@ async fn run(cli: Cli) -> Result<()> {
             let r = ConnectRequest { addrs: addrs.clone(), replace: *replace };
             client::post::<_, ()>(&cli.api, "/v1/connect", &r).await?;
         }
-        Command::Attach { args } => {
+        Command::DnsLookup { name, json } => {
+            let path = match name {
+                Some(n) => format!("/v1/dns?name={}", query_escape(n)),
+                None => "/v1/dns".to_string(),
+            };
+            let v: Vec<weaver::daemon::dns::DnsEntryView> = client::get(&cli.api, &path).await?;
+            if name.is_some() && v.is_empty() && !*json {
+                anyhow::bail!("no records of {}", name.as_deref().unwrap_or_default());
+            }
+            print_view(*json, &v, |v| {
+                v.iter()
+                    .map(|e| {
+                        if name.is_some() {
+                            format!("{}\n", e.addr)
+                        } else {
+                            format!("{:<32} {:<16} {:<18} {}\n", e.name, e.addr, e.origin, e.container)
+                        }
+                    })
+                    .collect()
+            })?;
+        }
+        Command::DnsAdd { name, addrs } => {
+            let r = weaver::api::DnsChange { name: name.clone(), addrs: addrs.clone(), container: None };
+            client::post::<_, usize>(&cli.api, "/v1/dns/add", &r).await?;
+        }
+        Command::DnsRemove { name, addrs } => {
+            let r = weaver::api::DnsChange { name: name.clone(), addrs: addrs.clone(), container: None };
+            let n: usize = client::post(&cli.api, "/v1/dns/remove", &r).await?;
+            if n == 0 {
+                anyhow::bail!("this peer has no records of {name}");
+            }
+        }
+        Command::Attach { args, name } => {
             let (target, cidrs) = args.split_last().context("attach needs a target")?;
-            let r = AttachRequest { target: target.clone(), cidrs: cidrs.to_vec() };
+            let r = AttachRequest { target: target.clone(), cidrs: cidrs.to_vec(), name: name.clone() };
             let a: AttachView = client::post(&cli.api, "/v1/attach", &r).await?;
             outln!(
                 "{} {} port {} {}",
@@ -333,8 +401,9 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Detach { target } => {
             client::post::<_, ()>(&cli.api, "/v1/detach", &DetachRequest { target: target.clone() }).await?;
         }
-        Command::Stop { reset } => {
-            client::post::<_, ()>(&cli.api, "/v1/stop", &StopRequest { reset: *reset }).await?;
+        Command::Stop { .. } | Command::Reset => {
+            let reset = matches!(cli.cmd, Command::Reset | Command::Stop { reset: true });
+            client::post::<_, ()>(&cli.api, "/v1/stop", &StopRequest { reset }).await?;
             // Wait for the daemon to finish: its socket goes away last.
             for _ in 0..100 {
                 if !cli.api.exists() {
@@ -612,4 +681,18 @@ async fn flows(cli: &Cli, cmd: &FlowsCmd) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Escapes a DNS name for a query string (names are letters, digits,
+/// hyphens and dots; anything else is percent-encoded).
+fn query_escape(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
 }

@@ -147,6 +147,7 @@ async fn main() -> Result<()> {
         }
         None => (bridged_plane, None),
     };
+    let (zone_tx, zone_rx) = watch::channel(std::sync::Arc::new(weaver::dns::Zone::new()));
     let settings = MeshSettings {
         dataplane: Some(snap_tx),
         identity: me,
@@ -162,6 +163,8 @@ async fn main() -> Result<()> {
             Some(c) => Some((c.clone(), weaver::daemon::ipam::load(&cfg.state_dir).map_err(anyhow::Error::msg)?)),
             None => None,
         },
+        ipam_grace: cfg.ipam_grace,
+        dns: cfg.dns.as_ref().map(|d| (d.domain.clone(), zone_tx.clone())),
     };
     let (mesh_handle, mesh_task) = mesh::spawn(settings, stopped(stop_rx.clone()))
         .await
@@ -177,6 +180,31 @@ async fn main() -> Result<()> {
         upcalls: None,
         sleeve: None,
     };
+    // The host's own interface on the overlay.
+    let overlay_ifname = match &dp {
+        Some(d) => d.datapath.clone(),
+        None => bridge::BRIDGE.to_string(),
+    };
+    // weaveDNS: the server reads the zone the mesh task publishes.
+    let _dns_server = match &cfg.dns {
+        None => None,
+        Some(d) => {
+            let text = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+            let upstreams = weaver::dns::resolv::upstreams(&text, d.listen);
+            let c = weaver::dns::DnsConfig::new(d.listen, d.domain.clone(), upstreams.clone());
+            match weaver::dns::DnsServer::spawn(c, zone_rx).await {
+                Ok(s) => {
+                    info!(listen = %s.udp_addr(), domain = %d.domain, ?upstreams, "DNS listening");
+                    Some(s)
+                }
+                Err(e) if !d.explicit => {
+                    tracing::warn!(error = %e, "DNS server not started (the default address is busy); give --dns-listen-address");
+                    None
+                }
+                Err(e) => return Err(anyhow::anyhow!("--dns-listen-address: {e}")),
+            }
+        }
+    };
     let (stop_req_tx, mut stop_req_rx) = tokio::sync::mpsc::channel::<weaver::api::StopRequest>(1);
     let state = Arc::new(server::AppState {
         status,
@@ -187,7 +215,12 @@ async fn main() -> Result<()> {
         sleeve: Some(sleeve_handle.clone()),
         stop: stop_req_tx,
         ipam_range: cfg.ipam.as_ref().map(|c| c.range),
+        dns_domain: cfg.dns.as_ref().map(|d| d.domain.clone()),
+        overlay_ifname: Some(overlay_ifname.clone()),
+        state_dir: cfg.state_dir.clone(),
     });
+    // What an earlier run exposed, back on the overlay.
+    weaver::daemon::expose::restore(&cfg.state_dir, &overlay_ifname).await;
 
     if let Some(dir) = cfg.api_socket.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -211,6 +244,11 @@ async fn main() -> Result<()> {
         }
     };
     info!("shutting down");
+    if reset {
+        if let Err(e) = weaver::daemon::expose::hide(&cfg.state_dir, &overlay_ifname, &[]).await {
+            tracing::warn!(error = %e, "could not hide the host");
+        }
+    }
     if reset && cfg.ipam.is_some() {
         // Give the IPAM space to a peer, and let gossip carry that out.
         if let Ok(Some(_)) = mesh_handle.ipam(weaver::daemon::ipam::IpamRequest::Reset).await {

@@ -82,6 +82,16 @@ pub struct Args {
     /// `seed=NAME,NAME...` (those peers, by peer name), or `observer` (never; ask others for space).
     #[arg(long, env = "WEAVER_IPALLOC_INIT")]
     pub ipalloc_init: Option<String>,
+    /// The domain weaveDNS answers for.
+    #[arg(long, env = "WEAVER_DNS_DOMAIN", default_value = crate::dns::DEFAULT_DOMAIN)]
+    pub dns_domain: String,
+    /// Where weaveDNS listens (UDP and TCP); empty to turn it off. Default 0.0.0.0:53 (a busy port is then
+    /// reported and DNS stays off; an address given here must be free).
+    #[arg(long, env = "WEAVER_DNS_LISTEN_ADDRESS")]
+    pub dns_listen_address: Option<String>,
+    /// Seconds a container's network namespace must be gone before its addresses are released.
+    #[arg(long, env = "WEAVER_IPALLOC_RELEASE_GRACE", default_value_t = 30)]
+    pub ipalloc_release_grace: u64,
 }
 
 /// A setting that cannot be used.
@@ -119,6 +129,21 @@ pub struct Config {
     pub log_format: String,
     /// IPAM, unless turned off.
     pub ipam: Option<crate::ipam::IpamConfig>,
+    /// `--ipalloc-release-grace`.
+    pub ipam_grace: std::time::Duration,
+    /// weaveDNS, unless turned off.
+    pub dns: Option<DnsSettings>,
+}
+
+/// weaveDNS's settings.
+#[derive(Debug, Clone)]
+pub struct DnsSettings {
+    /// The domain, fully qualified.
+    pub domain: hickory_proto::rr::Name,
+    /// Where the server listens.
+    pub listen: std::net::SocketAddr,
+    /// Whether the address was given (a failure to bind it is then fatal).
+    pub explicit: bool,
 }
 
 fn hostname() -> String {
@@ -182,6 +207,18 @@ impl Config {
             return Err(invalid("conn-limit", "must be at least 1"));
         }
         let ipam = ipam_config(&a, peers.len())?;
+        let dns = match a.dns_listen_address.as_deref().map(str::trim) {
+            Some("") => None,
+            given => {
+                let listen = given
+                    .unwrap_or("0.0.0.0:53")
+                    .parse()
+                    .map_err(|e| invalid("dns-listen-address", format!("{given:?} is not IP:PORT: {e}")))?;
+                let domain =
+                    crate::dns::parse_domain(&a.dns_domain).map_err(|e| invalid("dns-domain", e.to_string()))?;
+                Some(DnsSettings { domain, listen, explicit: given.is_some() })
+            }
+        };
         Ok(Config {
             peers,
             name,
@@ -202,6 +239,8 @@ impl Config {
             conn_limit: a.conn_limit,
             log_format: a.log_format,
             ipam,
+            ipam_grace: std::time::Duration::from_secs(a.ipalloc_release_grace),
+            dns,
         })
     }
 }
@@ -321,6 +360,8 @@ mod tests {
             (vec!["--ipalloc-init", "seed=hosta"], "--ipalloc-init"),
             (vec!["--ipalloc-init", "paxos"], "--ipalloc-init"),
             (vec!["--ipalloc-range", "", "--ipalloc-init", "observer"], "--ipalloc-range"),
+            (vec!["--dns-listen-address", "localhost"], "--dns-listen-address"),
+            (vec!["--dns-domain", "a..b"], "--dns-domain"),
         ] {
             let e = parse(&args).unwrap_err();
             assert!(e.contains(needle), "{args:?}: {e}");

@@ -65,17 +65,34 @@ pub enum IpamRequest {
     Addresses { container: String, tx: oneshot::Sender<Vec<Ipv4Net>> },
 }
 
+/// How often containers are checked for having gone away (ms).
+const REAP_EVERY_MS: u64 = 2_000;
+
 /// The mesh task's IPAM part.
 pub(super) struct IpamDriver {
     dir: PathBuf,
     waiters: BTreeMap<String, Vec<oneshot::Sender<Result<Ipv4Net, String>>>>,
     saved: Option<Saved>,
     next_tick: u64,
+    /// How long a container's namespace must be gone before its addresses
+    /// are released (ms).
+    grace_ms: u64,
+    /// Containers whose namespace is gone, since when.
+    missing: BTreeMap<String, u64>,
+    next_reap: u64,
 }
 
 impl IpamDriver {
-    pub(super) fn new(dir: PathBuf) -> IpamDriver {
-        IpamDriver { dir, waiters: BTreeMap::new(), saved: None, next_tick: 0 }
+    pub(super) fn new(dir: PathBuf, grace: Duration) -> IpamDriver {
+        IpamDriver {
+            dir,
+            waiters: BTreeMap::new(),
+            saved: None,
+            next_tick: 0,
+            grace_ms: grace.as_millis() as u64,
+            missing: BTreeMap::new(),
+            next_reap: 0,
+        }
     }
 
     pub(super) fn next_tick(&self) -> u64 {
@@ -138,8 +155,52 @@ impl MeshTask {
         Some(r)
     }
 
+    /// Releases the addresses of containers whose network namespace has
+    /// been gone for the grace period (the container stopped without a
+    /// detach). A namespace that comes back in time keeps them.
+    fn reap_gone(&mut self) {
+        let now = self.now();
+        if now < self.ipam.next_reap {
+            return;
+        }
+        self.ipam.next_reap = now + REAP_EVERY_MS;
+        let mut holders: std::collections::BTreeSet<String> = match self.router.channel::<Ipam>(CHANNEL) {
+            Ok(ipam) => ipam.allocations().map(|(_, c)| c.to_string()).collect(),
+            Err(_) => Default::default(),
+        };
+        if let Ok(records) = self.router.channel::<crate::dns::Records>(crate::dns::CHANNEL) {
+            let me = self.router.identity().name;
+            holders.extend(records.entries().into_iter().filter(|e| e.origin == me).map(|e| e.container));
+        }
+        // Names of ours (`weave:expose`, `weave:manual`) are no containers.
+        holders.retain(|c| !c.starts_with("weave:"));
+        self.ipam.missing.retain(|c, _| holders.contains(c));
+        let mut gone = Vec::new();
+        for c in holders {
+            if crate::plumb::veth::netns_path(&c).exists() {
+                self.ipam.missing.remove(&c);
+                continue;
+            }
+            let since = *self.ipam.missing.entry(c.clone()).or_insert(now);
+            if now >= since + self.ipam.grace_ms {
+                gone.push(c);
+            }
+        }
+        for c in gone {
+            self.ipam.missing.remove(&c);
+            let freed =
+                if self.ipam_on { self.with_ipam(|s, _| s.release(&c, None)).unwrap_or_default() } else { vec![] };
+            let names = self.dns_forget_container(&c);
+            info!(container = %c, released = ?freed, dns_records = names, "container gone: its addresses and names are released");
+        }
+    }
+
     /// Ticks the allocator when due or when gossip changed its state.
     pub(super) fn run_ipam(&mut self) {
+        self.reap_gone();
+        if !self.ipam_on {
+            return;
+        }
         let due = self.now() >= self.ipam.next_tick;
         let attention = self.router.channel::<Ipam>(CHANNEL).is_ok_and(Ipam::needs_attention);
         if due || attention {

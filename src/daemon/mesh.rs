@@ -44,6 +44,11 @@ pub struct MeshSettings {
     pub sleeve: Option<SleeveLink>,
     /// IPAM's settings, and its state saved by the last run.
     pub ipam: Option<(crate::ipam::IpamConfig, Option<crate::ipam::Saved>)>,
+    /// How long a container's namespace must be gone before IPAM releases
+    /// its addresses.
+    pub ipam_grace: Duration,
+    /// weaveDNS's domain, and where the live zone goes (to the server).
+    pub dns: Option<(hickory_proto::rr::Name, tokio::sync::watch::Sender<Arc<crate::dns::Zone>>)>,
 }
 
 /// What the mesh needs to run each connection's sleeve path.
@@ -178,7 +183,8 @@ pub(super) struct MeshTask {
     fastdp: Option<FastdpState>,
     sleeve: Option<SleeveState>,
     pub(super) ipam: super::ipam::IpamDriver,
-    ipam_on: bool,
+    pub(super) ipam_on: bool,
+    pub(super) dns: Option<super::dns::DnsDriver>,
 }
 
 const MAX_FAILURES_SHOWN: usize = 16;
@@ -232,6 +238,15 @@ pub async fn spawn(
             .register_gossip_channel(crate::ipam::CHANNEL, Box::new(ipam))
             .map_err(|e| std::io::Error::other(e.to_string()))?;
     }
+    let dns = match s.dns {
+        Some((domain, zone)) => {
+            router
+                .register_gossip_channel(crate::dns::CHANNEL, Box::<crate::dns::Records>::default())
+                .map_err(|e| std::io::Error::other(e.to_string()))?;
+            Some(super::dns::DnsDriver::new(domain, zone))
+        }
+        None => None,
+    };
     let task = MeshTask {
         router,
         maker,
@@ -250,8 +265,9 @@ pub async fn spawn(
         dataplane: s.dataplane,
         fastdp,
         sleeve,
-        ipam: super::ipam::IpamDriver::new(s.state_dir.clone()),
+        ipam: super::ipam::IpamDriver::new(s.state_dir.clone(), s.ipam_grace),
         ipam_on,
+        dns,
     };
     let join = tokio::spawn(task.run(listener, api_rx, events_rx, seen, sleeve_events, shutdown));
     Ok((MeshHandle::new(api_tx), join))
@@ -301,9 +317,10 @@ impl MeshTask {
         loop {
             self.run_health();
             self.run_sleeve();
-            if self.ipam_on {
+            if self.ipam_on || self.dns.is_some() {
                 self.run_ipam();
             }
+            self.run_dns();
             self.drain_router();
             self.dial_due();
             let health = self.live.values().filter_map(|l| l.health.as_ref().map(Health::poll_timeout)).min();
@@ -378,6 +395,7 @@ impl MeshTask {
                 MeshEvent::ChannelMessage { channel, src, payload, .. } if channel == crate::ipam::CHANNEL => {
                     self.on_ipam_message(src, payload);
                 }
+                MeshEvent::ChannelUpdated { channel } if channel == crate::dns::CHANNEL => self.publish_zone(),
                 MeshEvent::ChannelMessage { .. } | MeshEvent::ChannelUpdated { .. } => {}
             }
         }
@@ -925,6 +943,7 @@ impl MeshTask {
                 let _ = tx.send(self.forget(r));
             }
             MeshRequest::Ipam(r) => self.on_ipam_request(r),
+            MeshRequest::Dns(r) => self.on_dns_request(r),
         }
     }
 

@@ -5,6 +5,8 @@ mod attachments;
 pub mod bridged;
 pub mod config;
 pub mod dataplane;
+pub mod dns;
+pub mod expose;
 pub mod fastdp;
 pub mod ipam;
 pub mod mesh;

@@ -8,9 +8,11 @@
 //!   `vethwe-bridge`/`vethwe-pcap` capture pair.
 //! - [`ethtool`]: netdev features (offloads) over the ethtool netlink family.
 //! - [`netns`]: running code inside another network namespace.
+//! - [`expose`]: the host's addresses on the overlay, and their NAT rules.
 
 pub mod bridge;
 pub mod ethtool;
+pub mod expose;
 pub mod netns;
 pub mod packet_socket;
 pub mod veth;
