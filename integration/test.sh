@@ -70,7 +70,7 @@ echo "test result: ok. 1 passed; 0 failed (sleeve benchmark smoke run)" >> "$RES
 if [ "$FUZZ_SECONDS" -gt 0 ]; then
   step "fuzzing, ${FUZZ_SECONDS}s per target"
   command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
-  for t in upcall dump_reply flow_text conn_frame mesh_message heartbeat sleeve_datagram dns_query; do
+  for t in upcall dump_reply flow_text conn_frame mesh_message heartbeat sleeve_datagram dns_query ipam_message; do
     # cargo-fuzz wants nightly flags (sanitizers); the machine has only stable.
     # libFuzzer is chatty: its log goes to a file, shown whole on failure.
     log="target/fuzz-$t.log"

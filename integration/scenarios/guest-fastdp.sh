@@ -730,12 +730,16 @@ scenario_mesh3_encrypted() {
   echo "$c"
   [ "$(echo "$c" | grep -c ' established sleeve .*encrypted: the fast datapath does not encrypt, the sleeve seals; sealed;')" = 2 ] \
     || fail "A's connections are not both sealed on the sleeve"
-  timeout 20 tcpdump -n -U -i ul3 -w /tmp/enc.pcap udp port 6783 2>/dev/null & local cap=$!
+  timeout 90 tcpdump -n -U -i ul3 -w /tmp/enc.pcap udp port 6783 2>/dev/null & local cap=$!
   sleep 2
+  local t0=$SECONDS
   m3_ping_all
+  echo "all pairs pinged in $((SECONDS - t0)) s"
   ip netns exec kA1 ping -c 5 -i 0.2 -p 5eca1ed0c0ffee5eca1ed0c0ffee -W 2 10.42.0.5 > /dev/null || fail "patterned pings kA1->kC1 lost"
   sleep 1
-  kill -INT $cap 2>/dev/null; wait $cap 2>/dev/null || true
+  # (tcpdump may have stopped already: its timeout is only a backstop.)
+  kill -INT $cap 2>/dev/null || true
+  wait $cap 2>/dev/null || true
   local n
   # A capture cut short by the timeout ends in a truncated record: tcpdump
   # then prints what it read and fails, which must not end the scenario.
