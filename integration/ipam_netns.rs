@@ -86,6 +86,12 @@ impl Lab {
             .args(["--nickname", &format!("host-{h}")])
             .args(["--api-socket", self.sock(h).to_str().expect("utf-8")])
             .args(["--state-dir", self.dir.join(format!("state-{h}")).to_str().expect("utf-8")])
+            // A serves its API on TCP too, and metrics on their own port.
+            .args(if h == "a" {
+                &["--api-tcp", "127.0.0.1:6790", "--metrics-address", "127.0.0.1:6791"][..]
+            } else {
+                &[]
+            })
             .args(&peers)
             .env("RUST_LOG", "info")
             .env("WEAVER_IPALLOC_RELEASE_GRACE", "3")
@@ -346,6 +352,31 @@ fn ipam_three_hosts() {
     wait_until("c1's name gone at A", Duration::from_secs(20), || {
         lab.ctl("a", &["dns-lookup", c1]).is_err() && dig(b1, &c1_name).trim().is_empty()
     });
+
+    // The API over TCP; its errors are JSON; metrics on their own port.
+    let curl = |args: &str| -> String {
+        let (_, out) = sh_out(&format!("ip netns exec {} curl -s -m 5 -w ' %{{http_code}}' {args}", lab.ns("a")));
+        out
+    };
+    let st = curl("http://127.0.0.1:6790/v1/ipam");
+    assert!(st.contains("\"seeds\"") && st.ends_with(" 200"), "{st}");
+    for (body, code) in
+        [("{bad", "400"), ("{\"target\": 5}", "422"), ("{\"target\": \"x\", \"cidrs\": [\"10.32.0.0/40\"]}", "400")]
+    {
+        let out =
+            curl(&format!("-X POST -H 'content-type: application/json' -d '{body}' http://127.0.0.1:6790/v1/attach"));
+        assert!(out.starts_with("{\"error\":") && out.ends_with(code), "{body}: {out}");
+    }
+    let out = curl("http://127.0.0.1:6790/v1/nope");
+    assert!(out.starts_with("{\"error\":") && out.ends_with(" 404"), "{out}");
+    let m = curl("http://127.0.0.1:6791/metrics");
+    for needle in [
+        "weaver_ipam_addresses{state=\"allocated\"} 3",
+        "weaver_dns_records ",
+        "weaver_connections{state=\"established\"} 2",
+    ] {
+        assert!(m.contains(needle), "metrics lack {needle}: {m}");
+    }
 
     // 8. A's second container goes away without a detach.
     let (_, gone, _) = containers[1].clone();

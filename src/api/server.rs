@@ -41,6 +41,26 @@ pub struct AppState {
 
 struct Failure(StatusCode, String);
 
+/// A JSON request body; a body that is not JSON, or not the request's
+/// shape, is answered with a JSON error (400, 415 or 422) naming what is
+/// wrong, like every other error.
+struct ApiJson<T>(T);
+
+impl<S, T> axum::extract::FromRequest<S> for ApiJson<T>
+where
+    Json<T>: axum::extract::FromRequest<S, Rejection = axum::extract::rejection::JsonRejection>,
+    S: Send + Sync,
+{
+    type Rejection = Failure;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(v)) => Ok(ApiJson(v)),
+            Err(r) => Err(Failure(r.status(), r.body_text())),
+        }
+    }
+}
+
 impl IntoResponse for Failure {
     fn into_response(self) -> Response {
         (self.0, Json(ApiError { error: self.1 })).into_response()
@@ -57,6 +77,14 @@ impl From<MeshGone> for Failure {
     fn from(e: MeshGone) -> Self {
         Failure(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
     }
+}
+
+/// Only `/metrics`, for `--metrics-address`.
+pub fn metrics_router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .fallback(|| async { Failure(StatusCode::NOT_FOUND, "only /metrics is served here".into()) })
+        .with_state(state)
 }
 
 pub fn router(state: Arc<AppState>) -> Router {
@@ -79,6 +107,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/dns/add", post(dns_add))
         .route("/v1/dns/remove", post(dns_remove))
         .route("/metrics", get(metrics))
+        .fallback(|| async { Failure(StatusCode::NOT_FOUND, "no such endpoint".into()) })
         .with_state(state)
 }
 
@@ -113,7 +142,7 @@ async fn upcall_stats(s: &AppState) -> Option<crate::daemon::upcalls::UpcallStat
 }
 
 /// Stops the daemon; with `reset`, detaches every container first.
-async fn stop(State(s): State<Arc<AppState>>, Json(r): Json<StopRequest>) -> Result<Json<()>, Failure> {
+async fn stop(State(s): State<Arc<AppState>>, ApiJson(r): ApiJson<StopRequest>) -> Result<Json<()>, Failure> {
     if r.reset {
         if let Some(d) = &s.dataplane {
             d.detach_all().await;
@@ -131,12 +160,12 @@ async fn connections(State(s): State<Arc<AppState>>) -> Result<Json<Vec<Connecti
     Ok(Json(mesh(&s)?.connections().await?))
 }
 
-async fn connect(State(s): State<Arc<AppState>>, Json(r): Json<ConnectRequest>) -> Result<Json<()>, Failure> {
+async fn connect(State(s): State<Arc<AppState>>, ApiJson(r): ApiJson<ConnectRequest>) -> Result<Json<()>, Failure> {
     mesh(&s)?.connect(r).await?.map_err(|e| Failure(StatusCode::BAD_REQUEST, e))?;
     Ok(Json(()))
 }
 
-async fn forget(State(s): State<Arc<AppState>>, Json(r): Json<ForgetRequest>) -> Result<Json<()>, Failure> {
+async fn forget(State(s): State<Arc<AppState>>, ApiJson(r): ApiJson<ForgetRequest>) -> Result<Json<()>, Failure> {
     mesh(&s)?.forget(r).await?.map_err(|e| Failure(StatusCode::BAD_REQUEST, e))?;
     Ok(Json(()))
 }
@@ -153,7 +182,10 @@ fn dataplane(s: &AppState) -> Result<&crate::daemon::dataplane::DataplaneHandle,
     })
 }
 
-async fn attach(State(s): State<Arc<AppState>>, Json(mut r): Json<AttachRequest>) -> Result<Json<AttachView>, Failure> {
+async fn attach(
+    State(s): State<Arc<AppState>>,
+    ApiJson(mut r): ApiJson<AttachRequest>,
+) -> Result<Json<AttachView>, Failure> {
     let dp = dataplane(&s)?;
     let bad = |e| Failure(StatusCode::BAD_REQUEST, e);
     if r.target.trim().is_empty() {
@@ -185,7 +217,7 @@ async fn attach(State(s): State<Arc<AppState>>, Json(mut r): Json<AttachRequest>
     }
 }
 
-async fn detach(State(s): State<Arc<AppState>>, Json(r): Json<DetachRequest>) -> Result<Json<()>, Failure> {
+async fn detach(State(s): State<Arc<AppState>>, ApiJson(r): ApiJson<DetachRequest>) -> Result<Json<()>, Failure> {
     dataplane(&s)?.detach(r.target.clone()).await.map_err(|e| Failure(StatusCode::BAD_REQUEST, e))?;
     super::ipam::release(s.mesh.as_ref(), &r.target, None).await;
     if let (Some(m), Some(_)) = (s.mesh.as_ref(), &s.dns_domain) {
@@ -196,7 +228,7 @@ async fn detach(State(s): State<Arc<AppState>>, Json(r): Json<DetachRequest>) ->
 
 async fn expose(
     State(s): State<Arc<AppState>>,
-    Json(r): Json<super::ExposeRequest>,
+    ApiJson(r): ApiJson<super::ExposeRequest>,
 ) -> Result<Json<Vec<String>>, Failure> {
     use crate::daemon::expose::{self, EXPOSE};
     let bad = |e| Failure(StatusCode::BAD_REQUEST, e);
@@ -215,7 +247,7 @@ async fn expose(
 
 async fn hide(
     State(s): State<Arc<AppState>>,
-    Json(r): Json<super::ExposeRequest>,
+    ApiJson(r): ApiJson<super::ExposeRequest>,
 ) -> Result<Json<Vec<String>>, Failure> {
     use crate::daemon::expose::{self, EXPOSE};
     let ifname = s.overlay_ifname.clone().ok_or_else(|| Failure(StatusCode::CONFLICT, "nothing is exposed".into()))?;
@@ -250,7 +282,10 @@ async fn dns_lookup(
     Ok(Json(v))
 }
 
-async fn dns_add(State(s): State<Arc<AppState>>, Json(r): Json<super::DnsChange>) -> Result<Json<usize>, Failure> {
+async fn dns_add(
+    State(s): State<Arc<AppState>>,
+    ApiJson(r): ApiJson<super::DnsChange>,
+) -> Result<Json<usize>, Failure> {
     if r.addrs.is_empty() {
         return Err(Failure(StatusCode::BAD_REQUEST, "no address to add".into()));
     }
@@ -262,7 +297,10 @@ async fn dns_add(State(s): State<Arc<AppState>>, Json(r): Json<super::DnsChange>
     Ok(Json(n))
 }
 
-async fn dns_remove(State(s): State<Arc<AppState>>, Json(r): Json<super::DnsChange>) -> Result<Json<usize>, Failure> {
+async fn dns_remove(
+    State(s): State<Arc<AppState>>,
+    ApiJson(r): ApiJson<super::DnsChange>,
+) -> Result<Json<usize>, Failure> {
     let n = mesh(&s)?
         .dns(|tx| crate::daemon::dns::DnsRequest::Remove { name: r.name, addrs: r.addrs, tx })
         .await?
@@ -281,7 +319,10 @@ async fn ipam_status(State(s): State<Arc<AppState>>) -> Result<Json<crate::ipam:
     Ok(Json(ipam_on(&s)?.ipam(crate::daemon::ipam::IpamRequest::Status).await?))
 }
 
-async fn rmpeer(State(s): State<Arc<AppState>>, Json(r): Json<super::RmPeerRequest>) -> Result<Json<u64>, Failure> {
+async fn rmpeer(
+    State(s): State<Arc<AppState>>,
+    ApiJson(r): ApiJson<super::RmPeerRequest>,
+) -> Result<Json<u64>, Failure> {
     let m = ipam_on(&s)?;
     let n = m
         .ipam(|tx| crate::daemon::ipam::IpamRequest::RmPeer { peer: r.peer, tx })
@@ -367,6 +408,29 @@ async fn metrics(State(s): State<Arc<AppState>>) -> Result<Response, Failure> {
             dr.get_or_create(&vec![("reason".to_string(), r)]).inc_by(n);
         }
         reg.register("sleeve_drops", "Sleeve frames and datagrams dropped, by reason", dr);
+    }
+    if let (Some(m), Some(_)) = (&s.mesh, &s.ipam_range) {
+        let st = m.ipam(crate::daemon::ipam::IpamRequest::Status).await?;
+        let addrs = Family::<Vec<(String, String)>, Gauge>::default();
+        addrs.get_or_create(&vec![("state".to_string(), "allocated".to_string())]).set(st.allocated as i64);
+        addrs.get_or_create(&vec![("state".to_string(), "free".to_string())]).set(st.free_here as i64);
+        reg.register("ipam_addresses", "Addresses this peer owns, allocated and free", addrs);
+        for (name, help, v) in [
+            ("ipam_pending", "Allocations waiting for space", st.pending),
+            ("ipam_owners", "Peers owning part of the range", st.owners.len()),
+            ("ipam_unreachable_owners", "Owners of space that cannot be reached", st.unreachable_owners.len()),
+            ("ipam_errors", "IPAM problems (split brain, addresses in space owned elsewhere)", st.errors.len()),
+        ] {
+            let g = Gauge::<i64>::default();
+            g.set(v as i64);
+            reg.register(name, help, g);
+        }
+    }
+    if let (Some(m), Some(_)) = (&s.mesh, &s.dns_domain) {
+        let all = m.dns(|tx| crate::daemon::dns::DnsRequest::Lookup { name: String::new(), tx }).await?;
+        let g = Gauge::<i64>::default();
+        g.set(all.map(|v| v.len()).unwrap_or(0) as i64);
+        reg.register("dns_records", "weaveDNS records known (live, across the mesh)", g);
     }
     let fastdp = Gauge::<i64>::default();
     fastdp.set(i64::from(s.status.overlay == "fastdp"));

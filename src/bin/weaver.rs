@@ -230,6 +230,18 @@ async fn main() -> Result<()> {
     let listener = tokio::net::UnixListener::bind(&cfg.api_socket)
         .with_context(|| format!("binding the API socket {}", cfg.api_socket.display()))?;
     info!(socket = %cfg.api_socket.display(), "API listening");
+    // The same API on a loopback TCP port, and /metrics on its own address.
+    for (addr, what, app) in [
+        (cfg.api_tcp, "API", cfg.api_tcp.map(|_| server::router(state.clone()))),
+        (cfg.metrics_address, "metrics", cfg.metrics_address.map(|_| server::metrics_router(state.clone()))),
+    ] {
+        let (Some(addr), Some(app)) = (addr, app) else { continue };
+        let l =
+            tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding the {what} address {addr}"))?;
+        info!(%addr, "{what} listening on TCP");
+        let stop = stopped(stop_rx.clone());
+        tokio::spawn(async move { axum::serve(l, app).with_graceful_shutdown(stop).await });
+    }
     let api_stop = stopped(stop_rx.clone());
     let api =
         tokio::spawn(

@@ -82,6 +82,12 @@ pub struct Args {
     /// `seed=NAME,NAME...` (those peers, by peer name), or `observer` (never; ask others for space).
     #[arg(long, env = "WEAVER_IPALLOC_INIT")]
     pub ipalloc_init: Option<String>,
+    /// Also serve the API on this loopback TCP address (IP:PORT; the API has no authentication).
+    #[arg(long, env = "WEAVER_API_TCP")]
+    pub api_tcp: Option<String>,
+    /// Serve Prometheus /metrics on this TCP address (IP:PORT).
+    #[arg(long, env = "WEAVER_METRICS_ADDRESS")]
+    pub metrics_address: Option<String>,
     /// The domain weaveDNS answers for.
     #[arg(long, env = "WEAVER_DNS_DOMAIN", default_value = crate::dns::DEFAULT_DOMAIN)]
     pub dns_domain: String,
@@ -133,6 +139,10 @@ pub struct Config {
     pub ipam_grace: std::time::Duration,
     /// weaveDNS, unless turned off.
     pub dns: Option<DnsSettings>,
+    /// `--api-tcp`.
+    pub api_tcp: Option<std::net::SocketAddr>,
+    /// `--metrics-address`.
+    pub metrics_address: Option<std::net::SocketAddr>,
 }
 
 /// weaveDNS's settings.
@@ -207,6 +217,17 @@ impl Config {
             return Err(invalid("conn-limit", "must be at least 1"));
         }
         let ipam = ipam_config(&a, peers.len())?;
+        let addr = |setting: &'static str, v: &Option<String>| -> Result<Option<std::net::SocketAddr>, ConfigError> {
+            match v.as_deref().map(str::trim) {
+                None | Some("") => Ok(None),
+                Some(s) => s.parse().map(Some).map_err(|e| invalid(setting, format!("{s:?} is not IP:PORT: {e}"))),
+            }
+        };
+        let api_tcp = addr("api-tcp", &a.api_tcp)?;
+        if api_tcp.is_some_and(|a| !a.ip().is_loopback()) {
+            return Err(invalid("api-tcp", "must be a loopback address (the API has no authentication)"));
+        }
+        let metrics_address = addr("metrics-address", &a.metrics_address)?;
         let dns = match a.dns_listen_address.as_deref().map(str::trim) {
             Some("") => None,
             given => {
@@ -241,6 +262,8 @@ impl Config {
             ipam,
             ipam_grace: std::time::Duration::from_secs(a.ipalloc_release_grace),
             dns,
+            api_tcp,
+            metrics_address,
         })
     }
 }
@@ -361,6 +384,9 @@ mod tests {
             (vec!["--ipalloc-init", "paxos"], "--ipalloc-init"),
             (vec!["--ipalloc-range", "", "--ipalloc-init", "observer"], "--ipalloc-range"),
             (vec!["--dns-listen-address", "localhost"], "--dns-listen-address"),
+            (vec!["--api-tcp", "0.0.0.0:6785"], "--api-tcp"),
+            (vec!["--api-tcp", "6785"], "--api-tcp"),
+            (vec!["--metrics-address", "x"], "--metrics-address"),
             (vec!["--dns-domain", "a..b"], "--dns-domain"),
         ] {
             let e = parse(&args).unwrap_err();
