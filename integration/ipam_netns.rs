@@ -95,6 +95,7 @@ impl Lab {
             .args(&peers)
             .env("RUST_LOG", "info")
             .env("WEAVER_IPALLOC_RELEASE_GRACE", "3")
+            .env("PATH", format!("{}:{}", self.dir.join("bin").display(), std::env::var("PATH").unwrap_or_default()))
             .env_remove("WEAVER_PASSWORD")
             .stdout(Stdio::null())
             .stderr(log)
@@ -279,6 +280,32 @@ fn ipam_three_hosts() {
     assert!(!ok, "a container in another subnet answered: {out}");
     lab.ctl("c", &["detach", &pid]).expect("detach");
     assert_eq!(lab.json("c", &["status", "ipam"])["allocated"], 2, "detach released the address");
+
+    // By Docker name: a stand-in `docker` CLI (no engine) answers inspect.
+    let d = lab.container("dockerish");
+    let sleeper = Command::new("ip").args(["netns", "exec", &d, "sleep", "600"]).spawn().expect("sleep");
+    let dpid = sleeper.id();
+    lab.sleepers.push(sleeper);
+    let bin = lab.dir.join("bin");
+    std::fs::create_dir_all(&bin).expect("bin dir");
+    std::fs::write(
+        bin.join("docker"),
+        format!(
+            "#!/bin/sh\n[ \"$1\" = inspect ] && [ \"$4\" = web ] && {{ echo {dpid}; exit 0; }}\necho \"Error: No such object: $4\" >&2; exit 1\n"
+        ),
+    )
+    .expect("fake docker");
+    sh(&format!("chmod +x {}", bin.join("docker").display()));
+    let out = lab.attach("c", &["web"]).expect("attach a Docker container by name");
+    let a = Lab::addrs(&d);
+    assert!(a.len() == 1 && out.contains(&a[0]), "{out} / {a:?}");
+    let e = lab.attach("c", &["nosuchcontainer"]).expect_err("unknown container");
+    assert!(e.contains("no network namespace or Docker container named \"nosuchcontainer\""), "{e}");
+    wait_until("web.weave.local at C", Duration::from_secs(10), || {
+        lab.ctl("c", &["dns-lookup", "web"]).is_ok_and(|o| o.trim() == a[0].split('/').next().unwrap_or_default())
+    });
+    lab.ctl("c", &["detach", "web"]).expect("detach by Docker name");
+    assert!(Lab::addrs(&d).is_empty(), "detached");
 
     // 5. Restart B: every address kept.
     lab.stop("b");

@@ -7,6 +7,7 @@ pub mod handle;
 pub mod ipam;
 pub mod server;
 pub mod show;
+pub mod target;
 
 use serde::{Deserialize, Serialize};
 

@@ -188,16 +188,14 @@ async fn attach(
 ) -> Result<Json<AttachView>, Failure> {
     let dp = dataplane(&s)?;
     let bad = |e| Failure(StatusCode::BAD_REQUEST, e);
-    if r.target.trim().is_empty() {
-        return Err(bad("no target: give a namespace name, a PID or a /proc/PID/ns/net path".into()));
-    }
+    let resolved = super::target::resolve(&r.target).await.map_err(bad)?;
     let wanted = super::ipam::parse_wanted(&r.cidrs).map_err(bad)?;
-    // The DNS name: given, or the namespace's name.
+    // The DNS name: given, the Docker container's, or the namespace's name.
+    let default = resolved.name.or_else(|| super::dns::default_name(&r.target));
+    r.target = resolved.target;
     let dns_name = match (&s.dns_domain, &r.name) {
         (Some(d), Some(n)) => Some(crate::dns::name_in(n, d).map_err(|e| bad(e.to_string()))?.to_ascii()),
-        (Some(d), None) => {
-            super::dns::default_name(&r.target).and_then(|n| crate::dns::name_in(&n, d).ok()).map(|n| n.to_ascii())
-        }
+        (Some(d), None) => default.and_then(|n| crate::dns::name_in(&n, d).ok()).map(|n| n.to_ascii()),
         (None, _) => None,
     };
     let (cidrs, new) = super::ipam::resolve(s.mesh.as_ref(), s.ipam_range, &r.target, &wanted).await.map_err(bad)?;
@@ -217,7 +215,12 @@ async fn attach(
     }
 }
 
-async fn detach(State(s): State<Arc<AppState>>, ApiJson(r): ApiJson<DetachRequest>) -> Result<Json<()>, Failure> {
+async fn detach(State(s): State<Arc<AppState>>, ApiJson(mut r): ApiJson<DetachRequest>) -> Result<Json<()>, Failure> {
+    // A Docker container by its namespace; a namespace already gone as given
+    // (detach is idempotent).
+    if let Ok(t) = super::target::resolve(&r.target).await {
+        r.target = t.target;
+    }
     dataplane(&s)?.detach(r.target.clone()).await.map_err(|e| Failure(StatusCode::BAD_REQUEST, e))?;
     super::ipam::release(s.mesh.as_ref(), &r.target, None).await;
     if let (Some(m), Some(_)) = (s.mesh.as_ref(), &s.dns_domain) {
