@@ -227,6 +227,16 @@ fn ipam_three_hosts() {
         }
     }
 
+    // weavectl ps: B's two containers, with MAC and address.
+    let ps = lab.ctl("b", &["ps"]).expect("ps");
+    for (_, ns, a) in containers.iter().filter(|c| c.0 == "b") {
+        let line = ps.lines().find(|l| l.starts_with(ns.as_str())).unwrap_or_else(|| panic!("{ns} not in ps: {ps}"));
+        let mac = line.split_whitespace().nth(2).unwrap_or_default();
+        assert!(mac.len() == 17 && mac.matches(':').count() == 5, "{line}");
+        assert!(line.ends_with(a.as_str()), "{line}");
+    }
+    assert_eq!(ps.lines().count(), 2, "{ps}");
+
     // 2. The ring, as each host sees it.
     for h in HOSTS {
         wait_until(&format!("{h}'s ring"), Duration::from_secs(10), || {

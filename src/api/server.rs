@@ -101,6 +101,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/stop", post(stop))
         .route("/v1/ipam", get(ipam_status))
         .route("/v1/rmpeer", post(rmpeer))
+        .route("/v1/ps", get(ps))
         .route("/v1/expose", post(expose))
         .route("/v1/hide", post(hide))
         .route("/v1/dns", get(dns_lookup))
@@ -227,6 +228,12 @@ async fn detach(State(s): State<Arc<AppState>>, ApiJson(mut r): ApiJson<DetachRe
         let _ = m.dns(|tx| crate::daemon::dns::DnsRequest::RemoveContainer { container: r.target.clone(), tx }).await;
     }
     Ok(Json(()))
+}
+
+/// The attached containers, as the dataplane last recorded them.
+async fn ps(State(s): State<Arc<AppState>>) -> Result<Json<Vec<crate::daemon::attachments::Saved>>, Failure> {
+    dataplane(&s)?;
+    Ok(Json(crate::daemon::attachments::load(&s.state_dir)))
 }
 
 async fn expose(

@@ -112,6 +112,11 @@ enum Command {
     /// Reset this peer: detach every container, give its IPAM space to
     /// another peer, forget peers, and stop (the same as `stop --reset`).
     Reset,
+    /// The attached containers: target, MAC, addresses.
+    Ps {
+        #[arg(long)]
+        json: bool,
+    },
     /// Detach a container.
     Detach { target: String },
     /// Stop connecting to these peers.
@@ -334,6 +339,12 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Status { what: Some(StatusWhat::Ipam), json } => {
             let s: weaver::ipam::IpamStatus = client::get(&cli.api, "/v1/ipam").await?;
             print_view(*json, &s, show::format_ipam)?;
+        }
+        Command::Ps { json } => {
+            let v: Vec<weaver::daemon::attachments::Saved> = client::get(&cli.api, "/v1/ps").await?;
+            print_view(*json, &v, |v| {
+                v.iter().map(|a| format!("{} {} {} {}\n", a.target, a.host_ifname, a.mac, a.cidrs.join(" "))).collect()
+            })?;
         }
         Command::Expose { cidrs } => {
             let v: Vec<String> =

@@ -18,6 +18,9 @@ pub struct Saved {
     /// The host end of its veth.
     pub host_ifname: String,
     pub cidrs: Vec<String>,
+    /// The container end's MAC address (empty in lists of older versions).
+    #[serde(default)]
+    pub mac: String,
 }
 
 const FILE: &str = "attachments.json";
@@ -83,7 +86,12 @@ mod tests {
     fn round_trip_and_garbage() {
         let dir = std::env::temp_dir().join(format!("weaver-attach-{}", std::process::id()));
         assert!(load(&dir).is_empty());
-        let l = vec![Saved { target: "c1".into(), host_ifname: "vethwe1".into(), cidrs: vec!["10.0.0.1/24".into()] }];
+        let l = vec![Saved {
+            target: "c1".into(),
+            host_ifname: "vethwe1".into(),
+            cidrs: vec!["10.0.0.1/24".into()],
+            mac: "02:00:00:00:00:01".into(),
+        }];
         save(&dir, &l).unwrap();
         assert_eq!(load(&dir), l);
         std::fs::write(dir.join(FILE), "[{").unwrap();

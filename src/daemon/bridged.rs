@@ -19,6 +19,7 @@ use crate::plumb::veth;
 struct Attached {
     host_ifname: String,
     cidrs: Vec<String>,
+    mac: String,
 }
 
 struct Bridged {
@@ -73,7 +74,12 @@ impl Bridged {
         let list: Vec<Saved> = self
             .attached
             .iter()
-            .map(|(t, a)| Saved { target: t.clone(), host_ifname: a.host_ifname.clone(), cidrs: a.cidrs.clone() })
+            .map(|(t, a)| Saved {
+                target: t.clone(),
+                host_ifname: a.host_ifname.clone(),
+                cidrs: a.cidrs.clone(),
+                mac: a.mac.clone(),
+            })
             .collect();
         if let Err(e) = attachments::save(&self.state_dir, &list) {
             warn!(error = %e, "could not record the attached containers");
@@ -90,7 +96,7 @@ impl Bridged {
                         }
                     }
                     info!(target = %s.target, ifname = %s.host_ifname, "container re-attached");
-                    self.attached.insert(s.target, Attached { host_ifname: s.host_ifname, cidrs: s.cidrs });
+                    self.attached.insert(s.target, Attached { host_ifname: s.host_ifname, cidrs: s.cidrs, mac: s.mac });
                 }
                 Err(e) => warn!(target = %s.target, error = %e, "could not re-attach container"),
             }
@@ -109,7 +115,14 @@ impl Bridged {
             let _ = veth::detach(&a.host_ifname).await;
             return Err(e.to_string());
         }
-        self.attached.insert(r.target.clone(), Attached { host_ifname: a.host_ifname.clone(), cidrs: r.cidrs.clone() });
+        self.attached.insert(
+            r.target.clone(),
+            Attached {
+                host_ifname: a.host_ifname.clone(),
+                cidrs: r.cidrs.clone(),
+                mac: crate::odp::key::Mac(a.mac).to_string(),
+            },
+        );
         self.save();
         info!(target = %r.target, ifname = %a.host_ifname, bridge = %self.bridge, "container attached");
         Ok(AttachView {

@@ -215,6 +215,7 @@ struct Attachment {
     host_ifname: String,
     port_no: u32,
     cidrs: Vec<String>,
+    mac: String,
 }
 
 struct Dataplane {
@@ -565,7 +566,12 @@ impl Dataplane {
         let list: Vec<Saved> = self
             .attached
             .iter()
-            .map(|(t, a)| Saved { target: t.clone(), host_ifname: a.host_ifname.clone(), cidrs: a.cidrs.clone() })
+            .map(|(t, a)| Saved {
+                target: t.clone(),
+                host_ifname: a.host_ifname.clone(),
+                cidrs: a.cidrs.clone(),
+                mac: a.mac.clone(),
+            })
             .collect();
         if let Err(e) = attachments::save(&self.state_dir, &list) {
             warn!(error = %e, "could not record the attached containers");
@@ -594,7 +600,7 @@ impl Dataplane {
             match self.add_port(&s.host_ifname) {
                 Ok(port_no) => {
                     info!(target = %s.target, ifname = %s.host_ifname, port = port_no, "container re-attached");
-                    let a = Attachment { host_ifname: s.host_ifname, port_no, cidrs: s.cidrs };
+                    let a = Attachment { host_ifname: s.host_ifname, port_no, cidrs: s.cidrs, mac: s.mac };
                     self.attached.insert(s.target, a);
                 }
                 Err(e) => warn!(target = %s.target, error = %e, "could not re-attach container"),
@@ -619,7 +625,12 @@ impl Dataplane {
         };
         self.attached.insert(
             r.target.clone(),
-            Attachment { host_ifname: a.host_ifname.clone(), port_no, cidrs: r.cidrs.clone() },
+            Attachment {
+                host_ifname: a.host_ifname.clone(),
+                port_no,
+                cidrs: r.cidrs.clone(),
+                mac: crate::odp::key::Mac(a.mac).to_string(),
+            },
         );
         self.save();
         let m = a.mac;

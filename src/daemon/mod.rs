@@ -1,7 +1,7 @@
 //! The `weaver` daemon: configuration, the datapath it owns, the mesh task,
 //! and the API that exposes them.
 
-mod attachments;
+pub mod attachments;
 pub mod bridged;
 pub mod config;
 pub mod dataplane;
