@@ -4,13 +4,12 @@
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use clap::Parser;
 use rand::SeedableRng;
 use tokio::sync::watch;
 use tracing::info;
 use weaver::api::{server, Status};
 use weaver::daemon::bridged;
-use weaver::daemon::config::{Args, Config};
+use weaver::daemon::config::Config;
 use weaver::daemon::dataplane::{self, DataplaneSettings, SleeveSide};
 use weaver::daemon::fastdp::{self, Fastdp};
 use weaver::daemon::mesh::{self, FastdpLink, MeshSettings, SleeveLink};
@@ -48,7 +47,17 @@ fn identity(cfg: &Config) -> Result<Identity> {
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    let cfg = match Config::from_args(Args::parse()) {
+    use weaver::daemon::config_file::{self, ArgsError};
+    let args = match config_file::parse(std::env::args_os().collect()) {
+        Ok(a) => a,
+        // Bad flags, and --help and --version: clap prints and exits.
+        Err(ArgsError::Clap(e)) => e.exit(),
+        Err(ArgsError::File(e)) => {
+            eprintln!("weaver: invalid configuration: {e}");
+            std::process::exit(2);
+        }
+    };
+    let cfg = match Config::from_args(args) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("weaver: invalid configuration: {e}");

@@ -17,6 +17,9 @@ pub struct Args {
     /// Peers to connect to: HOST or HOST:PORT.
     #[arg()]
     pub peers: Vec<String>,
+    /// Settings from a TOML file (keys: these flags' long names); flags and the environment win over it.
+    #[arg(long, env = "WEAVER_CONFIG")]
+    pub config: Option<PathBuf>,
     /// This peer's name (six hex octets); default: persisted in the state dir, random at first start.
     #[arg(long, env = "WEAVER_NAME")]
     pub name: Option<String>,

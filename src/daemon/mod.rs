@@ -4,6 +4,7 @@
 pub mod attachments;
 pub mod bridged;
 pub mod config;
+pub mod config_file;
 pub mod dataplane;
 pub mod dns;
 pub mod expose;
