@@ -76,7 +76,7 @@ done
 busy_now() { echo $(($(pgrep -c -x rustc || true) + $(pgrep -c -f '^qemu-system-x86_64 -name weaver-lab' || true))); }
 wait_s=${BENCH_WAIT:-900}
 end=$((SECONDS + wait_s))
-if [ "$(busy_now)" -gt 0 ]; then
+if [ "$wait_s" -gt 0 ] && [ "$(busy_now)" -gt 0 ]; then
   echo "bench: waiting up to ${wait_s}s for builds and lab guests to finish (BENCH_WAIT)" >&2
   while [ "$(busy_now)" -gt 0 ] && [ "$SECONDS" -lt "$end" ]; do sleep 5; done
 fi
@@ -119,21 +119,36 @@ start_server() { # NAME PORT LOG
 }
 
 # One load run against the running server: the generator's JSON, with the
-# server's CPU use (% of a core over the run's wall time) added.
+# server's CPU use (% of a core over the run's wall time) and how busy each
+# of the two pinned CPUs was (anyone's work, softirqs included) added.
 load() { # NAME PORT WINDOW DURATION KIND ROUND
-  local before after t0 t1 json
+  local before after stat0 stat1 t0 t1 json
   before=$(cpu_ticks "$SERVER_PID") || die "$1 is not running"
+  stat0=$(grep "^cpu$SERVER_CPU \|^cpu$CLIENT_CPU " /proc/stat)
   t0=$(date +%s.%N)
   json=$(taskset -c "$CLIENT_CPU" "$EX/dnsload" --server "127.0.0.1:$2" --hosts "$HOSTS" \
     --window "$3" --duration "$4" --label "$1" 2>> "$SCRATCH/dnsload.log") \
     || die "the load against $1 failed (see $SCRATCH/dnsload.log and $SCRATCH/$1-$6.log)"
   t1=$(date +%s.%N)
+  stat1=$(grep "^cpu$SERVER_CPU \|^cpu$CLIENT_CPU " /proc/stat)
   after=$(cpu_ticks "$SERVER_PID") || die "$1 died during the run (see $SCRATCH/$1-$6.log)"
-  python3 -c 'import json, sys
+  python3 - "$json" "$5" "$6" "$before" "$after" "$TCK" "$t0" "$t1" "$stat0" "$stat1" >> "$SCRATCH/runs.jsonl" << 'EOF_PY'
+import json, sys
 d = json.loads(sys.argv[1])
+before, after, tck, t0, t1 = int(sys.argv[4]), int(sys.argv[5]), float(sys.argv[6]), float(sys.argv[7]), float(sys.argv[8])
+def cpus(text):
+    out = {}
+    for line in text.splitlines():
+        name, *v = line.split()
+        v = [int(x) for x in v]
+        out[name] = (sum(v) - v[3] - v[4], sum(v))  # busy (all but idle and iowait), total
+    return out
+s0, s1 = cpus(sys.argv[9]), cpus(sys.argv[10])
+busy = {k: round(100 * (s1[k][0] - s0[k][0]) / max(1, s1[k][1] - s0[k][1]), 1) for k in s0}
 d.update(kind=sys.argv[2], round=int(sys.argv[3]),
-         server_cpu_pct=round(100 * (int(sys.argv[5]) - int(sys.argv[4])) / float(sys.argv[6]) / (float(sys.argv[8]) - float(sys.argv[7])), 1))
-print(json.dumps(d))' "$json" "$5" "$6" "$before" "$after" "$TCK" "$t0" "$t1" >> "$SCRATCH/runs.jsonl"
+         server_cpu_pct=round(100 * (after - before) / tck / (t1 - t0), 1), cpu_busy_pct=busy)
+print(json.dumps(d))
+EOF_PY
   tail -n 1 "$SCRATCH/dnsload.log"
 }
 
@@ -165,7 +180,7 @@ echo
 python3 integration/bench/dns_report.py "$SCRATCH/runs.jsonl" "$SCRATCH/ipam.log" "$OUT" \
   "date=$(date -u +%Y-%m-%dT%H:%M:%SZ)" "commit=$commit" "dirty=$dirty" "quick=$QUICK" \
   "cpus=$(nproc)" "kernel=$(uname -r)" "dnsmasq=$(dnsmasq --version | awk 'NR == 1 { print $3 }')" \
-  "names=$NAMES" "window=$WINDOW" "rounds=$ROUNDS" "duration_s=$DURATION" "latency_duration_s=$LAT_DURATION" \
+  "names=$NAMES" "window=$WINDOW" "server_cpu=$SERVER_CPU" "client_cpu=$CLIENT_CPU" "rounds=$ROUNDS" "duration_s=$DURATION" "latency_duration_s=$LAT_DURATION" \
   "host_busy_samples=$busy of $(wc -l < "$SAMPLES") (2 s samples with rustc or a lab guest running)" \
   || die "could not build the report"
 [ "$busy" -gt 0 ] && echo "bench: warning: other work ran during $busy samples: the numbers are noisy" >&2

@@ -46,6 +46,9 @@ ROWS = [
     ("latency p99 (ms), window 128", "throughput", "latency_ms.p99", "{:.3f}"),
     ("lost (%), window 128", "throughput", "lost_pct", "{:.3f}"),
     ("server CPU (% of a core), window 128", "throughput", "server_cpu_pct", "{:.0f}"),
+    ("answered per server CPU-second, window 128", "throughput", "qps_per_cpu_s", "{:,.0f}"),
+    ("server's CPU busy (%, anyone), window 128", "throughput", "server_core_busy_pct", "{:.0f}"),
+    ("generator's CPU busy (%, anyone), window 128", "throughput", "client_core_busy_pct", "{:.0f}"),
     ("answered (queries/s), one at a time", "latency", "qps", "{:,.0f}"),
     ("latency p50 (ms), one at a time", "latency", "latency_ms.p50", "{:.3f}"),
     ("latency p99 (ms), one at a time", "latency", "latency_ms.p99", "{:.3f}"),
@@ -73,7 +76,7 @@ def dns_section(runs):
                 cells.append(fmt.format(sp["median"]))
         w, d = results["weaver"][f"{kind}.{path}"], results["dnsmasq"][f"{kind}.{path}"]
         ratio = None
-        if w is not None and d is not None and d["median"] > 0 and "lost" not in path:
+        if w is not None and d is not None and d["median"] > 0 and "lost" not in path and "busy" not in path:
             ratio = round(w["median"] / d["median"], 2)
             ratios[f"{kind}.{path}"] = ratio
         table.append([label] + cells + ["n/a" if ratio is None else f"{ratio:.2f}"])
@@ -122,6 +125,14 @@ def main(argv):
     meta = dict(kv.split("=", 1) for kv in argv[3:])
     with open(runs_path) as f:
         runs = [json.loads(l) for l in f if l.strip()]
+    for r in runs:
+        # Throughput per unit of the server's own CPU: what other work on
+        # the machine (which takes the pinned core from the server) skews least.
+        cpu = r.get("server_cpu_pct")
+        r["qps_per_cpu_s"] = round(r["qps"] / (cpu / 100)) if cpu else None
+        busy = r.get("cpu_busy_pct", {})
+        r["server_core_busy_pct"] = busy.get(f"cpu{meta.get('server_cpu', 0)}")
+        r["client_core_busy_pct"] = busy.get(f"cpu{meta.get('client_cpu', 1)}")
     with open(ipam_path) as f:
         remote, local = ipam_section(f.read())
     results, ratios, table = dns_section(runs)
