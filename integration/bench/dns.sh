@@ -7,13 +7,13 @@
 #
 #   --quick     one round of 3 s per server, criterion in quick mode: a
 #               smoke run (under a minute once built)
-#   --no-build  use the examples already in target/bench/release/examples
+#   --no-build  use the examples and the ipam bench already built in target/bench
 #
 # Each server in turn (weaver's, from examples/dnsserve.rs, on a
 # single-threaded runtime; then dnsmasq) serves the same 1,000 names and
 # is pinned to CPU 0; the load generator (examples/dnsload.rs) is pinned to
 # CPU 1 and keeps a fixed window of queries in flight over UDP, checking
-# every answer. Then `cargo bench --bench ipam` gives the allocation
+# every answer. Then the ipam bench (benches/ipam.rs) gives the allocation
 # latency. Prints a table and the JSON, also written to
 # target/bench/dns.json (logs in target/bench/dns-run). Exits non-zero if a
 # measurement could not be made (a server that does not start or dies, a
@@ -62,13 +62,21 @@ mkdir -p "$TARGET"
 exec 9> "$TARGET/dns.lock"
 flock -n 9 || die "another DNS benchmark is running (lock $TARGET/dns.lock)"
 
+# The ipam bench is built with the release profile, not `cargo bench`'s:
+# the same settings, but `cargo bench` would compile the library once more.
+IPAM_PATH=$TARGET/ipam-bench.path
 if [ "$BUILD" = 1 ]; then
-  echo "bench: building the examples (release) and the ipam bench in $TARGET"
-  cargo build --release --examples --target-dir "$TARGET"
-  cargo bench --bench ipam --no-run --target-dir "$TARGET"
+  echo "bench: building the examples and the ipam bench (release) in $TARGET"
+  cargo build --release --examples --bench ipam --target-dir "$TARGET" --message-format=json-render-diagnostics \
+    | python3 -c 'import json, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "ipam" and m.get("executable"):
+        print(m["executable"])' > "$IPAM_PATH"
 fi
-for x in dnsserve dnsload; do
-  [ -x "$EX/$x" ] || die "no $EX/$x (build with: cargo build --release --examples --target-dir target/bench)"
+IPAM_BENCH=$(cat "$IPAM_PATH" 2> /dev/null || true)
+for x in "$EX/dnsserve" "$EX/dnsload" "$IPAM_BENCH"; do
+  [ -x "$x" ] || die "no ${x:-ipam bench} (run without --no-build first)"
 done
 
 # Other work (a build, a lab guest) takes CPU from the servers: wait for it
@@ -166,8 +174,8 @@ for ((r = 1; r <= ROUNDS; r++)); do
   done
 done
 
-echo "bench: IPAM allocation latency (cargo bench --bench ipam ${CRITERION[*]})"
-cargo bench --bench ipam --target-dir "$TARGET" -- "${CRITERION[@]}" > "$SCRATCH/ipam.log" 2>&1 \
+echo "bench: IPAM allocation latency ($(basename "$IPAM_BENCH") --bench ${CRITERION[*]})"
+"$IPAM_BENCH" --bench "${CRITERION[@]}" > "$SCRATCH/ipam.log" 2>&1 \
   || { tail -n 30 "$SCRATCH/ipam.log" >&2; die "the ipam bench failed (see $SCRATCH/ipam.log)"; }
 
 kill "$sampler" 2> /dev/null || true
