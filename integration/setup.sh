@@ -8,8 +8,8 @@ PKGS=(
   libclang-dev protobuf-compiler libpcap-dev pkg-config
   # netns tests and lab userspace
   iproute2 iperf3 tcpdump iputils-ping kmod curl iptables python3
-  # dig, for the weaveDNS tests
-  bind9-dnsutils
+  # dig, for the weaveDNS tests; dnsmasq, the DNS benchmark's reference server
+  bind9-dnsutils dnsmasq-base
   # the VM lab: qemu (TCG), busybox for the initramfs, cpio to pack it
   qemu-system-x86 busybox-static cpio
   # the oracle: Open vSwitch's own ovs-dpctl

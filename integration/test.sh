@@ -67,6 +67,10 @@ step "sleeve benchmark, smoke run (natively: sleeve, encrypted sleeve, kernel vx
 integration/bench/sleeve.sh --quick --bin-dir target/bench/release
 echo "test result: ok. 1 passed; 0 failed (sleeve benchmark smoke run)" >> "$RESULTS"
 
+step "DNS and IPAM benchmark, smoke run (weaveDNS against dnsmasq on one core; allocation latency)"
+BENCH_WAIT=0 integration/bench/dns.sh --quick
+echo "test result: ok. 1 passed; 0 failed (dns benchmark smoke run)" >> "$RESULTS"
+
 if [ "$FUZZ_SECONDS" -gt 0 ]; then
   step "fuzzing, ${FUZZ_SECONDS}s per target"
   command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
