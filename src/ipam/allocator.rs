@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 
 use super::paxos::Paxos;
 use super::ring::Ring;
-use super::space::{addr, free_count, free_runs, int, usable, Range};
+use super::space::{addr, first_free, free_count, free_runs, int, usable, Range, Used};
 use super::wire::{self, Request};
 use super::IpamError;
 use crate::mesh::core::{ChannelError, GossipState};
@@ -118,6 +118,8 @@ pub struct Ipam {
     pub(super) paxos: Paxos,
     /// Address → (prefix length, container), for addresses given out here.
     pub(super) used: BTreeMap<u64, (u8, String)>,
+    /// The same, by container.
+    by_container: BTreeMap<String, BTreeSet<u64>>,
     pending: Vec<Pending>,
     pub(super) reachable: BTreeSet<PeerName>,
     dirty: BTreeSet<u64>,
@@ -145,6 +147,7 @@ impl Ipam {
             ring: Ring::new(range),
             paxos: Paxos::default(),
             used: BTreeMap::new(),
+            by_container: BTreeMap::new(),
             pending: Vec::new(),
             reachable: BTreeSet::new(),
             dirty: BTreeSet::new(),
@@ -187,7 +190,7 @@ impl Ipam {
             ipam.paxos.merge_claim(n, c);
         }
         for (a, prefix, c) in &saved.allocated {
-            ipam.used.insert(int(*a), (*prefix, c.clone()));
+            ipam.hold(int(*a), *prefix, c);
         }
         Ok(ipam)
     }
@@ -254,7 +257,8 @@ impl Ipam {
             });
         }
         let mine = Range::of_net(subnet);
-        if let Some((a, (p, _))) = self.used.iter().find(|(a, (_, c))| c == container && mine.contains(**a)) {
+        let held = self.by_container.get(container).and_then(|s| s.in_range(mine).next());
+        if let Some((a, (p, _))) = held.and_then(|a| self.used.get_key_value(&a)) {
             return Ok(Ipv4Net::new(addr(*a), *p).ok());
         }
         if let Some(a) = self.take_any(subnet, container) {
@@ -280,7 +284,7 @@ impl Ipam {
             None => {}
         }
         if self.ring.owner_of(a) == Some(self.me) {
-            self.used.insert(a, (cidr.prefix_len(), container.to_string()));
+            self.hold(a, cidr.prefix_len(), container);
             return Ok(Some(cidr));
         }
         self.queue(now, container, Want::Exact(a, cidr.prefix_len()));
@@ -291,14 +295,13 @@ impl Ipam {
     /// drops its waiting requests. Returns what was freed.
     pub fn release(&mut self, container: &str, only: Option<&[Ipv4Net]>) -> Vec<Ipv4Net> {
         let gone: Vec<u64> = self
-            .used
-            .iter()
-            .filter(|(a, (_, c))| c == container && only.is_none_or(|o| o.iter().any(|n| int(n.addr()) == **a)))
-            .map(|(a, _)| *a)
-            .collect();
+            .by_container
+            .get(container)
+            .map(|s| s.iter().copied().filter(|a| only.is_none_or(|o| o.iter().any(|n| int(n.addr()) == *a))).collect())
+            .unwrap_or_default();
         let mut out = Vec::new();
         for a in gone {
-            if let Some((p, _)) = self.used.remove(&a) {
+            if let Some(p) = self.unhold(a) {
                 out.extend(Ipv4Net::new(addr(a), p).ok());
             }
         }
@@ -336,6 +339,7 @@ impl Ipam {
             }
         }
         self.used.clear();
+        self.by_container.clear();
         for p in std::mem::take(&mut self.pending) {
             self.events.push_back(IpamEvent::Failed { container: p.container, reason: "IPAM was reset".into() });
         }
@@ -411,13 +415,28 @@ impl Ipam {
         self.step(now);
     }
 
+    fn hold(&mut self, a: u64, prefix: u8, container: &str) {
+        self.used.insert(a, (prefix, container.to_string()));
+        self.by_container.entry(container.to_string()).or_default().insert(a);
+    }
+
+    fn unhold(&mut self, a: u64) -> Option<u8> {
+        let (p, c) = self.used.remove(&a)?;
+        if let Some(set) = self.by_container.get_mut(&c) {
+            set.remove(&a);
+            if set.is_empty() {
+                self.by_container.remove(&c);
+            }
+        }
+        Some(p)
+    }
+
     fn take_any(&mut self, subnet: Ipv4Net, container: &str) -> Option<Ipv4Net> {
         let want = usable(subnet);
-        let used: BTreeSet<u64> = self.used.keys().copied().collect();
         for r in self.ring.owned_by(self.me) {
-            if let Some(run) = free_runs(r.intersect(want), &used).first() {
-                self.used.insert(run.start, (subnet.prefix_len(), container.to_string()));
-                return Ipv4Net::new(addr(run.start), subnet.prefix_len()).ok();
+            if let Some(a) = first_free(r.intersect(want), &self.used) {
+                self.hold(a, subnet.prefix_len(), container);
+                return Ipv4Net::new(addr(a), subnet.prefix_len()).ok();
             }
         }
         None
@@ -435,12 +454,12 @@ impl Ipam {
 
     /// Hands half of our largest free run inside `within` to `to`.
     fn donate(&mut self, to: PeerName, within: Range) {
-        let used: BTreeSet<u64> = self.used.keys().copied().collect();
+        let used = &self.used;
         let best = self
             .ring
             .owned_by(self.me)
             .iter()
-            .flat_map(|r| free_runs(r.intersect(within), &used))
+            .flat_map(|r| free_runs(r.intersect(within), used))
             .max_by_key(|r| (r.len(), std::cmp::Reverse(r.start)));
         let granted = best.is_some_and(|run| {
             let give = Range::new(run.start + run.len() / 2, run.end);
@@ -503,7 +522,7 @@ impl Ipam {
                 Want::Any(subnet) => self.take_any(subnet, &p.container),
                 Want::Exact(a, prefix) if self.ring.owner_of(a) == Some(self.me) => match self.used.get(&a) {
                     None => {
-                        self.used.insert(a, (prefix, p.container.clone()));
+                        self.hold(a, prefix, &p.container);
                         Ipv4Net::new(addr(a), prefix).ok()
                     }
                     Some((_, c)) => {
@@ -616,11 +635,10 @@ impl Ipam {
             return;
         }
         self.last_report = Some(now);
-        let used: BTreeSet<u64> = self.used.keys().copied().collect();
         let mine: Vec<(u64, Range)> =
             self.ring.ranges().filter(|(_, e)| e.owner == self.me).map(|(r, _)| (r.start, r)).collect();
         for (t, r) in mine {
-            let free = free_count(r, &used).min(u64::from(u32::MAX)) as u32;
+            let free = free_count(r, &self.used).min(u64::from(u32::MAX)) as u32;
             if self.ring.report_free(self.me, t, free) {
                 self.dirty.insert(t);
             }

@@ -84,11 +84,43 @@ pub fn usable(subnet: Ipv4Net) -> Range {
     }
 }
 
+/// A sorted set of used addresses: a set, or a map keyed by address.
+pub trait Used {
+    /// The used addresses inside `r`, in order.
+    fn in_range(&self, r: Range) -> impl DoubleEndedIterator<Item = u64> + '_;
+}
+
+impl Used for BTreeSet<u64> {
+    fn in_range(&self, r: Range) -> impl DoubleEndedIterator<Item = u64> + '_ {
+        self.range(r.start..r.end.max(r.start)).copied()
+    }
+}
+
+impl<V> Used for std::collections::BTreeMap<u64, V> {
+    fn in_range(&self, r: Range) -> impl DoubleEndedIterator<Item = u64> + '_ {
+        self.range(r.start..r.end.max(r.start)).map(|(a, _)| *a)
+    }
+}
+
+/// A free address of `within`: the one after the highest used one when
+/// that is inside (O(log n), the usual case as addresses are given out in
+/// order), else the first gap.
+pub fn first_free(within: Range, used: &impl Used) -> Option<u64> {
+    if within.is_empty() {
+        return None;
+    }
+    match used.in_range(within).next_back() {
+        None => Some(within.start),
+        Some(last) if last + 1 < within.end => Some(last + 1),
+        Some(_) => free_runs(within, used).first().map(|r| r.start),
+    }
+}
+
 /// The free runs of `within` outside `used`, in order.
-pub fn free_runs(within: Range, used: &BTreeSet<u64>) -> Vec<Range> {
+pub fn free_runs(within: Range, used: &impl Used) -> Vec<Range> {
     let mut out = Vec::new();
     let mut at = within.start;
-    for &u in used.range(within.start..within.end) {
+    for u in used.in_range(within) {
         if u > at {
             out.push(Range::new(at, u));
         }
@@ -101,8 +133,8 @@ pub fn free_runs(within: Range, used: &BTreeSet<u64>) -> Vec<Range> {
 }
 
 /// How many of `within` are free.
-pub fn free_count(within: Range, used: &BTreeSet<u64>) -> u64 {
-    within.len() - used.range(within.start..within.end).count() as u64
+pub fn free_count(within: Range, used: &impl Used) -> u64 {
+    within.len() - used.in_range(within).count() as u64
 }
 
 #[cfg(test)]
@@ -123,6 +155,11 @@ mod tests {
         let used: BTreeSet<u64> = [10, 11, 15, 19].into_iter().collect();
         assert_eq!(free_runs(Range::new(10, 20), &used), vec![Range::new(12, 15), Range::new(16, 19)]);
         assert_eq!(free_count(Range::new(10, 20), &used), 6);
+        assert_eq!(first_free(Range::new(10, 20), &used), Some(12));
+        assert_eq!(first_free(Range::new(10, 30), &used), Some(20));
+        assert_eq!(first_free(Range::new(0, 5), &used), Some(0));
+        assert_eq!(first_free(Range::new(10, 12), &used), None);
+        assert_eq!(first_free(Range::new(5, 5), &used), None);
         assert_eq!(free_runs(Range::new(0, 5), &used), vec![Range::new(0, 5)]);
         assert_eq!(Range::new(5, 3).len(), 0);
         assert_eq!(Range::new(0, 10).intersect(Range::new(5, 20)), Range::new(5, 10));
