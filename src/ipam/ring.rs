@@ -24,6 +24,11 @@ use super::space::Range;
 use super::IpamError;
 use crate::mesh::peer::PeerName;
 
+/// How many versions a take-over (`rmpeer`) jumps: more than an owner's
+/// own changes could add while it was cut off (a free-count report at most
+/// every second: 12 days).
+pub const TAKE_OVER_BUMP: u32 = 1 << 20;
+
 /// One token's entry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Entry {
@@ -226,12 +231,14 @@ impl Ring {
     }
 
     /// Takes over every token `dead` owns (`weavectl rmpeer`): they become
-    /// `me`'s, one version up. Returns the ranges taken.
+    /// `me`'s, [`TAKE_OVER_BUMP`] versions up, so that changes the "dead"
+    /// peer made meanwhile (if it was only cut off) lose to the take-over
+    /// instead of tying with it. Returns the tokens taken.
     pub fn take_over(&mut self, me: PeerName, dead: PeerName) -> Vec<u64> {
         let mut changed = Vec::new();
         for (t, e) in self.tokens.iter_mut().filter(|(_, e)| e.owner == dead) {
             e.owner = me;
-            e.version += 1;
+            e.version = e.version.saturating_add(TAKE_OVER_BUMP);
             changed.push(*t);
         }
         changed

@@ -421,3 +421,43 @@ fn state_survives_a_restart() {
     let bad = super::Saved { state: "zz".into(), allocated: vec![] };
     assert!(Ipam::restore(me, cfg, &bad).is_err());
 }
+
+#[test]
+fn rmpeer_of_a_live_peer_is_refused_and_reported_after_the_fact() {
+    let mut lab = Lab::new(3, 4, |s| Init::Seed(vec![name(s, 0), name(s, 1), name(s, 2)]), "10.32.0.0/24");
+    lab.sim.run_until_converged(30_000, 50).unwrap();
+    for _ in 0..10 {
+        lab.tick();
+    }
+    lab.allocate(0, "a");
+    lab.allocate(0, "b");
+    let victim = name(&lab.sim, 0);
+    // Reachable: refused, nothing changes.
+    let e = lab.with(1, |s, _| s.rmpeer(victim)).unwrap_err();
+    assert!(e.to_string().contains("it is reachable"), "{e}");
+    let me1 = name(&lab.sim, 1);
+    let e = lab.with(1, |s, _| s.rmpeer(me1)).unwrap_err();
+    assert!(e.to_string().contains("it is this peer"), "{e}");
+    // Cut off, it looks dead: peer 1 takes its space (the operator's
+    // mistake), then the network heals.
+    lab.sim.partition(&[0]);
+    for _ in 0..20 {
+        lab.tick();
+    }
+    lab.with(1, |s, _| s.rmpeer(victim)).unwrap();
+    lab.sim.heal();
+    lab.sim.run_until_converged(30_000, 50).unwrap();
+    for _ in 0..20 {
+        lab.tick();
+    }
+    // Peer 0 learns its space is gone and says so: its two containers'
+    // addresses now lie in peer 1's space.
+    let st = lab.ipam(0).status();
+    assert!(
+        st.errors.iter().any(|e| e.contains("2 address(es) allocated here now lie in space owned by another peer")),
+        "{:?}",
+        st.errors
+    );
+    assert!(lab.ipam(0).ring().owned_by(victim).is_empty());
+    lab.check_rings_agree(&[0, 1, 2]);
+}
