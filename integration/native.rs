@@ -521,3 +521,24 @@ fn vagrantfile_validates() {
     assert!(syntax.success(), "vagrant/provision.sh does not parse");
     let _ = std::fs::remove_dir_all(&dot);
 }
+
+/// A state store that is no redb file stops the start, naming the file and
+/// what to do; the file is left as it was.
+#[test]
+fn a_corrupt_state_store_stops_the_start_with_a_clear_error() {
+    let dir =
+        std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("corrupt-store-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let store = dir.join("weaver.redb");
+    std::fs::write(&store, vec![0x42; 4096]).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_weaver"))
+        .args(["--state-dir", dir.to_str().unwrap(), "--api-socket", dir.join("s.sock").to_str().unwrap()])
+        .output()
+        .expect("run weaver");
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains(&store.display().to_string()) && err.contains("move it aside"), "{err}");
+    assert_eq!(std::fs::read(&store).unwrap(), vec![0x42; 4096], "the store was changed");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -34,7 +34,7 @@ fn identity(cfg: &Config) -> Result<Identity> {
     let mut rng = rand::rngs::StdRng::from_entropy();
     let name = match cfg.name {
         Some(n) => n,
-        None => PeerName::load_or_create(&cfg.state_dir.join("peer-name"), &mut rng)?,
+        None => peer_name(&cfg.state_dir, &mut rng)?,
     };
     Ok(Identity {
         name,
@@ -43,6 +43,19 @@ fn identity(cfg: &Config) -> Result<Identity> {
         // A first guess from the name; the mesh resolves collisions.
         short_id: ShortId::from_bits((name.as_u64() ^ (name.as_u64() >> 12) ^ (name.as_u64() >> 24)) as u32),
     })
+}
+
+/// This peer's name from the store; at first start, from the `peer-name`
+/// file of an older version, or a new random one.
+fn peer_name(dir: &std::path::Path, rng: &mut impl rand::Rng) -> Result<PeerName> {
+    use weaver::daemon::store;
+    if let Some(s) = store::load_strict::<String>(dir, "peer_name", "peer name")? {
+        return s.parse().map_err(|e| anyhow::anyhow!("the peer name in the state store: {e}"));
+    }
+    let old = dir.join("peer-name");
+    let name = if old.exists() { PeerName::load_or_create(&old, rng)? } else { PeerName::random(rng) };
+    store::save(dir, "peer_name", &name.to_string()).context("saving the peer name")?;
+    Ok(name)
 }
 
 #[tokio::main]
@@ -69,6 +82,8 @@ async fn main() -> Result<()> {
         info!("no password set: control and data traffic are not encrypted");
     }
 
+    // A store that cannot be opened stops the start, before anything changes.
+    weaver::daemon::store::open(&cfg.state_dir)?;
     let cap = fastdp::probe(&cfg.datapath, cfg.vxlan_port, cfg.no_fastdp).await;
     let overlay = if cap.fastdp() { "fastdp" } else { "sleeve" };
     info!(overlay, reason = %cap.reason(), "overlay selected");
@@ -281,8 +296,10 @@ async fn main() -> Result<()> {
     if reset {
         // The containers were detached by the API handler; forget the
         // peers and IPAM too.
-        for f in ["peers.json", "attachments.json", weaver::daemon::ipam::FILE] {
-            let _ = std::fs::remove_file(cfg.state_dir.join(f));
+        for key in ["peers.json", "attachments.json", weaver::daemon::ipam::FILE, weaver::daemon::expose::FILE] {
+            if let Err(e) = weaver::daemon::store::remove(&cfg.state_dir, key) {
+                tracing::warn!(%key, error = %e, "could not forget");
+            }
         }
     }
     let _ = api.await;

@@ -28,12 +28,12 @@ const FILE: &str = "attachments.json";
 /// The recorded attachments; a missing file is an empty list, an unreadable
 /// one is reported and treated as empty.
 pub fn load(dir: &Path) -> Vec<Saved> {
-    super::state_file::load(dir, FILE, "attachment list")
+    super::store::load(dir, FILE, "attachment list")
 }
 
 /// Writes the list atomically.
 pub fn save(dir: &Path, list: &[Saved]) -> std::io::Result<()> {
-    super::state_file::save(dir, FILE, list)
+    super::store::save(dir, FILE, list)
 }
 
 /// The recorded attachments whose host veths still exist (a crash or a

@@ -16,13 +16,13 @@ pub const EXPOSE: &str = "weave:expose";
 
 /// The addresses exposed, as saved.
 pub fn load(dir: &Path) -> Vec<IpNet> {
-    let v: Vec<String> = super::state_file::load(dir, FILE, "list of exposed addresses");
+    let v: Vec<String> = super::store::load(dir, FILE, "list of exposed addresses");
     v.iter().filter_map(|s| s.parse().ok()).collect()
 }
 
 fn save(dir: &Path, list: &[IpNet]) -> Result<(), String> {
     let v: Vec<String> = list.iter().map(IpNet::to_string).collect();
-    super::state_file::save(dir, FILE, &v).map_err(|e| format!("saving {}: {e}", dir.join(FILE).display()))
+    super::store::save(dir, FILE, &v).map_err(|e| format!("saving {}: {e}", dir.join(FILE).display()))
 }
 
 /// Puts `addrs` on `ifname` with their NAT rules, and records them.

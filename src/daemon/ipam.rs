@@ -26,19 +26,13 @@ pub const WAIT: Duration = Duration::from_secs(30);
 /// cannot be read or parsed is an error naming it and what to do (never
 /// silently replaced: the addresses it records are in use).
 pub fn load(dir: &Path) -> Result<Option<Saved>, String> {
-    let p = dir.join(FILE);
-    match std::fs::read(&p) {
-        Ok(b) => serde_json::from_slice(&b).map(Some).map_err(|e| {
-            format!(
-                "the IPAM state {} is corrupt ({e}); restore it from a backup, or remove it to start IPAM afresh \
-                 on this peer (its containers' addresses are then forgotten: run `weavectl rmpeer` for this peer's \
-                 old space on another peer first)",
-                p.display()
-            )
-        }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(format!("cannot read the IPAM state {}: {e}", p.display())),
-    }
+    super::store::load_strict(dir, FILE, "IPAM state").map_err(|e| {
+        format!(
+            "{e}; restore the store from a backup, or stop weaver, move the store aside and start IPAM afresh on \
+             this peer (its containers' addresses are then forgotten: run `weavectl rmpeer` for this peer's old \
+             space on another peer first)"
+        )
+    })
 }
 
 /// A request the API makes of IPAM.
@@ -146,7 +140,7 @@ impl MeshTask {
             }
         }
         if self.ipam.saved.as_ref() != Some(&saved) {
-            if let Err(e) = super::state_file::save(&self.ipam.dir, FILE, &saved) {
+            if let Err(e) = super::store::save(&self.ipam.dir, FILE, &saved) {
                 warn!(error = %e, "cannot save the IPAM state");
             }
             self.ipam.saved = Some(saved);

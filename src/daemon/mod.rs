@@ -14,6 +14,6 @@ pub mod mesh;
 mod mesh_view;
 pub mod pmtu;
 pub mod sleeve;
-mod state_file;
+pub mod store;
 mod targets;
 pub mod upcalls;

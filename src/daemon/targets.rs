@@ -8,12 +8,12 @@ const FILE: &str = "peers.json";
 /// The persisted targets; a missing file is an empty list, an unreadable
 /// one is reported and treated as empty (the command-line peers still apply).
 pub fn load(dir: &Path) -> Vec<String> {
-    super::state_file::load(dir, FILE, "peer list")
+    super::store::load(dir, FILE, "peer list")
 }
 
 /// Writes the targets atomically.
 pub fn save(dir: &Path, targets: &[String]) -> std::io::Result<()> {
-    super::state_file::save(dir, FILE, targets)
+    super::store::save(dir, FILE, targets)
 }
 
 #[cfg(test)]

@@ -54,8 +54,9 @@ pub enum RingError {
     /// The rings were seeded separately (a split brain).
     #[error(
         "IPAM split brain: our ring was seeded by [{ours}] and the peer's by [{theirs}]; the two halves allocated \
-         separately and cannot merge. Recovery: pick the half to keep, stop weaver on every peer of the other half, \
-         delete its IPAM state (/var/lib/weave/ipam.json) and start it again"
+         separately and cannot merge. Recovery: pick the half to keep; on every peer of the other half, detach its \
+         containers and run `weavectl reset` (or stop weaver and move /var/lib/weave/weaver.redb aside), then start \
+         it again"
     )]
     SeedMismatch {
         /// Our seeds.
