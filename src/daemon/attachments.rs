@@ -94,8 +94,12 @@ mod tests {
         }];
         save(&dir, &l).unwrap();
         assert_eq!(load(&dir), l);
-        std::fs::write(dir.join(FILE), "[{").unwrap();
-        assert!(load(&dir).is_empty());
+        // A garbled list of an older version (a JSON file): kept aside, not used.
+        let old = std::env::temp_dir().join(format!("weaver-attach-old-{}", std::process::id()));
+        std::fs::create_dir_all(&old).unwrap();
+        std::fs::write(old.join(FILE), "[{").unwrap();
+        assert!(load(&old).is_empty());
         let _ = std::fs::remove_dir_all(dir);
+        let _ = std::fs::remove_dir_all(old);
     }
 }

@@ -26,8 +26,12 @@ mod tests {
         assert!(load(&dir).is_empty());
         save(&dir, &["10.0.0.1:6783".to_string()]).unwrap();
         assert_eq!(load(&dir), vec!["10.0.0.1:6783".to_string()]);
-        std::fs::write(dir.join(FILE), "not json").unwrap();
-        assert!(load(&dir).is_empty());
+        // A garbled list of an older version (a JSON file): kept aside, not used.
+        let old = std::env::temp_dir().join(format!("weaver-targets-old-{}", std::process::id()));
+        std::fs::create_dir_all(&old).unwrap();
+        std::fs::write(old.join(FILE), "not json").unwrap();
+        assert!(load(&old).is_empty());
         let _ = std::fs::remove_dir_all(dir);
+        let _ = std::fs::remove_dir_all(old);
     }
 }
