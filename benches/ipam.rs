@@ -27,7 +27,7 @@ use serde_json::json;
 use weaver::ipam::allocator::TICK_MS;
 use weaver::ipam::{Init, Ipam, IpamConfig, IpamEvent, CHANNEL};
 use weaver::mesh::core::sim::{Sim, SimConfig};
-use weaver::mesh::core::{MeshEvent, Router};
+use weaver::mesh::core::Router;
 use weaver::mesh::peer::PeerName;
 
 /// The range of every scenario: room for 50 peers × 10,000 containers.
@@ -121,17 +121,7 @@ impl Mesh {
             }
             let mut out = Vec::new();
             for i in 0..self.sim.len() {
-                let msgs: Vec<(PeerName, Vec<u8>)> = self
-                    .sim
-                    .take_events(i)
-                    .into_iter()
-                    .filter_map(|ev| match ev {
-                        MeshEvent::ChannelMessage { channel, src, payload, .. } if channel == CHANNEL => {
-                            Some((src, payload))
-                        }
-                        _ => None,
-                    })
-                    .collect();
+                let msgs = self.sim.take_channel_messages(i, CHANNEL);
                 let attention = self.sim.router(i).channel::<Ipam>(CHANNEL).is_ok_and(Ipam::needs_attention);
                 if msgs.is_empty() && !attention && !tick {
                     continue;

@@ -38,6 +38,9 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+
+#[path = "support/hosts.rs"]
+mod hosts;
 use clap::Parser;
 use serde_json::json;
 
@@ -138,21 +141,13 @@ impl Counts {
 
 /// Reads the hosts file and builds each name's query.
 fn targets(path: &Path) -> Result<Vec<Target>> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let mut out = Vec::new();
-    for (n, line) in text.lines().enumerate() {
-        let line = line.split('#').next().unwrap_or_default();
-        let mut words = line.split_whitespace();
-        let (Some(addr), Some(name)) = (words.next(), words.next()) else { continue };
-        let at = || format!("{}:{}", path.display(), n + 1);
-        let addr: Ipv4Addr = addr.parse().with_context(|| format!("{}: bad address {addr:?}", at()))?;
-        let query = encode_query(name).with_context(at)?;
-        out.push(Target { name: name.to_string(), addr, query });
-    }
-    if out.is_empty() {
-        bail!("{}: no names", path.display());
-    }
-    Ok(out)
+    hosts::read(path)?
+        .into_iter()
+        .map(|h| {
+            let query = encode_query(&h.name).with_context(|| format!("{}:{}", path.display(), h.line + 1))?;
+            Ok(Target { name: h.name, addr: h.addr, query })
+        })
+        .collect()
 }
 
 /// A standard query for `name`'s A record, recursion desired, ID 0.

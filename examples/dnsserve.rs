@@ -14,10 +14,13 @@
 //! the socket is bound, and serves until SIGTERM or SIGINT. There are no
 //! upstreams: names outside the zone get SERVFAIL.
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
+
+#[path = "support/hosts.rs"]
+mod hosts;
 use clap::Parser;
 use hickory_proto::rr::Name;
 use tokio::signal::unix::{signal, SignalKind};
@@ -42,17 +45,12 @@ struct Args {
 /// Reads `path` into a record store: each line's name and address as the
 /// record of container `bench-N` of one peer.
 fn load(path: &Path, domain: &Name) -> Result<Records> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let origin = PeerName::from_u64(1);
     let mut records = Records::new();
-    for (n, line) in text.lines().enumerate() {
-        let line = line.split('#').next().unwrap_or_default();
-        let mut words = line.split_whitespace();
-        let (Some(addr), Some(name)) = (words.next(), words.next()) else { continue };
-        let at = || format!("{}:{}", path.display(), n + 1);
-        let addr: Ipv4Addr = addr.parse().with_context(|| format!("{}: bad address {addr:?}", at()))?;
-        let name = dns::name_in(name, domain).with_context(at)?;
-        records.add(origin, &format!("bench-{n}"), &name, addr, 0).with_context(at)?;
+    for h in hosts::read(path)? {
+        let at = || format!("{}:{}", path.display(), h.line + 1);
+        let name = dns::name_in(&h.name, domain).with_context(at)?;
+        records.add(origin, &format!("bench-{}", h.line), &name, h.addr, 0).with_context(at)?;
     }
     if records.zone().is_empty() {
         bail!("{}: no names", path.display());

@@ -10,7 +10,7 @@ use rand::{Rng, SeedableRng};
 use super::allocator::TICK_MS;
 use super::{Init, Ipam, IpamConfig, IpamEvent, CHANNEL};
 use crate::mesh::core::sim::{Sim, SimConfig};
-use crate::mesh::core::{GossipState, MeshEvent, Router};
+use crate::mesh::core::{GossipState, Router};
 use crate::mesh::peer::PeerName;
 
 struct Lab {
@@ -90,17 +90,7 @@ impl Lab {
         let t = self.sim.now() + TICK_MS;
         self.sim.run_until(t);
         for i in 0..self.sim.len() {
-            let msgs: Vec<(PeerName, Vec<u8>)> = self
-                .sim
-                .take_events(i)
-                .into_iter()
-                .filter_map(|ev| match ev {
-                    MeshEvent::ChannelMessage { channel, src, payload, .. } if channel == CHANNEL => {
-                        Some((src, payload))
-                    }
-                    _ => None,
-                })
-                .collect();
+            let msgs = self.sim.take_channel_messages(i, CHANNEL);
             self.with(i, |s, now| {
                 for (src, payload) in msgs {
                     s.handle_message(now, src, &payload).unwrap();

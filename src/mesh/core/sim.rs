@@ -458,6 +458,18 @@ impl Sim {
         std::mem::take(&mut self.nodes[i].events)
     }
 
+    /// Takes router `i`'s recorded events and returns the messages among
+    /// them on `channel`: (sender, payload). The other events are dropped.
+    pub fn take_channel_messages(&mut self, i: usize, channel: &str) -> Vec<(PeerName, Vec<u8>)> {
+        self.take_events(i)
+            .into_iter()
+            .filter_map(|ev| match ev {
+                MeshEvent::ChannelMessage { channel: c, src, payload, .. } if c == channel => Some((src, payload)),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// Channel messages router `i` delivered on `channel` (when recording).
     pub fn deliveries(&self, i: usize, channel: &str) -> Vec<(PeerName, Delivery, Vec<u8>)> {
         self.nodes[i]
