@@ -53,7 +53,6 @@ impl Ipam {
     pub fn status(&self) -> IpamStatus {
         let ring = self.ring();
         let mut owners: Vec<OwnerView> = Vec::new();
-        let used: std::collections::BTreeSet<u64> = self.used.keys().copied().collect();
         let mut names: Vec<_> = ring.tokens().map(|(_, e)| e.owner).collect();
         names.sort_unstable_by_key(|n| (*n != self.me, *n));
         names.dedup();
@@ -69,7 +68,7 @@ impl Ipam {
             });
         }
         let mine = ring.owned_by(self.me);
-        let free_here = mine.iter().map(|r| free_count(*r, &used)).sum();
+        let free_here = mine.iter().map(|r| free_count(*r, &self.used)).sum();
         let mut errors = self.errors.clone();
         let lost: Vec<String> = self
             .used
