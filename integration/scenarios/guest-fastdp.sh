@@ -756,24 +756,113 @@ scenario_mesh3_encrypted() {
   m3_wait 30 "kA1 reaches kC1" ip netns exec kA1 ping -c 1 -W 2 10.42.0.5
 }
 
-# The host's side: A gives its internal port `weave` an address on the
-# overlay (by hand; `weavectl expose` is the host issue's). Traffic between
-# the host and local and remote containers flows, and crosses A's netfilter:
-# a conntrack rule on `weave` counts the replies.
-scenario_mesh3_host() {
-  modprobe -a xt_conntrack nf_conntrack 2>/dev/null || true
-  ip -n tA addr add 10.42.0.100/24 dev weave
-  ip -n tA link set weave up
-  ip netns exec tA iptables -I INPUT -i weave -m conntrack --ctstate ESTABLISHED -j ACCEPT
+# weavectl expose on a fast-datapath host: A's internal port `weave` gets an
+# overlay address. The host reaches local and remote containers, a remote
+# container reaches the host, and a container on B reaches the underlay
+# (host C) through A's masquerade: the forwarder handles frames from the
+# datapath's local port both ways. Restarted, A exposes itself again (the
+# address and the NAT rule); hidden, the host leaves the overlay.
+M3_EXPOSED=10.42.0.100
+scenario_mesh3_expose() {
+  local out n
+  # NAT (iptables' nat table, masquerade): this kernel does not autoload it.
+  modprobe -a nf_nat nft_chain_nat nft_masq xt_MASQUERADE xt_comment nf_conntrack 2>/dev/null || true
+  out=$(m3_ctl A expose $M3_EXPOSED/24)
+  expect_eq "weavectl expose prints the address" "$M3_EXPOSED/24" "$out"
+  ip -n tA -o addr show dev weave | grep -q "inet $M3_EXPOSED/24" || fail "$M3_EXPOSED is not on A's weave port"
+  m3_nat_rule A || fail "A has no weaver-expose masquerade rule"
+  m3_host_traffic
+  # B's container routes the underlay through A; A masquerades it to C.
+  ip -n kB1 route add 192.168.90.0/24 via $M3_EXPOSED
+  ip netns exec kB1 ping -c 2 -W 3 192.168.90.3 > /dev/null || fail "kB1 cannot reach host C through A's NAT"
+  n=$(ip netns exec tA iptables -t nat -L POSTROUTING -v -n -x | awk '/weaver-expose/ { print $1 }')
+  echo "A's masquerade rule matched ${n:-0} packets"
+  [ "${n:-0}" -ge 1 ] || fail "kB1's traffic to C did not go through A's masquerade"
+  ip -n kB1 route del 192.168.90.0/24 via $M3_EXPOSED
+  # A restarted: the exposed address and its rule come back.
+  m3_stop A
+  ip netns exec tA iptables -t nat -D POSTROUTING $(m3_nat_spec) 2> /dev/null || true
+  m3_start A
+  m3_wait 40 "A sees 3 peers again" m3_sees3 A
+  m3_wait 20 "A exposed again" m3_nat_rule A
+  ip -n tA -o addr show dev weave | grep -q "inet $M3_EXPOSED/24" || fail "A's restart lost the exposed address"
+  m3_wait 30 "kC1 reaches host A again" ip netns exec kC1 ping -c 1 -W 2 $M3_EXPOSED
+  m3_host_traffic
+  expect_eq "weavectl hide prints what it hid" "$M3_EXPOSED/24" "$(m3_ctl A hide)"
+  ! ip -n tA -o addr show dev weave | grep -q "inet $M3_EXPOSED/" || fail "hide left the address on weave"
+  ! m3_nat_rule A || fail "hide left the masquerade rule"
+  ! ip netns exec kC1 ping -c 1 -W 2 $M3_EXPOSED > /dev/null 2>&1 || fail "the hidden host still answers on the overlay"
+  expect_eq "hide again: nothing left" "" "$(m3_ctl A hide)"
+}
+m3_nat_spec() { echo "-s 10.42.0.0/24 ! -d 10.42.0.0/24 -m comment --comment weaver-expose -j MASQUERADE"; }
+m3_nat_rule() { ip netns exec t$1 iptables -t nat -S POSTROUTING | grep -q -- "-s 10.42.0.0/24 .*weaver-expose"; }
+# Host A <-> its own container, a container on B, and from one on C.
+m3_host_traffic() {
   ip netns exec tA ping -c 2 -W 3 10.42.0.1 > /dev/null || fail "host A cannot reach its container kA1"
   ip netns exec tA ping -c 2 -W 3 10.42.0.3 > /dev/null || fail "host A cannot reach kB1 on B"
-  ip netns exec kC1 ping -c 2 -W 3 10.42.0.100 > /dev/null || fail "kC1 cannot reach host A"
-  local n
-  n=$(ip netns exec tA iptables -L INPUT -v -n -x | awk '/ctstate ESTABLISHED/ { print $1 }')
-  echo "conntrack ESTABLISHED rule on weave matched $n packets"
-  [ "${n:-0}" -ge 4 ] || fail "netfilter/conntrack did not see the host's overlay traffic"
-  ip netns exec tA iptables -F INPUT
-  ip -n tA addr del 10.42.0.100/24 dev weave
+  ip netns exec kC1 ping -c 2 -W 3 $M3_EXPOSED > /dev/null || fail "kC1 cannot reach host A"
+}
+
+# The service where systemd is not (this guest): a fourth host D installed
+# the way vagrant/provision.sh installs weaver (binaries in a bin directory,
+# packaging/weaver.default as the settings file, its WEAVER_PEERS set), run
+# by packaging/supervise.sh, which runs the unit's own ExecStart line with
+# its EnvironmentFile and Restart=on-failure. D joins the mesh on the fast
+# datapath, its container reaches the others; killed with SIGKILL, the
+# daemon is restarted and takes its container back; SIGTERM to the
+# supervisor stops the daemon cleanly (its datapath removed). Every wait is
+# bounded, and a failure prints the service's log.
+scenario_mesh3_service() {
+  local root sup pid1 pid2 rc
+  root=$(cd "$HERE/../.." && pwd)
+  ip netns add tD; ip -n tD link set lo up
+  ip link add uD type veth peer name eth0 netns tD
+  ip link set uD master ul3; ip link set uD up
+  ip -n tD addr add 192.168.90.4/24 dev eth0; ip -n tD link set eth0 up
+  rm -rf /tmp/svc /tmp/tD; mkdir -p /tmp/svc/bin
+  install -m 0755 "$WEAVER" "$WEAVECTL" /tmp/svc/bin/
+  install -m 0644 "$root/packaging/weaver.default" /tmp/svc/weaver.env
+  sed -i 's|^WEAVER_PEERS=.*|WEAVER_PEERS="192.168.90.1 192.168.90.2"|' /tmp/svc/weaver.env
+  printf 'WEAVER_NICKNAME=hostD\nWEAVER_API_SOCKET=/run/tD.sock\nWEAVER_STATE_DIR=/tmp/tD\n' >> /tmp/svc/weaver.env
+  ip netns exec tD setsid bash "$root/packaging/supervise.sh" --unit "$root/packaging/weaver.service" \
+    --env /tmp/svc/weaver.env --bin-dir /tmp/svc/bin > /tmp/tD.log 2>&1 < /dev/null &
+  sup=$!
+  echo "$sup" > /tmp/tD.sup
+  sv_ctl() { timeout 20 /tmp/svc/bin/weavectl --api /run/tD.sock "$@"; }
+  sv_pid() { sed -nE 's/^supervise: started .* \(pid ([0-9]+)\)$/\1/p' /tmp/tD.log | tail -n 1; }
+  sv_fail() { echo "--- /tmp/tD.log"; tail -n 60 /tmp/tD.log; ps -ef | grep -E '[w]eaver|[s]upervise'; fail "$@"; }
+  m3_wait 40 "D's service answers" sv_ctl status || sv_fail "the service did not start"
+  sv_ctl status | grep -q 'Overlay: fastdp' || sv_fail "D does not run the fast datapath"
+  m3_wait 40 "D sees 4 peers" eval "sv_ctl status | grep -q 'Peers: 4'" || sv_fail "D did not join the mesh"
+  ip netns add kD1
+  ip netns exec kD1 sysctl -qw net.ipv6.conf.all.disable_ipv6=1
+  sv_ctl attach 10.42.0.7/24 kD1 > /dev/null || sv_fail "attach on D failed"
+  m3_wait 30 "kD1 reaches kA1" ip netns exec kD1 ping -c 1 -W 2 10.42.0.1 || sv_fail "kD1 cannot reach kA1"
+  ip netns exec kD1 ping -c 2 -W 3 10.42.0.3 > /dev/null || sv_fail "kD1 cannot reach kB1"
+  ip netns exec kC1 ping -c 2 -W 3 10.42.0.7 > /dev/null || sv_fail "kC1 cannot reach kD1"
+  m3_wait 30 "D-A on fastdp" eval "sv_ctl status connections | grep -q '192.168.90.1:.* established fastdp'" \
+    || sv_fail "D-A is not on the fast datapath"
+  # Killed: restarted after RestartSec, the container taken back.
+  pid1=$(sv_pid)
+  [ -n "$pid1" ] || sv_fail "the supervisor did not say what it started"
+  kill -KILL "$pid1"
+  m3_wait 20 "the supervisor restarts weaver" eval '[ -n "$(sv_pid)" ] && [ "$(sv_pid)" != "$pid1" ]' \
+    || sv_fail "weaver was not restarted after SIGKILL"
+  pid2=$(sv_pid)
+  echo "killed weaver (pid $pid1); the supervisor restarted it (pid $pid2)"
+  m3_wait 40 "the restarted service answers" sv_ctl status || sv_fail "the restarted daemon does not answer"
+  m3_wait 30 "kD1 reaches kC1 again" ip netns exec kD1 ping -c 1 -W 2 10.42.0.5 || sv_fail "no traffic after the restart"
+  grep -q 'container re-attached' /tmp/tD.log || sv_fail "D did not take its container back"
+  # SIGTERM: the daemon stops cleanly, then the supervisor.
+  kill -TERM "$sup"
+  m3_wait 20 "the supervisor exits" eval '! kill -0 $sup' || sv_fail "the supervisor did not exit on SIGTERM"
+  rc=0; wait "$sup" || rc=$?
+  [ "$rc" = 0 ] || sv_fail "the supervisor exited with status $rc"
+  ! kill -0 "$pid2" 2> /dev/null || sv_fail "weaver outlived its supervisor"
+  grep -q 'shutting down' /tmp/tD.log || sv_fail "weaver did not shut down cleanly"
+  ! ip netns exec tD ovs-dpctl show system@weave > /dev/null 2>&1 || sv_fail "D's datapath is still there"
+  tail -n 4 /tmp/tD.log
+  ip netns del kD1; ip netns del tD; rm -f /tmp/tD.sup
 }
 
 # weavectl stop: the daemon exits and removes its datapath; containers stay
@@ -809,6 +898,8 @@ m3_gone() {
 
 mesh3_teardown() {
   local h
+  # The service scenario's supervisor, if it failed before stopping it.
+  [ -f /tmp/tD.sup ] && kill -TERM "$(cat /tmp/tD.sup)" 2>/dev/null
   for h in "${M3_HOSTS[@]}"; do
     [ -f /tmp/t$h.pid ] && kill "$(cat /tmp/t$h.pid)" 2>/dev/null
   done
@@ -821,7 +912,7 @@ mesh3_teardown() {
 
 ALL=(probe dp_ports flows_weaver_to_ovs flows_ovs_to_weaver traffic vxlan upcalls upcalls_per_cpu vport_events daemon fastdp_two_hosts
   mesh3_setup mesh3_pairs mesh3_steady mesh3_broadcast mesh3_mtu mesh3_udp_blocked mesh3_multihop mesh3_partition mesh3_restart
-  mesh3_mixed mesh3_sleeve_peer mesh3_encrypted mesh3_host mesh3_stop)
+  mesh3_mixed mesh3_sleeve_peer mesh3_encrypted mesh3_expose mesh3_service mesh3_stop)
 [ $# -gt 0 ] && ALL=("$@")
 for s in "${ALL[@]}"; do run_scenario "$s" "scenario_$s"; done
 case " ${ALL[*]} " in *" mesh3_setup "*) mesh3_teardown ;; esac

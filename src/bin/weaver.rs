@@ -20,9 +20,16 @@ use weaver::mesh::peer::{Identity, PeerName, PeerUid, ShortId};
 use weaver::plumb::bridge::{self, BridgeSpec};
 use weaver::sleeve::link::LinkConfig;
 
-fn init_logs(format: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+/// Logs to stderr (journald takes it as it is): RUST_LOG, when set, else
+/// `--log-level` (checked by the configuration); colours only on a terminal.
+fn init_logs(format: &str, level: &str) {
+    use std::io::IsTerminal;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
     if format == "json" {
         b.json().init();
     } else {
@@ -77,7 +84,7 @@ async fn main() -> Result<()> {
             std::process::exit(2);
         }
     };
-    init_logs(&cfg.log_format);
+    init_logs(&cfg.log_format, &cfg.log_level);
     if cfg.password.is_none() {
         info!("no password set: control and data traffic are not encrypted");
     }

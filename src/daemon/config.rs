@@ -75,6 +75,10 @@ pub struct Args {
     /// Log format.
     #[arg(long, env = "WEAVER_LOG_FORMAT", default_value = "human", value_parser = ["human", "json"])]
     pub log_format: String,
+    /// What to log: a level (error, warn, info, debug, trace) or tracing
+    /// directives ("info,weaver::sleeve=debug"). RUST_LOG, when set, wins.
+    #[arg(long, env = "WEAVER_LOG_LEVEL", default_value = "info")]
+    pub log_level: String,
     /// The range IPAM allocates from; empty to turn IPAM off.
     #[arg(long, env = "WEAVER_IPALLOC_RANGE", default_value = "10.32.0.0/12")]
     pub ipalloc_range: String,
@@ -136,6 +140,8 @@ pub struct Config {
     pub discovery: bool,
     pub conn_limit: usize,
     pub log_format: String,
+    /// The log filter (tracing directives), checked.
+    pub log_level: String,
     /// IPAM, unless turned off.
     pub ipam: Option<crate::ipam::IpamConfig>,
     /// `--ipalloc-release-grace`.
@@ -219,6 +225,11 @@ impl Config {
         if a.conn_limit == 0 {
             return Err(invalid("conn-limit", "must be at least 1"));
         }
+        let log_level = a.log_level.trim().to_string();
+        if log_level.is_empty() {
+            return Err(invalid("log-level", "must not be empty (error, warn, info, debug or trace)"));
+        }
+        check_log_level(&log_level).map_err(|e| invalid("log-level", e))?;
         let ipam = ipam_config(&a, peers.len())?;
         let addr = |setting: &'static str, v: &Option<String>| -> Result<Option<std::net::SocketAddr>, ConfigError> {
             match v.as_deref().map(str::trim) {
@@ -262,6 +273,7 @@ impl Config {
             discovery: a.discovery,
             conn_limit: a.conn_limit,
             log_format: a.log_format,
+            log_level,
             ipam,
             ipam_grace: std::time::Duration::from_secs(a.ipalloc_release_grace),
             dns,
@@ -341,6 +353,24 @@ fn ipam_config(a: &Args, peers: usize) -> Result<Option<crate::ipam::IpamConfig>
     Ok(Some(IpamConfig { range, default_subnet, init }))
 }
 
+const LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
+
+/// A log filter: comma-separated levels or `TARGET=LEVEL` directives. A
+/// bare word that is not a level is refused: tracing would take it as a
+/// target to log everything of, so a misspelt level would log nothing.
+fn check_log_level(v: &str) -> Result<(), String> {
+    for part in v.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let level = part.rsplit_once('=').map_or(part, |(_, l)| l);
+        if !LEVELS.contains(&level.to_ascii_lowercase().as_str()) {
+            return Err(format!(
+                "{part:?}: {level:?} is not a level ({}); give LEVEL or TARGET=LEVEL",
+                LEVELS.join(", ")
+            ));
+        }
+    }
+    tracing_subscriber::EnvFilter::try_new(v).map(drop).map_err(|e| format!("{v:?} is not a log filter: {e}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -391,6 +421,9 @@ mod tests {
             (vec!["--api-tcp", "6785"], "--api-tcp"),
             (vec!["--metrics-address", "x"], "--metrics-address"),
             (vec!["--dns-domain", "a..b"], "--dns-domain"),
+            (vec!["--log-level", "loud"], "--log-level"),
+            (vec!["--log-level", "weaver=[["], "--log-level"),
+            (vec!["--log-level", " "], "--log-level"),
         ] {
             let e = parse(&args).unwrap_err();
             assert!(e.contains(needle), "{args:?}: {e}");
@@ -419,6 +452,16 @@ mod tests {
         assert!(matches!(c.init, Init::Seed(ref v) if v.len() == 2));
         assert_eq!(parse(&["--ipalloc-init", "observer"]).unwrap().ipam.unwrap().init, Init::Observer);
         assert!(parse(&["--ipalloc-range", ""]).unwrap().ipam.is_none());
+    }
+
+    #[test]
+    fn log_level_takes_levels_and_directives() {
+        assert_eq!(parse(&[]).unwrap().log_level, "info");
+        assert_eq!(parse(&["--log-level", "debug"]).unwrap().log_level, "debug");
+        assert_eq!(
+            parse(&["--log-level", "info,weaver::sleeve=trace"]).unwrap().log_level,
+            "info,weaver::sleeve=trace"
+        );
     }
 
     #[test]
