@@ -353,6 +353,26 @@ fn ipam_three_hosts() {
     assert!(ok, "container -> the underlay through A's NAT: {out}");
     let (_, rules) = sh_out(&format!("ip netns exec {} iptables -t nat -S POSTROUTING", lab.ns("a")));
     assert!(rules.contains("weaver-expose") && rules.contains("10.32.0.0/12"), "{rules}");
+    // The expose survives a restart: taken off while A is down (the bridge
+    // stays, so the address would), put back at start.
+    lab.stop("a");
+    let ns_a = lab.ns("a");
+    sh(&format!("ip -n {ns_a} addr del {host_a} dev weave"));
+    sh(&format!(
+        "ip netns exec {ns_a} iptables -t nat -D POSTROUTING -s 10.32.0.0/12 ! -d 10.32.0.0/12 \
+         -m comment --comment weaver-expose -j MASQUERADE"
+    ));
+    lab.start("a");
+    wait_until("A exposed again: address and NAT rule", Duration::from_secs(20), || {
+        let (_, addrs) = sh_out(&format!("ip -n {ns_a} -o addr show dev weave"));
+        let (_, rules) = sh_out(&format!("ip netns exec {ns_a} iptables -t nat -S POSTROUTING"));
+        addrs.contains(&format!("inet {host_a}")) && rules.contains("weaver-expose")
+    });
+    wait_until("C's container reaches host A after A's restart", Duration::from_secs(30), || {
+        ping(&containers[4].1, &host_ip).0
+    });
+    let (ok, out) = sh_out(&format!("ip netns exec {nat_ns} ping -c 2 -W 2 {}", Lab::underlay("b")));
+    assert!(ok, "container -> the underlay through A's NAT, after A's restart: {out}");
 
     // 7. weaveDNS.
     let dig = |from: &str, args: &str| -> String {

@@ -167,6 +167,8 @@ scenario_traffic() {
 # VXLAN: two host namespaces, each with a datapath and a VXLAN vport on UDP
 # 6784, joined by a veth underlay; a container namespace on each.
 scenario_vxlan() {
+  # The namespaces go even when a check fails (later scenarios reuse names).
+  trap 'for h in A B; do ip netns exec h$h "$WEAVECTL" dp del dp$h 2>/dev/null; ip netns del c$h 2>/dev/null; ip netns del h$h 2>/dev/null; done; true' EXIT
   ip netns add hA; ip netns add hB
   ip link add uA netns hA type veth peer name uB netns hB
   ip -n hA addr add 192.168.50.1/24 dev uA; ip -n hA link set uA up; ip -n hA link set lo up
@@ -192,12 +194,14 @@ scenario_vxlan() {
       "tunnel(tun_id=0x$peer$me,src=192.168.50.$peer,dst=192.168.50.$me,ttl=0/0,flags(-df-csum+key)),in_port(2),eth(src=02:00:00:00:00:0$peer,dst=02:00:00:00:00:0$me),eth_type(0x0800),ipv4(frag=no)" \
       "1"
   done
-  ip netns exec hA tcpdump -n -i uA -w /tmp/underlay.pcap udp port 6784 2>/tmp/tcpdump.err &
+  # Immediate mode, packet-buffered: a slow guest must not leave the last
+  # frames in the capture ring when tcpdump is stopped.
+  ip netns exec hA tcpdump -n --immediate-mode -U -i uA -w /tmp/underlay.pcap udp port 6784 2>/tmp/tcpdump.err &
   local tpid=$!
   sleep 1
   ip netns exec cA ping -c 3 -i 0.3 -W 3 10.2.0.2
-  sleep 0.5
-  kill $tpid; wait $tpid || true
+  sleep 1
+  kill -INT $tpid; wait $tpid || true
   local cap
   # 6784 is also BFD's port: make tcpdump decode VXLAN.
   cap=$(tcpdump -n -T vxlan -r /tmp/underlay.pcap -v 2>/dev/null)
@@ -212,7 +216,6 @@ scenario_vxlan() {
   echo "$cap" | grep -E '192\.168\.50\.1\.[0-9]+ > 192\.168\.50\.2\.6784' -B1 | grep -q 'flags \[DF\]' || fail "outer DF not set"
   ip netns exec hA "$WEAVECTL" flows dump --dp dpA --direct
   ip netns exec hA ovs-dpctl dump-flows system@dpA
-  for h in A B; do ip netns exec h$h "$WEAVECTL" dp del dp$h; ip netns del c$h; ip netns del h$h; done
 }
 
 # ---------------------------------------------------------------------------
@@ -575,6 +578,9 @@ scenario_mesh3_udp_blocked() {
   m3_wait 10 "kA1 reaches kC1 over the sleeve" ip netns exec kA1 ping -c 1 -W 2 10.42.0.5
   ip netns exec kA1 ping -c 20 -i 0.05 -W 2 10.42.0.5 > /dev/null || fail "pings kA1->kC1 lost over the sleeve"
   ip netns exec kC2 ping -c 20 -i 0.05 -W 2 10.42.0.2 > /dev/null || fail "pings kC2->kA2 lost over the sleeve"
+  # Fresh traffic first: idle flows expire, and a slow guest spends seconds on the above.
+  ip netns exec kA1 ping -c 2 -i 0.3 -W 2 10.42.0.3 > /dev/null || fail "kA1 cannot reach kB1"
+  ip netns exec kA1 ping -c 2 -i 0.3 -W 2 10.42.0.5 > /dev/null || fail "kA1 cannot reach kC1"
   m3_sleeve_flow A || { m3_ctl A flows dump; fail "A has no flow handing frames to the sleeve"; }
   if m3_ctl B flows dump | grep -qE '^tunnel\(.*src=192\.168\.90\.1,.*actions:set\(tunnel\(.*dst=192\.168\.90\.3'; then
     fail "A's traffic to C went through B, not over the direct sleeve"
@@ -682,6 +688,9 @@ scenario_mesh3_mixed() {
   m3_conn_is C A fastdp || fail "C-A left the fast datapath"
   m3_ctl A status connections
   m3_ctl B status connections
+  # Fresh traffic first: idle flows expire, and a slow guest spends seconds on the above.
+  ip netns exec kA1 ping -c 2 -i 0.3 -W 2 10.42.0.3 > /dev/null || fail "kA1 cannot reach kB1"
+  ip netns exec kA1 ping -c 2 -i 0.3 -W 2 10.42.0.5 > /dev/null || fail "kA1 cannot reach kC1"
   m3_sleeve_flow A || { m3_ctl A flows dump; fail "A has no flow handing frames to the sleeve"; }
   m3_ctl A flows dump | grep -qE 'actions:set\(tunnel\(.*dst=192\.168\.90\.3' \
     || fail "A's traffic to C does not tunnel over VXLAN"
@@ -769,7 +778,7 @@ scenario_mesh3_expose() {
   modprobe -a nf_nat nft_chain_nat nft_masq xt_MASQUERADE xt_comment nf_conntrack 2>/dev/null || true
   out=$(m3_ctl A expose $M3_EXPOSED/24)
   expect_eq "weavectl expose prints the address" "$M3_EXPOSED/24" "$out"
-  ip -n tA -o addr show dev weave | grep -q "inet $M3_EXPOSED/24" || fail "$M3_EXPOSED is not on A's weave port"
+  m3_exposed_addr || { ip -n tA addr show dev weave; fail "$M3_EXPOSED is not on A's weave port"; }
   m3_nat_rule A || fail "A has no weaver-expose masquerade rule"
   m3_host_traffic
   # B's container routes the underlay through A; A masquerades it to C.
@@ -785,17 +794,19 @@ scenario_mesh3_expose() {
   m3_start A
   m3_wait 40 "A sees 3 peers again" m3_sees3 A
   m3_wait 20 "A exposed again" m3_nat_rule A
-  ip -n tA -o addr show dev weave | grep -q "inet $M3_EXPOSED/24" || fail "A's restart lost the exposed address"
+  m3_exposed_addr || { ip -n tA addr show dev weave; fail "A's restart lost the exposed address"; }
   m3_wait 30 "kC1 reaches host A again" ip netns exec kC1 ping -c 1 -W 2 $M3_EXPOSED
   m3_host_traffic
   expect_eq "weavectl hide prints what it hid" "$M3_EXPOSED/24" "$(m3_ctl A hide)"
-  ! ip -n tA -o addr show dev weave | grep -q "inet $M3_EXPOSED/" || fail "hide left the address on weave"
+  ! m3_exposed_addr || fail "hide left the address on weave"
   ! m3_nat_rule A || fail "hide left the masquerade rule"
   ! ip netns exec kC1 ping -c 1 -W 2 $M3_EXPOSED > /dev/null 2>&1 || fail "the hidden host still answers on the overlay"
   expect_eq "hide again: nothing left" "" "$(m3_ctl A hide)"
 }
 m3_nat_spec() { echo "-s 10.42.0.0/24 ! -d 10.42.0.0/24 -m comment --comment weaver-expose -j MASQUERADE"; }
-m3_nat_rule() { ip netns exec t$1 iptables -t nat -S POSTROUTING | grep -q -- "-s 10.42.0.0/24 .*weaver-expose"; }
+# (Output taken whole first: `grep -q` under pipefail fails when it closes the pipe early.)
+m3_nat_rule() { [[ "$(ip netns exec t$1 iptables -t nat -S POSTROUTING)" == *"-s 10.42.0.0/24 "*weaver-expose* ]]; }
+m3_exposed_addr() { [[ "$(ip -n tA -o addr show dev weave)" == *"inet $M3_EXPOSED/24 "* ]]; }
 # Host A <-> its own container, a container on B, and from one on C.
 m3_host_traffic() {
   ip netns exec tA ping -c 2 -W 3 10.42.0.1 > /dev/null || fail "host A cannot reach its container kA1"
