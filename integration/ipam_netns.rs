@@ -431,6 +431,7 @@ fn ipam_three_hosts() {
         "weaver_ipam_addresses{state=\"allocated\"} 3",
         "weaver_dns_records ",
         "weaver_connections{state=\"established\"} 2",
+        "weaver_connections_by_overlay{state=\"established\",overlay=\"sleeve\"} 2",
     ] {
         assert!(m.contains(needle), "metrics lack {needle}: {m}");
     }

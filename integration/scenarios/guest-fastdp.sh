@@ -835,6 +835,7 @@ scenario_mesh3_service() {
   install -m 0644 "$root/packaging/weaver.default" /tmp/svc/weaver.env
   sed -i 's|^WEAVER_PEERS=.*|WEAVER_PEERS="192.168.90.1 192.168.90.2"|' /tmp/svc/weaver.env
   printf 'WEAVER_NICKNAME=hostD\nWEAVER_API_SOCKET=/run/tD.sock\nWEAVER_STATE_DIR=/tmp/tD\n' >> /tmp/svc/weaver.env
+  sed -i 's|^#WEAVER_METRICS_ADDRESS=.*|WEAVER_METRICS_ADDRESS=127.0.0.1:6782|' /tmp/svc/weaver.env
   ip netns exec tD setsid bash "$root/packaging/supervise.sh" --unit "$root/packaging/weaver.service" \
     --env /tmp/svc/weaver.env --bin-dir /tmp/svc/bin > /tmp/tD.log 2>&1 < /dev/null &
   sup=$!
@@ -853,6 +854,14 @@ scenario_mesh3_service() {
   ip netns exec kC1 ping -c 2 -W 3 10.42.0.7 > /dev/null || sv_fail "kC1 cannot reach kD1"
   m3_wait 30 "D-A on fastdp" eval "sv_ctl status connections | grep -q '192.168.90.1:.* established fastdp'" \
     || sv_fail "D-A is not on the fast datapath"
+  # Its Prometheus metrics: connections by overlay, the datapath's flows and lookups.
+  local m
+  m=$(ip netns exec tD curl -s -m 10 http://127.0.0.1:6782/metrics) || sv_fail "no metrics on 127.0.0.1:6782"
+  for needle in 'weaver_connections_by_overlay{state="established",overlay="fastdp"}' 'weaver_datapath_flows ' \
+    'weaver_datapath_lookups_total{result="missed"}' 'weaver_fastdp 1'; do
+    [[ "$m" == *"$needle"* ]] || { echo "$m"; sv_fail "D's metrics lack $needle"; }
+  done
+  echo "$m" | grep -E '^weaver_(connections_by_overlay|datapath_flows|datapath_lookups_total)'
   # Killed: restarted after RestartSec, the container taken back.
   pid1=$(sv_pid)
   [ -n "$pid1" ] || sv_fail "the supervisor did not say what it started"

@@ -129,17 +129,14 @@ async fn status(State(s): State<Arc<AppState>>) -> Result<Json<Status>, Failure>
 /// The upcall counters, with the kernel's count of upcalls it could not deliver.
 async fn upcall_stats(s: &AppState) -> Option<crate::daemon::upcalls::UpcallStatsView> {
     let d = s.dataplane.as_ref()?;
-    let lost = match fastdp(s) {
-        Ok((c, name)) => tokio::task::spawn_blocking(move || c.get_datapath(&name))
-            .await
-            .ok()
-            .and_then(|r| r.ok())
-            .flatten()
-            .and_then(|dp| dp.stats)
-            .map(|st| st.lost),
-        Err(_) => None,
-    };
+    let lost = datapath_stats(s).await.map(|st| st.lost);
     d.upcall_stats(lost)
+}
+
+/// The kernel datapath's lookup and flow counts, in fast-datapath mode.
+async fn datapath_stats(s: &AppState) -> Option<crate::odp::datapath::DpStats> {
+    let (c, name) = fastdp(s).ok()?;
+    tokio::task::spawn_blocking(move || c.get_datapath(&name)).await.ok()?.ok().flatten()?.stats
 }
 
 /// Stops the daemon; with `reset`, detaches every container first.
@@ -357,9 +354,31 @@ async fn metrics(State(s): State<Arc<AppState>>) -> Result<Response, Failure> {
             conns.get_or_create(&vec![("state".to_string(), state.to_string())]).set(n as i64);
         }
         reg.register("connections", "Mesh connections by state", conns);
+        // By overlay too: what carries each connection's traffic.
+        let by = Family::<Vec<(String, String)>, Gauge>::default();
+        for c in m.connections().await? {
+            by.get_or_create(&vec![("state".to_string(), c.state.clone()), ("overlay".to_string(), c.overlay.clone())])
+                .inc();
+        }
+        reg.register("connections_by_overlay", "Mesh connections by state and overlay", by);
         let peers = Gauge::<i64>::default();
         peers.set(st.peers as i64);
         reg.register("peers", "Peers in the topology, this one included", peers);
+    }
+    if let Some(st) = datapath_stats(&s).await {
+        use prometheus_client::metrics::counter::Counter;
+        let flows = Gauge::<i64>::default();
+        flows.set(i64::try_from(st.flows).unwrap_or(i64::MAX));
+        reg.register("datapath_flows", "Flows in the kernel datapath", flows);
+        let lookups = Family::<Vec<(String, String)>, Counter>::default();
+        for (result, n) in [("hit", st.hit), ("missed", st.missed), ("lost", st.lost)] {
+            lookups.get_or_create(&vec![("result".to_string(), result.to_string())]).inc_by(n);
+        }
+        reg.register(
+            "datapath_lookups",
+            "Kernel datapath lookups: hit a flow, missed (sent up), lost (could not be sent up)",
+            lookups,
+        );
     }
     if let Some(u) = upcall_stats(&s).await {
         use prometheus_client::metrics::counter::Counter;
