@@ -101,6 +101,25 @@ fn attach_puts_ethwe_with_addresses_into_the_namespace() {
     };
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let res = rt.block_on(attach(&spec));
+    // The container announces its IPv4 address: a gratuitous ARP reaches the host end.
+    let garp = res.as_ref().ok().map(|a| {
+        use weaver::plumb::{garp, packet_socket::PacketSocket};
+        let cap = PacketSocket::capture(a.host_ifindex, 1 << 16).expect("capture on the host end");
+        let sent = rt.block_on(garp::announce(&path, a.mac, vec!["10.77.0.2".parse().unwrap()]));
+        let mut bufs = vec![vec![0u8; 2048]; 8];
+        let mut got = Vec::new();
+        let t0 = std::time::Instant::now();
+        while t0.elapsed() < std::time::Duration::from_secs(3) {
+            let mut out = Vec::new();
+            let n = cap.recv_batch(&mut bufs, &mut out).unwrap_or(0);
+            got.extend(out.iter().zip(bufs.iter()).take(n).filter_map(|(r, b)| garp::parse(&b[..r.len])));
+            if !got.is_empty() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        (sent, got)
+    });
     let show = Command::new("ip").args(["-n", &ns, "addr", "show", "ethwe"]).output().unwrap();
     let show = String::from_utf8_lossy(&show.stdout).into_owned();
     let host = Command::new("ip").args(["link", "show", &spec.host_ifname]).output().unwrap();
@@ -119,6 +138,9 @@ fn attach_puts_ethwe_with_addresses_into_the_namespace() {
     assert!(show.contains("state UP") || show.contains(",UP"), "{show}");
     assert!(host.contains("mtu 1376"), "{host}");
     assert_ne!(a.mac, [0; 6]);
+    let (sent, got) = garp.expect("attached");
+    assert_eq!(sent.expect("announce"), 1);
+    assert_eq!(got, vec![(a.mac, "10.77.0.2".parse().unwrap())], "the gratuitous ARP did not reach the host end");
     again.expect("second attach");
     assert!(removed.expect("detach"));
 }

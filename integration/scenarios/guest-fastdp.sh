@@ -848,7 +848,19 @@ scenario_mesh3_service() {
   m3_wait 40 "D sees 4 peers" eval "sv_ctl status | grep -q 'Peers: 4'" || sv_fail "D did not join the mesh"
   ip netns add kD1
   ip netns exec kD1 sysctl -qw net.ipv6.conf.all.disable_ipv6=1
+  # Attaching announces the container: kC1, on another host, sees its
+  # gratuitous ARP (who-has 10.42.0.7 tell 10.42.0.7) over the overlay.
+  ip netns exec kC1 timeout 40 tcpdump -n -U --immediate-mode -i ethwe -c 1 -w /tmp/garp.pcap \
+    'arp and arp[6:2] = 1 and arp[14:4] = arp[24:4]' 2> /dev/null &
+  local gcap=$!
+  sleep 2
   sv_ctl attach 10.42.0.7/24 kD1 > /dev/null || sv_fail "attach on D failed"
+  m3_wait 20 "kC1 sees kD1's gratuitous ARP" eval '! kill -0 $gcap' || sv_fail "no gratuitous ARP from kD1 at kC1"
+  wait $gcap 2> /dev/null || true
+  local g
+  g=$(tcpdump -n -r /tmp/garp.pcap 2> /dev/null || true)
+  echo "at kC1: $g"
+  [[ "$g" == *"Request who-has 10.42.0.7 tell 10.42.0.7"* ]] || sv_fail "kC1 did not see kD1's announcement"
   m3_wait 30 "kD1 reaches kA1" ip netns exec kD1 ping -c 1 -W 2 10.42.0.1 || sv_fail "kD1 cannot reach kA1"
   ip netns exec kD1 ping -c 2 -W 3 10.42.0.3 > /dev/null || sv_fail "kD1 cannot reach kB1"
   ip netns exec kC1 ping -c 2 -W 3 10.42.0.7 > /dev/null || sv_fail "kC1 cannot reach kD1"

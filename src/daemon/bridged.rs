@@ -125,6 +125,7 @@ impl Bridged {
         );
         self.save();
         info!(target = %r.target, ifname = %a.host_ifname, bridge = %self.bridge, "container attached");
+        attachments::announce(&spec, a.mac).await;
         Ok(AttachView {
             target: r.target,
             host_ifname: a.host_ifname,

@@ -635,6 +635,7 @@ impl Dataplane {
         self.save();
         let m = a.mac;
         info!(target = %r.target, port = port_no, ifname = %a.host_ifname, "container attached");
+        attachments::announce(&spec, a.mac).await;
         Ok(AttachView {
             target: r.target,
             host_ifname: a.host_ifname,

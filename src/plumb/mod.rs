@@ -9,10 +9,12 @@
 //! - [`ethtool`]: netdev features (offloads) over the ethtool netlink family.
 //! - [`netns`]: running code inside another network namespace.
 //! - [`expose`]: the host's addresses on the overlay, and their NAT rules.
+//! - [`garp`]: gratuitous ARP from a container just attached.
 
 pub mod bridge;
 pub mod ethtool;
 pub mod expose;
+pub mod garp;
 pub mod netns;
 pub mod packet_socket;
 pub mod veth;
