@@ -78,6 +78,24 @@ pub async fn remove_unowned_veths(ours: &BTreeSet<&String>) {
     }
 }
 
+/// Announces the container's IPv4 addresses with gratuitous ARP, once its
+/// port is on the bridge or datapath. Best effort: a failure is logged.
+pub async fn announce(spec: &veth::AttachSpec, mac: [u8; 6]) {
+    let ips: Vec<std::net::Ipv4Addr> = spec
+        .addrs
+        .iter()
+        .filter_map(|a| match a {
+            ipnet::IpNet::V4(n) => Some(n.addr()),
+            ipnet::IpNet::V6(_) => None,
+        })
+        .collect();
+    match crate::plumb::garp::announce(&spec.netns, mac, ips).await {
+        Ok(0) => {}
+        Ok(n) => tracing::debug!(netns = %spec.netns.display(), sent = n, "gratuitous ARP sent"),
+        Err(e) => warn!(netns = %spec.netns.display(), error = %e, "could not send gratuitous ARP"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -101,23 +119,5 @@ mod tests {
         assert!(load(&old).is_empty());
         let _ = std::fs::remove_dir_all(dir);
         let _ = std::fs::remove_dir_all(old);
-    }
-}
-
-/// Announces the container's IPv4 addresses with gratuitous ARP, once its
-/// port is on the bridge or datapath. Best effort: a failure is logged.
-pub async fn announce(spec: &veth::AttachSpec, mac: [u8; 6]) {
-    let ips: Vec<std::net::Ipv4Addr> = spec
-        .addrs
-        .iter()
-        .filter_map(|a| match a {
-            ipnet::IpNet::V4(n) => Some(n.addr()),
-            ipnet::IpNet::V6(_) => None,
-        })
-        .collect();
-    match crate::plumb::garp::announce(&spec.netns, mac, ips).await {
-        Ok(0) => {}
-        Ok(n) => tracing::debug!(netns = %spec.netns.display(), sent = n, "gratuitous ARP sent"),
-        Err(e) => warn!(netns = %spec.netns.display(), error = %e, "could not send gratuitous ARP"),
     }
 }
