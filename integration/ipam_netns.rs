@@ -290,6 +290,43 @@ fn ipam_three_hosts() {
     assert!(!ok, "a container in another subnet answered: {out}");
     lab.ctl("c", &["detach", &pid]).expect("detach");
     assert_eq!(lab.json("c", &["status", "ipam"])["allocated"], 2, "detach released the address");
+    // Detach is idempotent: a second one reports it, and fails nothing.
+    let again = lab.ctl("c", &["detach", &pid]).expect("detach again");
+    assert!(again.contains("was not attached"), "{again}");
+
+    // Detaching addresses only: the interface stays with the others, the
+    // removed address is released; then the whole interface, and the
+    // container is unreachable.
+    let two = lab.container("two");
+    lab.attach("c", &["net:default", "net:10.32.201.0/24", &two]).expect("attach with two addresses");
+    let v4 = |ns: &str| -> Vec<String> {
+        let (_, out) = sh_out(&format!("ip -n {ns} -4 -o addr show dev ethwe"));
+        out.lines().filter_map(|l| l.split_whitespace().skip_while(|w| *w != "inet").nth(1).map(String::from)).collect()
+    };
+    let both = v4(&two);
+    assert_eq!(both.len(), 2, "{both:?}");
+    assert_eq!(lab.json("c", &["status", "ipam"])["allocated"], 4);
+    let drop = both.iter().find(|a| a.starts_with("10.32.201.")).cloned().expect("an address in 10.32.201.0/24");
+    let keep = both.iter().find(|a| !a.starts_with("10.32.201.")).cloned().expect("an address in the default subnet");
+    let out = lab.ctl("c", &["detach", &drop, &two]).expect("detach one address");
+    assert!(out.contains(&format!("{drop} removed from")), "{out}");
+    assert_eq!(v4(&two), vec![keep.clone()], "only {drop} goes");
+    assert_eq!(lab.json("c", &["status", "ipam"])["allocated"], 3, "the detached address is released");
+    let ps = lab.ctl("c", &["ps"]).expect("ps");
+    assert!(ps.lines().any(|l| l.contains(&keep) && !l.contains(&drop)), "{ps}");
+    let out = lab.ctl("c", &["detach", &drop, &two]).expect("detach the same address again");
+    assert!(out.contains("has none of those addresses"), "{out}");
+    let (_, from, _) = &containers[0];
+    let keep_ip = keep.split('/').next().unwrap_or_default().to_string();
+    wait_until("A's container reaches C's container", Duration::from_secs(10), || ping(from, &keep_ip).0);
+    lab.ctl("c", &["detach", &two]).expect("detach the interface");
+    let (_, links) = sh_out(&format!("ip -n {two} -o link show"));
+    assert!(!links.contains("ethwe"), "ethwe left behind: {links}");
+    assert_eq!(lab.json("c", &["status", "ipam"])["allocated"], 2);
+    let (ok, out) = ping(from, &keep_ip);
+    assert!(!ok, "a detached container answered: {out}");
+    let e = lab.ctl("c", &["detach", "10.32.0.0/33", &two]).expect_err("a bad CIDR");
+    assert!(e.contains("invalid address"), "{e}");
 
     // By Docker name: a stand-in `docker` CLI (no engine) answers inspect.
     let d = lab.container("dockerish");

@@ -179,6 +179,21 @@ pub struct RmPeerRequest {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DetachRequest {
     pub target: String,
+    /// Only these addresses (the interface stays); none: the whole interface.
+    #[serde(default)]
+    pub cidrs: Vec<String>,
+}
+
+/// The answer to `POST /v1/detach`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DetachView {
+    pub target: String,
+    /// Whether it was attached (detaching what is not is not an error).
+    pub was_attached: bool,
+    /// The addresses taken off.
+    pub removed: Vec<String>,
+    /// Whether `ethwe` and its veth were removed.
+    pub interface_removed: bool,
 }
 
 /// `POST /v1/forget`.

@@ -213,18 +213,38 @@ async fn attach(
     }
 }
 
-async fn detach(State(s): State<Arc<AppState>>, ApiJson(mut r): ApiJson<DetachRequest>) -> Result<Json<()>, Failure> {
-    // A Docker container by its namespace; a namespace already gone as given
-    // (detach is idempotent).
+/// Detaches a container, or only some of its addresses. Idempotent: what
+/// is not attached is reported as such, not refused.
+async fn detach(
+    State(s): State<Arc<AppState>>,
+    ApiJson(mut r): ApiJson<DetachRequest>,
+) -> Result<Json<super::DetachView>, Failure> {
+    let cidrs = r
+        .cidrs
+        .iter()
+        .map(|c| c.parse::<ipnet::IpNet>().map_err(|e| format!("invalid address {c:?}: {e}")))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| Failure(StatusCode::BAD_REQUEST, e))?;
+    // A Docker container by its namespace; a namespace already gone as given.
     if let Ok(t) = super::target::resolve(&r.target).await {
         r.target = t.target;
     }
-    dataplane(&s)?.detach(r.target.clone()).await.map_err(|e| Failure(StatusCode::BAD_REQUEST, e))?;
-    super::ipam::release(s.mesh.as_ref(), &r.target, None).await;
-    if let (Some(m), Some(_)) = (s.mesh.as_ref(), &s.dns_domain) {
-        let _ = m.dns(|tx| crate::daemon::dns::DnsRequest::RemoveContainer { container: r.target.clone(), tx }).await;
+    let v = dataplane(&s)?
+        .detach(r.target.clone(), cidrs.clone())
+        .await
+        .map_err(|e| Failure(StatusCode::BAD_REQUEST, e))?;
+    if cidrs.is_empty() {
+        super::ipam::release(s.mesh.as_ref(), &r.target, None).await;
+        if let (Some(m), Some(_)) = (s.mesh.as_ref(), &s.dns_domain) {
+            let _ =
+                m.dns(|tx| crate::daemon::dns::DnsRequest::RemoveContainer { container: r.target.clone(), tx }).await;
+        }
+    } else {
+        let v4: Vec<ipnet::Ipv4Net> =
+            cidrs.iter().filter_map(|c| if let ipnet::IpNet::V4(n) = c { Some(*n) } else { None }).collect();
+        super::ipam::release(s.mesh.as_ref(), &r.target, Some(v4)).await;
     }
-    Ok(Json(()))
+    Ok(Json(v))
 }
 
 /// The attached containers, as the dataplane last recorded them.

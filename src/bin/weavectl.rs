@@ -117,8 +117,12 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Detach a container.
-    Detach { target: String },
+    /// Detach a container, or only the addresses given (`[CIDR...] TARGET`).
+    Detach {
+        /// Addresses, then the target last.
+        #[arg(required = true, num_args = 1..)]
+        args: Vec<String>,
+    },
     /// Stop connecting to these peers.
     Forget {
         #[arg(required = true)]
@@ -410,8 +414,16 @@ async fn run(cli: Cli) -> Result<()> {
                 a.cidrs.join(" ")
             );
         }
-        Command::Detach { target } => {
-            client::post::<_, ()>(&cli.api, "/v1/detach", &DetachRequest { target: target.clone() }).await?;
+        Command::Detach { args } => {
+            let (target, cidrs) = args.split_last().context("detach needs a target")?;
+            let r = DetachRequest { target: target.clone(), cidrs: cidrs.to_vec() };
+            let v: weaver::api::DetachView = client::post(&cli.api, "/v1/detach", &r).await?;
+            match (v.was_attached, v.interface_removed) {
+                (false, _) => outln!("{} was not attached", v.target),
+                (true, true) => outln!("{} detached", v.target),
+                (true, false) if v.removed.is_empty() => outln!("{} has none of those addresses", v.target),
+                (true, false) => outln!("{} removed from {}", v.removed.join(" "), v.target),
+            }
         }
         Command::Stop { .. } | Command::Reset => {
             let reset = matches!(cli.cmd, Command::Reset | Command::Stop { reset: true });

@@ -78,6 +78,40 @@ pub async fn remove_unowned_veths(ours: &BTreeSet<&String>) {
     }
 }
 
+/// What a whole-interface detach did: `removed` is the attachment's
+/// addresses, or `None` when it was not attached.
+pub fn detached(target: &str, removed: Option<Vec<String>>) -> crate::api::DetachView {
+    crate::api::DetachView {
+        target: target.to_string(),
+        was_attached: removed.is_some(),
+        interface_removed: removed.is_some(),
+        removed: removed.unwrap_or_default(),
+    }
+}
+
+/// Takes `which` off the attached container's `ethwe` (the interface stays)
+/// and out of its recorded addresses `recorded`. Addresses it does not
+/// have are skipped: detaching is idempotent.
+pub async fn remove_addresses(
+    target: &str,
+    recorded: &mut Vec<String>,
+    which: &[ipnet::IpNet],
+) -> Result<crate::api::DetachView, String> {
+    let netns = veth::netns_path(target);
+    let gone: Vec<ipnet::IpNet> = which.to_vec();
+    veth::del_addresses(&netns, gone.clone()).await.map_err(|e| e.to_string())?;
+    let mut removed = Vec::new();
+    recorded.retain(|c| match c.parse::<ipnet::IpNet>() {
+        Ok(n) if gone.contains(&n) => {
+            removed.push(c.clone());
+            false
+        }
+        _ => true,
+    });
+    info!(%target, removed = ?removed, "addresses detached");
+    Ok(crate::api::DetachView { target: target.to_string(), was_attached: true, removed, interface_removed: false })
+}
+
 /// Announces the container's IPv4 addresses with gratuitous ARP, once its
 /// port is on the bridge or datapath. Best effort: a failure is logged.
 pub async fn announce(spec: &veth::AttachSpec, mac: [u8; 6]) {

@@ -44,8 +44,19 @@ pub async fn spawn(bridge: String, mtu: u32, state_dir: PathBuf, gso_max_size: O
                     let res = b.attach(r).await;
                     let _ = reply.send(res);
                 }
-                DpRequest::Detach(t, reply) => {
-                    let res = b.detach(&t).await;
+                DpRequest::Detach(t, cidrs, reply) => {
+                    let res = if cidrs.is_empty() {
+                        b.detach(&t).await.map(|removed| attachments::detached(&t, removed))
+                    } else {
+                        match b.attached.get_mut(&t) {
+                            Some(a) => {
+                                let r = attachments::remove_addresses(&t, &mut a.cidrs, &cidrs).await;
+                                b.save();
+                                r
+                            }
+                            None => Ok(attachments::detached(&t, None)),
+                        }
+                    };
                     let _ = reply.send(res);
                 }
                 DpRequest::DetachAll(reply) => {
@@ -135,13 +146,14 @@ impl Bridged {
         })
     }
 
-    async fn detach(&mut self, target: &str) -> Result<(), String> {
+    /// Removes the container's veth. `Ok(None)`: it was not attached.
+    async fn detach(&mut self, target: &str) -> Result<Option<Vec<String>>, String> {
         let Some(a) = self.attached.remove(target) else {
-            return Err(format!("{target} is not attached"));
+            return Ok(None);
         };
         self.save();
         veth::detach(&a.host_ifname).await.map_err(|e| e.to_string())?;
         info!(%target, "container detached");
-        Ok(())
+        Ok(Some(a.cidrs))
     }
 }

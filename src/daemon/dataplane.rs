@@ -126,7 +126,8 @@ pub struct HeartbeatSeen {
 #[derive(Debug)]
 pub enum DpRequest {
     Attach(AttachRequest, oneshot::Sender<Result<AttachView, String>>),
-    Detach(String, oneshot::Sender<Result<(), String>>),
+    /// Detach a container (only some addresses, when given).
+    Detach(String, Vec<ipnet::IpNet>, oneshot::Sender<Result<crate::api::DetachView, String>>),
     /// Detach every container and forget them (`weavectl stop --reset`).
     DetachAll(oneshot::Sender<()>),
     Heartbeat(SendHeartbeat),
@@ -154,9 +155,12 @@ impl DataplaneHandle {
         self.tx.send(DpRequest::Attach(r, tx)).await.map_err(|_| "the dataplane is not running".to_string())?;
         rx.await.map_err(|_| "the dataplane is not running".to_string())?
     }
-    pub async fn detach(&self, target: String) -> Result<(), String> {
+    pub async fn detach(&self, target: String, cidrs: Vec<ipnet::IpNet>) -> Result<crate::api::DetachView, String> {
         let (tx, rx) = oneshot::channel();
-        self.tx.send(DpRequest::Detach(target, tx)).await.map_err(|_| "the dataplane is not running".to_string())?;
+        self.tx
+            .send(DpRequest::Detach(target, cidrs, tx))
+            .await
+            .map_err(|_| "the dataplane is not running".to_string())?;
         rx.await.map_err(|_| "the dataplane is not running".to_string())?
     }
     pub async fn detach_all(&self) {
@@ -541,8 +545,19 @@ impl Dataplane {
                 let res = self.attach(r).await;
                 let _ = tx.send(res);
             }
-            DpRequest::Detach(t, tx) => {
-                let res = self.detach(&t).await;
+            DpRequest::Detach(t, cidrs, tx) => {
+                let res = if cidrs.is_empty() {
+                    self.detach(&t).await.map(|removed| attachments::detached(&t, removed))
+                } else {
+                    match self.attached.get_mut(&t) {
+                        Some(a) => {
+                            let r = attachments::remove_addresses(&t, &mut a.cidrs, &cidrs).await;
+                            self.save();
+                            r
+                        }
+                        None => Ok(attachments::detached(&t, None)),
+                    }
+                };
                 let _ = tx.send(res);
             }
             DpRequest::DetachAll(tx) => {
@@ -645,9 +660,10 @@ impl Dataplane {
         })
     }
 
-    async fn detach(&mut self, target: &str) -> Result<(), String> {
+    /// Removes the container's port and veth. `Ok(None)`: it was not attached.
+    async fn detach(&mut self, target: &str) -> Result<Option<Vec<String>>, String> {
         let Some(a) = self.attached.remove(target) else {
-            return Err(format!("{target} is not attached"));
+            return Ok(None);
         };
         let now = self.now();
         let _ = tokio::task::block_in_place(|| self.odp.delete_vport(self.dp_ifindex, a.port_no));
@@ -656,6 +672,6 @@ impl Dataplane {
         self.save();
         veth::detach(&a.host_ifname).await.map_err(|e| e.to_string())?;
         info!(%target, "container detached");
-        Ok(())
+        Ok(Some(a.cidrs))
     }
 }

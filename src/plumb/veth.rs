@@ -216,6 +216,19 @@ where
     super::netns::run_in(ns, move || async move { f(connect().await?).await }).await
 }
 
+/// Takes `addrs` off `ethwe` in the namespace at `netns`; addresses it
+/// does not have are skipped.
+pub async fn del_addresses(netns: &Path, addrs: Vec<IpNet>) -> Result<(), PlumbError> {
+    let ns = File::open(netns).map_err(|source| PlumbError::Netns { path: netns.display().to_string(), source })?;
+    in_netns(ns, move |_| async move {
+        for a in addrs {
+            super::expose::del_address(CONTAINER_IFNAME, a).await?;
+        }
+        Ok(())
+    })
+    .await
+}
+
 /// Whether an interface of that name exists here.
 pub async fn exists(name: &str) -> Result<bool, PlumbError> {
     let h = connect().await?;
