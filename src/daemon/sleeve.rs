@@ -1,7 +1,8 @@
 //! The sleeve driver: the I/O around [`crate::sleeve`]'s pure core.
 //!
 //! - A capture thread reads the frames the local bridge forwards to the
-//!   capture interface (libpcap, inbound only, STP BPDUs filtered out),
+//!   capture interface (packet sockets or libpcap, inbound only; with
+//!   `--sleeve-gso` a tap port of the bridge; STP BPDUs filtered out),
 //!   asks the [`Forwarder`] where each goes, batches them per next hop into
 //!   datagrams no bigger than that connection's path MTU allows, seals them,
 //!   and sends them on UDP 6783.
@@ -78,8 +79,9 @@ pub struct SleeveSettings {
     /// The containers' MTU: frames are at most this plus an Ethernet
     /// header and a VLAN tag.
     pub mtu: u32,
-    /// Capture TCP super-frames whole (packet sockets with virtio_net_hdr)
-    /// and carry them whole to peers that take them (`sleeve-gso`).
+    /// Capture TCP super-frames whole (a tap, or packet sockets, with a
+    /// virtio_net_hdr) and carry them whole to peers that take them
+    /// (`sleeve-gso`).
     pub gso: bool,
 }
 
