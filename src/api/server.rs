@@ -434,7 +434,12 @@ async fn metrics(State(s): State<Arc<AppState>>) -> Result<Response, Failure> {
         }
         reg.register("sleeve_packets", "Sleeve frames captured and injected, datagrams sent and received", pk);
         let gso = Family::<Vec<(String, String)>, Counter>::default();
-        for (what, n) in [("sent_whole", st.gso_sent), ("received_whole", st.gso_received), ("cut", st.segmented)] {
+        for (what, n) in [
+            ("sent_whole", st.gso_sent),
+            ("received_whole", st.gso_received),
+            ("injected_whole", st.gso_injected),
+            ("cut", st.segmented),
+        ] {
             gso.get_or_create(&vec![("what".to_string(), what.to_string())]).inc_by(n);
         }
         reg.register("sleeve_gso_super_frames", "TCP super-frames sent or received whole, and cut here", gso);

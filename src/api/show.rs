@@ -44,8 +44,8 @@ pub fn format_status(s: &Status) -> String {
         if v.gso_sent + v.gso_received + v.segmented > 0 {
             let _ = writeln!(
                 o,
-                "            GSO: {} super-frames sent whole, {} received whole; {} cut here",
-                v.gso_sent, v.gso_received, v.segmented
+                "            GSO: {} super-frames sent whole, {} received whole ({} injected whole); {} cut here",
+                v.gso_sent, v.gso_received, v.gso_injected, v.segmented
             );
         }
         let mut dropped: Vec<String> = v.drops.iter().map(|(k, n)| format!("{n} {k}")).collect();

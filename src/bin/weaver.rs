@@ -133,13 +133,22 @@ async fn main() -> Result<()> {
     let mut bridged_plane = None;
     let mut inbound = None;
     let local = if dp.is_none() {
-        let b = bridge::ensure(&BridgeSpec { name: bridge::BRIDGE.into(), mtu: cfg.mtu })
-            .await
-            .map_err(|e| anyhow::anyhow!("setting up the bridge: {e}"))?;
-        if gso {
-            bridge::pass_super_frames().await.map_err(|e| anyhow::anyhow!("--sleeve-gso: {e}"))?;
+        let spec = BridgeSpec { name: bridge::BRIDGE.into(), mtu: cfg.mtu };
+        if gso && cfg.sleeve_capture == sleeve_driver::CaptureKind::Tap {
+            // GSO through a tap port of the bridge: no capture pair.
+            bridge::ensure_bridge(&spec).await.map_err(|e| anyhow::anyhow!("setting up the bridge: {e}"))?;
+            bridge::remove_capture_pair().await.map_err(|e| anyhow::anyhow!("setting up the bridge: {e}"))?;
+            let tap = weaver::plumb::tap::create(weaver::plumb::tap::TAP, bridge::BRIDGE, cfg.mtu)
+                .await
+                .map_err(|e| anyhow::anyhow!("--sleeve-gso: setting up the capture tap: {e}"))?;
+            sleeve_driver::LocalSide::Tap(tap)
+        } else {
+            let b = bridge::ensure(&spec).await.map_err(|e| anyhow::anyhow!("setting up the bridge: {e}"))?;
+            if gso {
+                bridge::pass_super_frames().await.map_err(|e| anyhow::anyhow!("--sleeve-gso: {e}"))?;
+            }
+            sleeve_driver::LocalSide::Capture(b.capture_ifname.clone(), cfg.sleeve_capture)
         }
-        sleeve_driver::LocalSide::Capture(b.capture_ifname.clone(), cfg.sleeve_capture)
     } else {
         let (tx, rx) = tokio::sync::mpsc::channel(4096);
         inbound = Some(rx);

@@ -59,8 +59,10 @@ pub struct Args {
     #[arg(long, env = "WEAVER_SLEEVE_PEERS", value_delimiter = ',')]
     pub sleeve_peer: Vec<String>,
     /// How bridge mode captures and injects frames: "packet" (raw packet
-    /// sockets, batched) or "pcap" (libpcap).
-    #[arg(long, env = "WEAVER_SLEEVE_CAPTURE", default_value = "packet")]
+    /// sockets, batched), "pcap" (libpcap), "tap" (a tap device, a port of
+    /// the bridge; needs --sleeve-gso) or "auto" (tap with --sleeve-gso,
+    /// else packet).
+    #[arg(long, env = "WEAVER_SLEEVE_CAPTURE", default_value = "auto")]
     pub sleeve_capture: String,
     /// Bridge mode: carry TCP super-frames (GSO) whole between sleeve hosts
     /// that both enable it, instead of MTU-sized frames.
@@ -218,9 +220,17 @@ impl Config {
         if let Some(bad) = sleeve_peers.iter().find(|p| p.len() > 64 || p.chars().any(char::is_whitespace)) {
             return Err(invalid("sleeve-peer", format!("{bad:?} is not a peer name, nickname or IP address")));
         }
-        let sleeve_capture = a.sleeve_capture.parse().map_err(|e: String| invalid("sleeve-capture", e))?;
-        if a.sleeve_gso && sleeve_capture == crate::daemon::sleeve::CaptureKind::Pcap {
-            return Err(invalid("sleeve-gso", "needs the packet-socket capture (--sleeve-capture packet)"));
+        use crate::daemon::sleeve::CaptureKind;
+        let sleeve_capture = match a.sleeve_capture.as_str() {
+            "auto" if a.sleeve_gso => CaptureKind::Tap,
+            "auto" => CaptureKind::Packet,
+            other => other.parse().map_err(|e: String| invalid("sleeve-capture", e))?,
+        };
+        if a.sleeve_gso && sleeve_capture == CaptureKind::Pcap {
+            return Err(invalid("sleeve-gso", "needs the tap or packet-socket capture (--sleeve-capture tap|packet)"));
+        }
+        if !a.sleeve_gso && sleeve_capture == CaptureKind::Tap {
+            return Err(invalid("sleeve-capture", "the tap capture needs --sleeve-gso"));
         }
         if a.conn_limit == 0 {
             return Err(invalid("conn-limit", "must be at least 1"));
@@ -388,6 +398,15 @@ mod tests {
         assert_eq!(c.vxlan_port, 6784);
         assert!(c.peers.is_empty());
         assert!(c.password.is_none());
+        assert_eq!(c.sleeve_capture, crate::daemon::sleeve::CaptureKind::Packet);
+    }
+
+    #[test]
+    fn gso_captures_on_a_tap_unless_told_otherwise() {
+        use crate::daemon::sleeve::CaptureKind;
+        assert_eq!(parse(&["--sleeve-gso"]).unwrap().sleeve_capture, CaptureKind::Tap);
+        let c = parse(&["--sleeve-gso", "--sleeve-capture", "packet"]).unwrap();
+        assert_eq!(c.sleeve_capture, CaptureKind::Packet);
     }
 
     #[test]
@@ -409,6 +428,7 @@ mod tests {
             (vec!["--sleeve-peer", "host a"], "--sleeve-peer"),
             (vec!["--sleeve-capture", "ring"], "--sleeve-capture"),
             (vec!["--sleeve-capture", "pcap", "--sleeve-gso"], "--sleeve-gso"),
+            (vec!["--sleeve-capture", "tap"], "--sleeve-capture"),
             (vec!["--ipalloc-range", "10.32.0.0/33"], "--ipalloc-range"),
             (vec!["--ipalloc-range", "10.32.0.1/12"], "--ipalloc-range"),
             (vec!["--ipalloc-default-subnet", "192.168.0.0/24"], "--ipalloc-default-subnet"),

@@ -1,7 +1,8 @@
 //! The sleeve driver: the I/O around [`crate::sleeve`]'s pure core.
 //!
 //! - A capture thread reads the frames the local bridge forwards to the
-//!   capture interface (libpcap, inbound only, STP BPDUs filtered out),
+//!   capture interface (packet sockets or libpcap, inbound only; with
+//!   `--sleeve-gso` a tap port of the bridge; STP BPDUs filtered out),
 //!   asks the [`Forwarder`] where each goes, batches them per next hop into
 //!   datagrams no bigger than that connection's path MTU allows, seals them,
 //!   and sends them on UDP 6783.
@@ -32,6 +33,7 @@ use super::dataplane::Snapshot;
 use crate::mesh::conn::SessionKeys;
 use crate::mesh::peer::PeerName;
 use crate::plumb::packet_socket::{PacketSocket, VNET_LEN};
+use crate::plumb::tap::Tap;
 use crate::sleeve::forward::{self, Forwarder};
 use crate::sleeve::link::ToSend;
 use crate::sleeve::oversize::{self, Oversize};
@@ -77,8 +79,9 @@ pub struct SleeveSettings {
     /// The containers' MTU: frames are at most this plus an Ethernet
     /// header and a VLAN tag.
     pub mtu: u32,
-    /// Capture TCP super-frames whole (packet sockets with virtio_net_hdr)
-    /// and carry them whole to peers that take them (`sleeve-gso`).
+    /// Capture TCP super-frames whole (a tap, or packet sockets, with a
+    /// virtio_net_hdr) and carry them whole to peers that take them
+    /// (`sleeve-gso`).
     pub gso: bool,
 }
 
@@ -87,6 +90,10 @@ pub enum LocalSide {
     /// Bridge mode: the interface the bridge forwards to us and we inject
     /// into, and how. The sleeve's own forwarder decides where frames go.
     Capture(String, CaptureKind),
+    /// Bridge mode, GSO: the tap device, a port of the bridge, that the
+    /// sleeve reads the bridge's frames from and writes frames into
+    /// (super-frames whole both ways).
+    Tap(Tap),
     /// Beside the fast datapath: frames to send come from the datapath's
     /// upcalls ([`SleeveHandle::send`]), and every frame that arrives goes
     /// to the dataplane, whose forwarder decides (deliver, tunnel, relay).
@@ -103,6 +110,10 @@ pub enum CaptureKind {
     /// libpcap (immediate mode: a mapped TPACKET_V2 ring), one system call
     /// per injected frame.
     Pcap,
+    /// A tap device instead of the capture pair (GSO mode only): one
+    /// system call per frame both ways, super-frames whole both ways
+    /// ([`crate::plumb::tap`]).
+    Tap,
 }
 
 impl std::str::FromStr for CaptureKind {
@@ -111,7 +122,8 @@ impl std::str::FromStr for CaptureKind {
         match s {
             "packet" => Ok(CaptureKind::Packet),
             "pcap" => Ok(CaptureKind::Pcap),
-            _ => Err(format!("{s:?}: expected \"packet\" or \"pcap\"")),
+            "tap" => Ok(CaptureKind::Tap),
+            _ => Err(format!("{s:?}: expected \"packet\", \"pcap\" or \"tap\"")),
         }
     }
 }
@@ -180,6 +192,8 @@ struct Stats {
     gso_sent: AtomicU64,
     /// Super-frames received whole.
     gso_received: AtomicU64,
+    /// Super-frames injected whole (through the tap).
+    gso_injected: AtomicU64,
     /// Super-frames cut into MTU-sized segments here.
     segmented: AtomicU64,
     /// Unfinished frames (bad virtio_net_hdr, or impossible to finish) dropped.
@@ -218,6 +232,9 @@ pub struct SleeveStatsView {
     /// TCP super-frames received whole.
     #[serde(default)]
     pub gso_received: u64,
+    /// TCP super-frames injected whole (into the tap).
+    #[serde(default)]
+    pub gso_injected: u64,
     /// Super-frames cut into MTU-sized segments here.
     #[serde(default)]
     pub segmented: u64,
@@ -251,6 +268,8 @@ struct RxConn {
 enum Deliver {
     Pcap(Mutex<pcap::Capture<pcap::Active>>),
     Packet(PacketSocket),
+    /// Finished frames and super-frames, each after its virtio_net_hdr.
+    Tap(Arc<Tap>),
     Dataplane(mpsc::Sender<Inbound>),
 }
 
@@ -258,6 +277,7 @@ enum Deliver {
 enum Source {
     Pcap(pcap::Capture<pcap::Active>),
     Packet(PacketSocket),
+    Tap(Arc<Tap>),
 }
 
 struct Shared {
@@ -331,7 +351,7 @@ pub fn spawn(
     let probe = udp(0)?;
     set_pmtu_discovery(probe.as_raw_fd(), PmtuDiscovery::Probe)
         .map_err(|source| SleeveError::Udp { port: 0, source })?;
-    let gso = s.gso && matches!(s.local, LocalSide::Capture(_, CaptureKind::Packet));
+    let gso = s.gso && matches!(s.local, LocalSide::Capture(_, CaptureKind::Packet) | LocalSide::Tap(_));
     let big = if gso {
         let b = udp(0)?;
         set_pmtu_discovery(b.as_raw_fd(), PmtuDiscovery::Dont)
@@ -345,6 +365,18 @@ pub fn spawn(
         LocalSide::Capture(ifname, CaptureKind::Pcap) => {
             let (capture, inject) = open_capture(&ifname, s.mtu)?;
             (Deliver::Pcap(Mutex::new(inject)), Some(Source::Pcap(capture)))
+        }
+        LocalSide::Capture(ifname, CaptureKind::Tap) => {
+            // The tap is opened (asynchronously, it joins the bridge) by
+            // the caller: LocalSide::Tap.
+            return Err(SleeveError::Packet {
+                ifname,
+                source: std::io::Error::other("the tap capture is given as LocalSide::Tap"),
+            });
+        }
+        LocalSide::Tap(tap) => {
+            let tap = Arc::new(tap);
+            (Deliver::Tap(tap.clone()), Some(Source::Tap(tap)))
         }
         LocalSide::Capture(ifname, CaptureKind::Packet) => {
             let sock_err = |source| SleeveError::Packet { ifname: ifname.clone(), source };
@@ -570,6 +602,7 @@ impl SleeveHandle {
             capture_truncated: g(&s.capture_truncated),
             gso_sent: g(&s.gso_sent),
             gso_received: g(&s.gso_received),
+            gso_injected: g(&s.gso_injected),
             segmented: g(&s.segmented),
             unfinished_dropped: g(&s.unfinished_dropped),
             udp_dropped: udp_socket_drops(self.shared.port).unwrap_or(0),
@@ -607,6 +640,7 @@ impl Shared {
                 (1, _) => Ok(()),
                 (_, e) => Err(e.map_or_else(|| "not sent".to_string(), |e| e.to_string())),
             },
+            Deliver::Tap(t) => t.send(&[0; VNET_LEN], frame).map_err(|e| e.to_string()),
             Deliver::Dataplane(tx) => tx.try_send(Inbound::Local(frame.to_vec())).map_err(|e| e.to_string()),
         };
         self.delivered(r, len);
@@ -635,6 +669,21 @@ impl Shared {
             }
         }
         frames.clear();
+    }
+
+    /// Delivers super-frames whole, each after its virtio_net_hdr: only a
+    /// tap takes them (the bridge receives them, and forwards them whole).
+    fn inject_whole(&self, frames: &mut Vec<([u8; VNET_LEN], Vec<u8>)>) {
+        for (vnet, f) in frames.drain(..) {
+            let r = match &self.out {
+                Deliver::Tap(t) => t.send(&vnet, &f).map_err(|e| e.to_string()),
+                _ => Err("only a tap takes super-frames whole".to_string()),
+            };
+            if r.is_ok() {
+                bump(&self.stats.gso_injected, 1);
+            }
+            self.delivered(r, f.len() as u64);
+        }
     }
 
     fn delivered(&self, r: Result<(), String>, len: u64) {
@@ -722,10 +771,11 @@ impl Shared {
         }
     }
 
-    /// A super-frame that arrived whole from peer `prev`: cut into
-    /// segments, which go where any frame would. (Injected whole, the
-    /// kernel (6.18) drops it in `validate_xmit_skb` on the capture pair's
-    /// transmit, for a reason not yet found.)
+    /// A super-frame that arrived whole from peer `prev`: injected whole
+    /// through the tap; else (packet sockets, and for relays) cut into
+    /// segments, which go where any frame would. (Injected whole through a
+    /// packet socket, the kernel (6.18) drops it in `validate_xmit_skb` on
+    /// the capture pair's transmit.)
     fn deliver_gso(&self, prev: PeerName, vnet: [u8; VNET_LEN], f: Frame, out: &mut Outgoing) {
         // From the wire: a tiny GSO size would cut 64 KB into tens of
         // thousands of frames.
@@ -751,8 +801,20 @@ impl Shared {
             Ok(v) => v,
             Err(_) => return,
         };
-        // Cut here: injected whole, the kernel drops them (see the README's
-        // GSO paragraph and the design note).
+        // A tap takes super-frames whole (the bridge receives them and
+        // forwards them whole to the container's veth). A packet socket's
+        // injection is a transmit, where the kernel drops them (see the
+        // README's GSO paragraph and the design note): cut here then.
+        if v.inject && matches!(self.out, Deliver::Tap(_)) {
+            let rest = forward::Verdict { inject: false, sends: v.sends };
+            if rest.sends.is_empty() {
+                out.inject_whole.push((vnet, f.bytes));
+            } else {
+                self.route_segments(out, rest, &h, &f.bytes);
+                out.inject_whole.push((vnet, f.bytes));
+            }
+            return;
+        }
         self.route_segments(out, v, &h, &f.bytes);
     }
 
@@ -867,6 +929,8 @@ impl Shared {
 struct Outgoing {
     groups: BTreeMap<PeerName, Vec<Frame>>,
     inject: Vec<Vec<u8>>,
+    /// Super-frames to inject whole, with their virtio_net_hdr (tap only).
+    inject_whole: Vec<([u8; VNET_LEN], Vec<u8>)>,
 }
 
 /// Sends datagrams to one address with `sendmmsg`: how many went.
@@ -923,25 +987,26 @@ impl Source {
                         bump(&sh.stats.capture_truncated, 1);
                         continue;
                     }
-                    // The virtio_net_hdr, when the socket gives one: frames
-                    // that are finished (no GSO, checksum done) need nothing
-                    // more.
-                    let (vnet, data) = if sock.vnet() {
-                        match (b.get(..VNET_LEN), b.get(VNET_LEN..r.len)) {
-                            (Some(h), Some(d)) => {
-                                let h: [u8; VNET_LEN] = h.try_into().unwrap_or([0; VNET_LEN]);
-                                (Some(h).filter(|h| *h != [0; VNET_LEN]), d)
-                            }
-                            _ => continue,
+                    push_captured(batch, sock.vnet(), &b[..r.len]);
+                }
+                Ok(n)
+            }
+            Source::Tap(tap) => {
+                // One frame per read; a buffer is reused at once.
+                let Some(buf) = bufs.first_mut() else { return Ok(0) };
+                let mut n = 0;
+                while n < room {
+                    match tap.recv(buf) {
+                        Ok(Some(len)) if len >= buf.len() => {
+                            // Filled the buffer: maybe cut.
+                            bump(&sh.stats.capture_truncated, 1);
                         }
-                    } else {
-                        (None, &b[..r.len])
-                    };
-                    // STP BPDUs and other link-local control frames stay local.
-                    if data.starts_with(&[0x01, 0x80, 0xc2, 0x00, 0x00, 0x00]) {
-                        continue;
+                        Ok(Some(len)) => push_captured(batch, true, &buf[..len]),
+                        Ok(None) => break,
+                        Err(e) if n == 0 => return Err(e.to_string()),
+                        Err(_) => break,
                     }
-                    batch.push(Captured { bytes: data.to_vec(), vnet });
+                    n += 1;
                 }
                 Ok(n)
             }
@@ -954,6 +1019,7 @@ impl Source {
         let fd = match self {
             Source::Pcap(cap) => std::os::fd::AsFd::as_fd(cap),
             Source::Packet(sock) => std::os::fd::AsFd::as_fd(sock),
+            Source::Tap(tap) => std::os::fd::AsFd::as_fd(tap.as_ref()),
         };
         let mut fds = [PollFd::new(fd, PollFlags::POLLIN)];
         let _ = ppoll(&mut fds, Some(nix::sys::time::TimeSpec::from_duration(timeout)), None);
@@ -964,8 +1030,36 @@ impl Source {
         match self {
             Source::Pcap(cap) => cap.stats().ok().map(|st| u64::from(st.dropped) + u64::from(st.if_dropped)),
             Source::Packet(sock) => Some(sock.drops()),
+            // What the bridge sent the tap that the kernel dropped with
+            // the tap's queue full.
+            Source::Tap(tap) => {
+                let path = format!("/sys/class/net/{}/statistics/tx_dropped", tap.name());
+                std::fs::read_to_string(path).ok().and_then(|s| s.trim().parse().ok())
+            }
         }
     }
+}
+
+/// Queues a captured frame (after its virtio_net_hdr when `vnet`), unless
+/// it stays local. A frame whose header says it is finished (no GSO,
+/// checksum done) needs nothing more.
+fn push_captured(batch: &mut Vec<Captured>, vnet: bool, b: &[u8]) {
+    let (vnet, data) = if vnet {
+        match (b.get(..VNET_LEN), b.get(VNET_LEN..)) {
+            (Some(h), Some(d)) => {
+                let h: [u8; VNET_LEN] = h.try_into().unwrap_or([0; VNET_LEN]);
+                (Some(h).filter(|h| *h != [0; VNET_LEN]), d)
+            }
+            _ => return,
+        }
+    } else {
+        (None, b)
+    };
+    // STP BPDUs and other link-local control frames stay local.
+    if data.starts_with(&[0x01, 0x80, 0xc2, 0x00, 0x00, 0x00]) {
+        return;
+    }
+    batch.push(Captured { bytes: data.to_vec(), vnet });
 }
 
 /// A captured frame, and its virtio_net_hdr when it is not finished (a GSO
@@ -982,6 +1076,7 @@ fn capture_loop(sh: &Shared, mut src: Source, frame_max: usize) {
     let nbufs = if frame_max > 16 << 10 { CAPTURE_BATCH / 4 } else { CAPTURE_BATCH };
     let mut bufs: Vec<Vec<u8>> = match src {
         Source::Packet(_) => (0..nbufs).map(|_| vec![0u8; frame_max]).collect(),
+        Source::Tap(_) => vec![vec![0u8; frame_max]],
         Source::Pcap(_) => Vec::new(),
     };
     let mut stats_at = Instant::now();
@@ -1038,6 +1133,7 @@ fn capture_loop(sh: &Shared, mut src: Source, frame_max: usize) {
             }
         }
         sh.inject_all(&mut out.inject);
+        sh.inject_whole(&mut out.inject_whole);
         for (hop, frames) in std::mem::take(&mut out.groups) {
             sh.send_frames(hop, frames);
         }
@@ -1075,6 +1171,7 @@ fn receive_loop(sh: &Shared) {
             handle_datagram(sh, &buf[..n.min(buf.len())], from, &mut out);
         }
         sh.inject_all(&mut out.inject);
+        sh.inject_whole(&mut out.inject_whole);
         for (hop, frames) in out.groups {
             bump(&sh.stats.relayed, frames.len() as u64);
             sh.send_frames(hop, frames);

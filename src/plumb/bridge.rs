@@ -112,33 +112,9 @@ pub fn finish_frames_on_transmit(ifname: &str) -> Result<Vec<String>, EthtoolErr
 /// and up, `vethwe-bridge` a port of the bridge; then the offloads that
 /// leave frames unfinished are switched off on both ends.
 pub async fn ensure(spec: &BridgeSpec) -> Result<Bridge, PlumbError> {
+    let br_index = ensure_bridge(spec).await?;
     let h = connect().await?;
-    let op = format!("ensure bridge {}", spec.name);
-    match link_kind(&h, &spec.name).await? {
-        Some((_, Some(InfoKind::Bridge))) => tracing::debug!(bridge = %spec.name, "bridge exists"),
-        Some((_, kind)) => {
-            let what = kind.map(|k| format!("a {k} interface")).unwrap_or_else(|| "a device".into());
-            return Err(other(op, format!("{} exists but is {what}, not a bridge", spec.name)));
-        }
-        None => tracing::info!(bridge = %spec.name, mtu = spec.mtu, "creating the bridge"),
-    }
-    // RTM_NEWLINK with CREATE but not EXCL: creates the bridge, or updates
-    // the existing one (same kind, checked above) in place.
-    h.link()
-        .add(LinkMessageBuilder::<LinkBridge>::new(&spec.name).forward_delay(0).mtu(spec.mtu).up().build())
-        .set_flags(NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE)
-        .execute()
-        .await
-        .map_err(nl(op.clone()))?;
-    let br_index = index_of(&h, &spec.name).await?.ok_or_else(|| other(&op, "the bridge vanished"))?;
-
-    // The capture pair, anew. Removing one end removes both; a lone
-    // leftover of either name goes too.
-    for name in [BRIDGE_PORT, CAPTURE] {
-        if let Some(i) = index_of(&h, name).await? {
-            h.link().del(i).execute().await.map_err(nl(format!("remove stale {name}")))?;
-        }
-    }
+    remove_capture_pair_with(&h).await?;
     let peer = LinkMessageBuilder::<LinkUnspec>::new().name(CAPTURE.to_string()).mtu(spec.mtu).build();
     h.link()
         .add(
@@ -174,6 +150,47 @@ pub async fn ensure(spec: &BridgeSpec) -> Result<Bridge, PlumbError> {
     }
     tracing::info!(bridge = %spec.name, ifindex = br_index, capture = CAPTURE, mtu = spec.mtu, "bridge ready");
     Ok(Bridge { ifindex: br_index, capture_ifname: CAPTURE.to_string(), capture_ifindex: capture_index })
+}
+
+/// Creates the bridge if it is missing (STP off, the kernel's default;
+/// forward delay 0), sets its MTU and brings it up: its index. An
+/// interface of that name that is not a bridge is an error.
+pub async fn ensure_bridge(spec: &BridgeSpec) -> Result<u32, PlumbError> {
+    let h = connect().await?;
+    let op = format!("ensure bridge {}", spec.name);
+    match link_kind(&h, &spec.name).await? {
+        Some((_, Some(InfoKind::Bridge))) => tracing::debug!(bridge = %spec.name, "bridge exists"),
+        Some((_, kind)) => {
+            let what = kind.map(|k| format!("a {k} interface")).unwrap_or_else(|| "a device".into());
+            return Err(other(op, format!("{} exists but is {what}, not a bridge", spec.name)));
+        }
+        None => tracing::info!(bridge = %spec.name, mtu = spec.mtu, "creating the bridge"),
+    }
+    // RTM_NEWLINK with CREATE but not EXCL: creates the bridge, or updates
+    // the existing one (same kind, checked above) in place.
+    h.link()
+        .add(LinkMessageBuilder::<LinkBridge>::new(&spec.name).forward_delay(0).mtu(spec.mtu).up().build())
+        .set_flags(NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE)
+        .execute()
+        .await
+        .map_err(nl(op.clone()))?;
+    index_of(&h, &spec.name).await?.ok_or_else(|| other(&op, "the bridge vanished"))
+}
+
+/// Removes the capture pair (GSO mode captures on a tap instead); what is
+/// absent already is fine.
+pub async fn remove_capture_pair() -> Result<(), PlumbError> {
+    remove_capture_pair_with(&connect().await?).await
+}
+
+/// Removing one end removes both; a lone leftover of either name goes too.
+async fn remove_capture_pair_with(h: &Handle) -> Result<(), PlumbError> {
+    for name in [BRIDGE_PORT, CAPTURE] {
+        if let Some(i) = index_of(h, name).await? {
+            h.link().del(i).execute().await.map_err(nl(format!("remove stale {name}")))?;
+        }
+    }
+    Ok(())
 }
 
 /// The transmit offloads that let TCP super-frames through the capture pair
@@ -212,12 +229,12 @@ pub async fn enslave(ifname: &str, bridge: &str) -> Result<(), PlumbError> {
     Ok(())
 }
 
-/// Removes the capture pair and the bridge `name`; what is absent already
+/// Removes the capture pair (or tap) and the bridge `name`; what is absent already
 /// is fine. An interface called `name` that is not a bridge is left alone
 /// and reported.
 pub async fn remove(name: &str) -> Result<(), PlumbError> {
     let h = connect().await?;
-    for ifname in [BRIDGE_PORT, CAPTURE] {
+    for ifname in [BRIDGE_PORT, CAPTURE, super::tap::TAP] {
         if let Some(i) = index_of(&h, ifname).await? {
             h.link().del(i).execute().await.map_err(nl(format!("remove {ifname}")))?;
         }

@@ -6,6 +6,7 @@
 //! - [`veth`]: a container's veth pair and `ethwe` (and the shared error type).
 //! - [`bridge`]: bridge mode for the sleeve: the `weave` bridge and the
 //!   `vethwe-bridge`/`vethwe-pcap` capture pair.
+//! - [`tap`]: the tap device the sleeve captures and injects on in GSO mode.
 //! - [`ethtool`]: netdev features (offloads) over the ethtool netlink family.
 //! - [`netns`]: running code inside another network namespace.
 //! - [`expose`]: the host's addresses on the overlay, and their NAT rules.
@@ -17,4 +18,5 @@ pub mod expose;
 pub mod garp;
 pub mod netns;
 pub mod packet_socket;
+pub mod tap;
 pub mod veth;
