@@ -213,18 +213,21 @@ async fn attach(
     }
 }
 
+/// Addresses from a request, or a 400 naming the first bad one.
+fn parse_cidrs(list: &[String]) -> Result<Vec<ipnet::IpNet>, Failure> {
+    list.iter()
+        .map(|c| c.parse::<ipnet::IpNet>().map_err(|e| format!("invalid address {c:?}: {e}")))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| Failure(StatusCode::BAD_REQUEST, e))
+}
+
 /// Detaches a container, or only some of its addresses. Idempotent: what
 /// is not attached is reported as such, not refused.
 async fn detach(
     State(s): State<Arc<AppState>>,
     ApiJson(mut r): ApiJson<DetachRequest>,
 ) -> Result<Json<super::DetachView>, Failure> {
-    let cidrs = r
-        .cidrs
-        .iter()
-        .map(|c| c.parse::<ipnet::IpNet>().map_err(|e| format!("invalid address {c:?}: {e}")))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| Failure(StatusCode::BAD_REQUEST, e))?;
+    let cidrs = parse_cidrs(&r.cidrs)?;
     // A Docker container by its namespace; a namespace already gone as given.
     if let Ok(t) = super::target::resolve(&r.target).await {
         r.target = t.target;
@@ -278,12 +281,7 @@ async fn hide(
 ) -> Result<Json<Vec<String>>, Failure> {
     use crate::daemon::expose::{self, EXPOSE};
     let ifname = s.overlay_ifname.clone().ok_or_else(|| Failure(StatusCode::CONFLICT, "nothing is exposed".into()))?;
-    let addrs = r
-        .cidrs
-        .iter()
-        .map(|c| c.parse::<ipnet::IpNet>().map_err(|e| format!("invalid address {c:?}: {e}")))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| Failure(StatusCode::BAD_REQUEST, e))?;
+    let addrs = parse_cidrs(&r.cidrs)?;
     let gone =
         expose::hide(&s.state_dir, &ifname, &addrs).await.map_err(|e| Failure(StatusCode::INTERNAL_SERVER_ERROR, e))?;
     let v4: Vec<ipnet::Ipv4Net> = gone

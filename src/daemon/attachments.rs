@@ -90,13 +90,14 @@ pub fn detached(target: &str, removed: Option<Vec<String>>) -> crate::api::Detac
 }
 
 /// Takes `which` off the attached container's `ethwe` (the interface stays)
-/// and out of its recorded addresses `recorded`. Addresses it does not
-/// have are skipped: detaching is idempotent.
+/// and out of its recorded addresses `recorded` (`None`: not attached).
+/// Addresses it does not have are skipped: detaching is idempotent.
 pub async fn remove_addresses(
     target: &str,
-    recorded: &mut Vec<String>,
+    recorded: Option<&mut Vec<String>>,
     which: &[ipnet::IpNet],
 ) -> Result<crate::api::DetachView, String> {
+    let Some(recorded) = recorded else { return Ok(detached(target, None)) };
     let netns = veth::netns_path(target);
     let gone: Vec<ipnet::IpNet> = which.to_vec();
     veth::del_addresses(&netns, gone.clone()).await.map_err(|e| e.to_string())?;

@@ -48,14 +48,10 @@ pub async fn spawn(bridge: String, mtu: u32, state_dir: PathBuf, gso_max_size: O
                     let res = if cidrs.is_empty() {
                         b.detach(&t).await.map(|removed| attachments::detached(&t, removed))
                     } else {
-                        match b.attached.get_mut(&t) {
-                            Some(a) => {
-                                let r = attachments::remove_addresses(&t, &mut a.cidrs, &cidrs).await;
-                                b.save();
-                                r
-                            }
-                            None => Ok(attachments::detached(&t, None)),
-                        }
+                        let held = b.attached.get_mut(&t).map(|a| &mut a.cidrs);
+                        let r = attachments::remove_addresses(&t, held, &cidrs).await;
+                        b.save();
+                        r
                     };
                     let _ = reply.send(res);
                 }

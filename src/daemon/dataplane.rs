@@ -549,14 +549,10 @@ impl Dataplane {
                 let res = if cidrs.is_empty() {
                     self.detach(&t).await.map(|removed| attachments::detached(&t, removed))
                 } else {
-                    match self.attached.get_mut(&t) {
-                        Some(a) => {
-                            let r = attachments::remove_addresses(&t, &mut a.cidrs, &cidrs).await;
-                            self.save();
-                            r
-                        }
-                        None => Ok(attachments::detached(&t, None)),
-                    }
+                    let held = self.attached.get_mut(&t).map(|a| &mut a.cidrs);
+                    let r = attachments::remove_addresses(&t, held, &cidrs).await;
+                    self.save();
+                    r
                 };
                 let _ = tx.send(res);
             }
