@@ -239,7 +239,7 @@ fn ipam_three_hosts() {
 
     // 2. The ring, as each host sees it.
     for h in HOSTS {
-        wait_until(&format!("{h}'s ring"), Duration::from_secs(10), || {
+        wait_until(&format!("{h}'s ring"), Duration::from_secs(30), || {
             let st = lab.json(h, &["status", "ipam"]);
             st["seeds"].as_array().is_some_and(|s| s.len() == 3)
                 && st["owners"].as_array().is_some_and(|o| o.len() == 3)
@@ -318,7 +318,7 @@ fn ipam_three_hosts() {
     assert!(out.contains("has none of those addresses"), "{out}");
     let (_, from, _) = &containers[0];
     let keep_ip = keep.split('/').next().unwrap_or_default().to_string();
-    wait_until("A's container reaches C's container", Duration::from_secs(10), || ping(from, &keep_ip).0);
+    wait_until("A's container reaches C's container", Duration::from_secs(30), || ping(from, &keep_ip).0);
     lab.ctl("c", &["detach", &two]).expect("detach the interface");
     let (_, links) = sh_out(&format!("ip -n {two} -o link show"));
     assert!(!links.contains("ethwe"), "ethwe left behind: {links}");
@@ -348,7 +348,7 @@ fn ipam_three_hosts() {
     assert!(a.len() == 1 && out.contains(&a[0]), "{out} / {a:?}");
     let e = lab.attach("c", &["nosuchcontainer"]).expect_err("unknown container");
     assert!(e.contains("no network namespace or Docker container named \"nosuchcontainer\""), "{e}");
-    wait_until("web.weave.local at C", Duration::from_secs(10), || {
+    wait_until("web.weave.local at C", Duration::from_secs(30), || {
         lab.ctl("c", &["dns-lookup", "web"]).is_ok_and(|o| o.trim() == a[0].split('/').next().unwrap_or_default())
     });
     lab.ctl("c", &["detach", "web"]).expect("detach by Docker name");
