@@ -94,6 +94,12 @@ pub enum LocalSide {
     /// sleeve reads the bridge's frames from and writes frames into
     /// (super-frames whole both ways).
     Tap(Tap),
+    /// Bridge mode, GSO, hybrid: capture and inject on the capture pair's
+    /// packet sockets (batched), as [`LocalSide::Capture`] with
+    /// [`CaptureKind::Packet`], but inject super-frames whole through the
+    /// tap, a port of the bridge that is never a destination (no learning,
+    /// no flooding: [`crate::plumb::tap::create_inject_only`]).
+    Hybrid(String, Tap),
     /// Beside the fast datapath: frames to send come from the datapath's
     /// upcalls ([`SleeveHandle::send`]), and every frame that arrives goes
     /// to the dataplane, whose forwarder decides (deliver, tunnel, relay).
@@ -114,6 +120,10 @@ pub enum CaptureKind {
     /// system call per frame both ways, super-frames whole both ways
     /// ([`crate::plumb::tap`]).
     Tap,
+    /// Packet sockets on the capture pair for everything but the
+    /// super-frames that arrive whole: those are injected through a tap
+    /// that the bridge never forwards to (GSO mode only).
+    Hybrid,
 }
 
 impl std::str::FromStr for CaptureKind {
@@ -123,7 +133,8 @@ impl std::str::FromStr for CaptureKind {
             "packet" => Ok(CaptureKind::Packet),
             "pcap" => Ok(CaptureKind::Pcap),
             "tap" => Ok(CaptureKind::Tap),
-            _ => Err(format!("{s:?}: expected \"packet\", \"pcap\" or \"tap\"")),
+            "hybrid" => Ok(CaptureKind::Hybrid),
+            _ => Err(format!("{s:?}: expected \"packet\", \"pcap\", \"tap\" or \"hybrid\"")),
         }
     }
 }
@@ -294,6 +305,8 @@ struct Shared {
     /// fragments carry them.
     big: Option<UdpSocket>,
     out: Deliver,
+    /// Where super-frames from peers are injected whole (tap and hybrid).
+    whole: Option<Arc<Tap>>,
     events: mpsc::Sender<SleeveEvent>,
     stats: Stats,
     stop: AtomicBool,
@@ -351,7 +364,8 @@ pub fn spawn(
     let probe = udp(0)?;
     set_pmtu_discovery(probe.as_raw_fd(), PmtuDiscovery::Probe)
         .map_err(|source| SleeveError::Udp { port: 0, source })?;
-    let gso = s.gso && matches!(s.local, LocalSide::Capture(_, CaptureKind::Packet) | LocalSide::Tap(_));
+    let gso = s.gso
+        && matches!(s.local, LocalSide::Capture(_, CaptureKind::Packet) | LocalSide::Tap(_) | LocalSide::Hybrid(..));
     let big = if gso {
         let b = udp(0)?;
         set_pmtu_discovery(b.as_raw_fd(), PmtuDiscovery::Dont)
@@ -361,22 +375,32 @@ pub fn spawn(
         None
     };
 
+    let mut whole = None;
     let (out, capture) = match s.local {
         LocalSide::Capture(ifname, CaptureKind::Pcap) => {
             let (capture, inject) = open_capture(&ifname, s.mtu)?;
             (Deliver::Pcap(Mutex::new(inject)), Some(Source::Pcap(capture)))
         }
-        LocalSide::Capture(ifname, CaptureKind::Tap) => {
+        LocalSide::Capture(ifname, kind @ (CaptureKind::Tap | CaptureKind::Hybrid)) => {
             // The tap is opened (asynchronously, it joins the bridge) by
-            // the caller: LocalSide::Tap.
+            // the caller: LocalSide::Tap, LocalSide::Hybrid.
             return Err(SleeveError::Packet {
                 ifname,
-                source: std::io::Error::other("the tap capture is given as LocalSide::Tap"),
+                source: std::io::Error::other(format!("the {kind:?} capture is given as its LocalSide")),
             });
         }
         LocalSide::Tap(tap) => {
             let tap = Arc::new(tap);
+            whole = Some(tap.clone());
             (Deliver::Tap(tap.clone()), Some(Source::Tap(tap)))
+        }
+        LocalSide::Hybrid(ifname, tap) => {
+            let sock_err = |source| SleeveError::Packet { ifname: ifname.clone(), source };
+            let ifindex = nix::net::if_::if_nametoindex(ifname.as_str()).map_err(|e| sock_err(e.into()))?;
+            let capture = PacketSocket::capture_vnet(ifindex, CAPTURE_RCVBUF).map_err(sock_err)?;
+            let inject = PacketSocket::injector(ifindex).map_err(sock_err)?;
+            whole = Some(Arc::new(tap));
+            (Deliver::Packet(inject), Some(Source::Packet(capture)))
         }
         LocalSide::Capture(ifname, CaptureKind::Packet) => {
             let sock_err = |source| SleeveError::Packet { ifname: ifname.clone(), source };
@@ -405,10 +429,20 @@ pub fn spawn(
         probe,
         big,
         out,
+        whole,
         events: events_tx,
         stats: Stats::default(),
         stop: AtomicBool::new(false),
     });
+    if let (Some(tap), Some(Source::Packet(_))) = (&shared.whole, &capture) {
+        // Hybrid: the bridge forwards (almost) nothing to the tap; what it
+        // does is read and dropped.
+        let (sh, tap) = (shared.clone(), tap.clone());
+        std::thread::Builder::new()
+            .name("sleeve-tap-drain".into())
+            .spawn(move || drain_tap(&sh, &tap))
+            .map_err(SleeveError::Thread)?;
+    }
     let what = match &capture {
         Some(_) => "capture",
         None => "dataplane",
@@ -677,9 +711,9 @@ impl Shared {
     /// first, so a flow keeps its order.
     fn inject_whole(&self, out: &mut Outgoing, vnet: &[u8; VNET_LEN], frame: &[u8]) {
         self.inject_all(&mut out.inject);
-        let r = match &self.out {
-            Deliver::Tap(t) => t.send(vnet, frame).map_err(|e| e.to_string()),
-            _ => Err("only a tap takes super-frames whole".to_string()),
+        let r = match &self.whole {
+            Some(t) => t.send(vnet, frame).map_err(|e| e.to_string()),
+            None => Err("only a tap takes super-frames whole".to_string()),
         };
         if r.is_ok() {
             bump(&self.stats.gso_injected, 1);
@@ -806,7 +840,7 @@ impl Shared {
         // forwards them whole to the container's veth). A packet socket's
         // injection is a transmit, where the kernel drops them (see the
         // README's GSO paragraph and the design note): cut here then.
-        if v.inject && matches!(self.out, Deliver::Tap(_)) {
+        if v.inject && self.whole.is_some() {
             let rest = forward::Verdict { inject: false, sends: v.sends };
             if !rest.sends.is_empty() {
                 self.route_segments(out, rest, &h, f.bytes);
@@ -1163,6 +1197,26 @@ fn capture_loop(sh: &Shared, mut src: Source, frame_max: usize) {
         }
     }
     debug!("capture thread stopped");
+}
+
+/// Reads and drops whatever the bridge forwards to an inject-only tap
+/// (hybrid mode): with learning and flooding off on its port, hardly
+/// anything.
+fn drain_tap(sh: &Shared, tap: &Tap) {
+    use nix::poll::{ppoll, PollFd, PollFlags};
+    let mut buf = vec![0u8; 2048];
+    while !sh.stop.load(Ordering::Relaxed) {
+        match tap.recv(&mut buf) {
+            Ok(Some(_)) => continue,
+            Ok(None) => {}
+            Err(e) => {
+                debug!(error = %e, "tap drain stopped");
+                return;
+            }
+        }
+        let mut fds = [PollFd::new(std::os::fd::AsFd::as_fd(tap), PollFlags::POLLIN)];
+        let _ = ppoll(&mut fds, Some(nix::sys::time::TimeSpec::from_duration(Duration::from_secs(1))), None);
+    }
 }
 
 fn receive_loop(sh: &Shared) {
