@@ -442,13 +442,19 @@ fn sleeve_three_hosts() {
     assert!(contains(&trusted, PATTERN), "between trusted subnets the sleeve does not seal");
 
     // 7. GSO super-frames (--sleeve-gso on A and B, not C), sealed: A's
-    //    TCP to B travels as whole super-frames (one datagram each, cut by
-    //    B), A's TCP to C is cut by A (C does not take them). TCP delivers
-    //    every byte either way, so the segments' checksums are right.
+    //    TCP to B travels as whole super-frames (one datagram each,
+    //    injected whole by B), A's TCP to C is cut by A (C does not take
+    //    them). TCP delivers every byte either way, so the segments'
+    //    checksums are right. A captures on a tap (--sleeve-capture tap),
+    //    B is hybrid (the default with --sleeve-gso): both are exercised.
     lab.stop_all();
     for h in HOSTS {
         let _ = std::fs::remove_file(lab.sock(h));
-        let extra: &[&str] = if h == "c" { &[] } else { &["--sleeve-gso"] };
+        let extra: &[&str] = match h {
+            "a" => &["--sleeve-gso", "--sleeve-capture", "tap"],
+            "b" => &["--sleeve-gso"],
+            _ => &[],
+        };
         lab.start_args(h, Some("sleeve-test-secret"), "", extra);
     }
     for h in HOSTS {
@@ -474,13 +480,21 @@ fn sleeve_three_hosts() {
         let _ = s.wait();
         assert!(ok, "iperf3 a1 -> {to}: {out}\n{}", lab.logs());
     };
-    // B captures and injects on a tap (the default with --sleeve-gso), so
-    // it injects super-frames whole: the bridge receives them and forwards
-    // them whole to b1's veth.
+    // A captures and injects on a tap: no capture pair.
+    let (_, tap) = lab.in_container("a", "ip -d link show weave-tap");
+    assert!(tap.contains("master weave") && tap.contains("tun type tap"), "A's capture tap: {tap}");
+    let (pair, out) = lab.in_container("a", "ip link show vethwe-pcap");
+    assert!(!pair, "A kept the capture pair beside the tap: {out}");
+    // B is hybrid: it captures on the pair and injects super-frames whole
+    // through a tap the bridge never forwards to (the bridge receives them
+    // and forwards them whole to b1's veth).
     let (_, tap) = lab.in_container("b", "ip -d link show weave-tap");
-    assert!(tap.contains("master weave") && tap.contains("tun type tap"), "B's capture tap: {tap}");
+    assert!(tap.contains("master weave") && tap.contains("tun type tap"), "B's inject tap: {tap}");
+    for flag in ["learning off", "flood off", "mcast_flood off", "bcast_flood off"] {
+        assert!(tap.contains(flag), "B's inject tap is a destination of the bridge ({flag}): {tap}");
+    }
     let (pair, out) = lab.in_container("b", "ip link show vethwe-pcap");
-    assert!(!pair, "B kept the capture pair beside the tap: {out}");
+    assert!(pair, "B has no capture pair beside its tap: {out}");
     iperf("b1");
     let (sent, got) = (stat("a", "gso_sent"), stat("b", "gso_received"));
     let (whole, cut) = (stat("b", "gso_injected"), stat("b", "segmented"));

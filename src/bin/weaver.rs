@@ -147,7 +147,16 @@ async fn main() -> Result<()> {
             if gso {
                 bridge::pass_super_frames().await.map_err(|e| anyhow::anyhow!("--sleeve-gso: {e}"))?;
             }
-            sleeve_driver::LocalSide::Capture(b.capture_ifname.clone(), cfg.sleeve_capture)
+            if gso && cfg.sleeve_capture == sleeve_driver::CaptureKind::Hybrid {
+                // Super-frames from peers are injected whole through a tap
+                // the bridge never forwards to; the rest as in packet mode.
+                let tap = weaver::plumb::tap::create_inject_only(weaver::plumb::tap::TAP, bridge::BRIDGE, cfg.mtu)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("--sleeve-gso: setting up the inject tap: {e}"))?;
+                sleeve_driver::LocalSide::Hybrid(b.capture_ifname.clone(), tap)
+            } else {
+                sleeve_driver::LocalSide::Capture(b.capture_ifname.clone(), cfg.sleeve_capture)
+            }
         }
     } else {
         let (tx, rx) = tokio::sync::mpsc::channel(4096);

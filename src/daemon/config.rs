@@ -60,8 +60,9 @@ pub struct Args {
     pub sleeve_peer: Vec<String>,
     /// How bridge mode captures and injects frames: "packet" (raw packet
     /// sockets, batched), "pcap" (libpcap), "tap" (a tap device, a port of
-    /// the bridge; needs --sleeve-gso) or "auto" (tap with --sleeve-gso,
-    /// else packet).
+    /// the bridge; needs --sleeve-gso), "hybrid" (packet sockets, and a tap
+    /// that only injects super-frames whole; needs --sleeve-gso) or "auto"
+    /// (hybrid with --sleeve-gso, else packet).
     #[arg(long, env = "WEAVER_SLEEVE_CAPTURE", default_value = "auto")]
     pub sleeve_capture: String,
     /// Bridge mode: carry TCP super-frames (GSO) whole between sleeve hosts
@@ -222,15 +223,15 @@ impl Config {
         }
         use crate::daemon::sleeve::CaptureKind;
         let sleeve_capture = match a.sleeve_capture.as_str() {
-            "auto" if a.sleeve_gso => CaptureKind::Tap,
+            "auto" if a.sleeve_gso => CaptureKind::Hybrid,
             "auto" => CaptureKind::Packet,
             other => other.parse().map_err(|e: String| invalid("sleeve-capture", e))?,
         };
         if a.sleeve_gso && sleeve_capture == CaptureKind::Pcap {
             return Err(invalid("sleeve-gso", "needs the tap or packet-socket capture (--sleeve-capture tap|packet)"));
         }
-        if !a.sleeve_gso && sleeve_capture == CaptureKind::Tap {
-            return Err(invalid("sleeve-capture", "the tap capture needs --sleeve-gso"));
+        if !a.sleeve_gso && matches!(sleeve_capture, CaptureKind::Tap | CaptureKind::Hybrid) {
+            return Err(invalid("sleeve-capture", "the tap and hybrid captures need --sleeve-gso"));
         }
         if a.conn_limit == 0 {
             return Err(invalid("conn-limit", "must be at least 1"));
@@ -402,9 +403,11 @@ mod tests {
     }
 
     #[test]
-    fn gso_captures_on_a_tap_unless_told_otherwise() {
+    fn gso_is_hybrid_unless_told_otherwise() {
         use crate::daemon::sleeve::CaptureKind;
-        assert_eq!(parse(&["--sleeve-gso"]).unwrap().sleeve_capture, CaptureKind::Tap);
+        assert_eq!(parse(&["--sleeve-gso"]).unwrap().sleeve_capture, CaptureKind::Hybrid);
+        assert_eq!(parse(&["--sleeve-gso", "--sleeve-capture", "tap"]).unwrap().sleeve_capture, CaptureKind::Tap);
+        assert!(parse(&["--sleeve-capture", "hybrid"]).is_err(), "hybrid needs --sleeve-gso");
         let c = parse(&["--sleeve-gso", "--sleeve-capture", "packet"]).unwrap();
         assert_eq!(c.sleeve_capture, CaptureKind::Packet);
     }

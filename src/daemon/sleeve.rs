@@ -39,7 +39,7 @@ use crate::sleeve::link::ToSend;
 use crate::sleeve::oversize::{self, Oversize};
 use crate::sleeve::seal::{Opener, Sealer};
 use crate::sleeve::segment::{self, VnetHdr};
-use crate::sleeve::wire::{self, Control, ControlKind, Frame, Header, FRAME_OVERHEAD};
+use crate::sleeve::wire::{self, Control, ControlKind, Frame, FrameRef, Header, FRAME_OVERHEAD, HEADER_LEN};
 use crate::sockopt::{set_pmtu_discovery, PmtuDiscovery};
 
 const ETH_HLEN: usize = 14;
@@ -94,6 +94,12 @@ pub enum LocalSide {
     /// sleeve reads the bridge's frames from and writes frames into
     /// (super-frames whole both ways).
     Tap(Tap),
+    /// Bridge mode, GSO, hybrid: capture and inject on the capture pair's
+    /// packet sockets (batched), as [`LocalSide::Capture`] with
+    /// [`CaptureKind::Packet`], but inject super-frames whole through the
+    /// tap, a port of the bridge that is never a destination (no learning,
+    /// no flooding: [`crate::plumb::tap::create_inject_only`]).
+    Hybrid(String, Tap),
     /// Beside the fast datapath: frames to send come from the datapath's
     /// upcalls ([`SleeveHandle::send`]), and every frame that arrives goes
     /// to the dataplane, whose forwarder decides (deliver, tunnel, relay).
@@ -114,6 +120,10 @@ pub enum CaptureKind {
     /// system call per frame both ways, super-frames whole both ways
     /// ([`crate::plumb::tap`]).
     Tap,
+    /// Packet sockets on the capture pair for everything but the
+    /// super-frames that arrive whole: those are injected through a tap
+    /// that the bridge never forwards to (GSO mode only).
+    Hybrid,
 }
 
 impl std::str::FromStr for CaptureKind {
@@ -123,7 +133,8 @@ impl std::str::FromStr for CaptureKind {
             "packet" => Ok(CaptureKind::Packet),
             "pcap" => Ok(CaptureKind::Pcap),
             "tap" => Ok(CaptureKind::Tap),
-            _ => Err(format!("{s:?}: expected \"packet\", \"pcap\" or \"tap\"")),
+            "hybrid" => Ok(CaptureKind::Hybrid),
+            _ => Err(format!("{s:?}: expected \"packet\", \"pcap\", \"tap\" or \"hybrid\"")),
         }
     }
 }
@@ -294,6 +305,8 @@ struct Shared {
     /// fragments carry them.
     big: Option<UdpSocket>,
     out: Deliver,
+    /// Where super-frames from peers are injected whole (tap and hybrid).
+    whole: Option<Arc<Tap>>,
     events: mpsc::Sender<SleeveEvent>,
     stats: Stats,
     stop: AtomicBool,
@@ -351,7 +364,8 @@ pub fn spawn(
     let probe = udp(0)?;
     set_pmtu_discovery(probe.as_raw_fd(), PmtuDiscovery::Probe)
         .map_err(|source| SleeveError::Udp { port: 0, source })?;
-    let gso = s.gso && matches!(s.local, LocalSide::Capture(_, CaptureKind::Packet) | LocalSide::Tap(_));
+    let gso = s.gso
+        && matches!(s.local, LocalSide::Capture(_, CaptureKind::Packet) | LocalSide::Tap(_) | LocalSide::Hybrid(..));
     let big = if gso {
         let b = udp(0)?;
         set_pmtu_discovery(b.as_raw_fd(), PmtuDiscovery::Dont)
@@ -361,22 +375,32 @@ pub fn spawn(
         None
     };
 
+    let mut whole = None;
     let (out, capture) = match s.local {
         LocalSide::Capture(ifname, CaptureKind::Pcap) => {
             let (capture, inject) = open_capture(&ifname, s.mtu)?;
             (Deliver::Pcap(Mutex::new(inject)), Some(Source::Pcap(capture)))
         }
-        LocalSide::Capture(ifname, CaptureKind::Tap) => {
+        LocalSide::Capture(ifname, kind @ (CaptureKind::Tap | CaptureKind::Hybrid)) => {
             // The tap is opened (asynchronously, it joins the bridge) by
-            // the caller: LocalSide::Tap.
+            // the caller: LocalSide::Tap, LocalSide::Hybrid.
             return Err(SleeveError::Packet {
                 ifname,
-                source: std::io::Error::other("the tap capture is given as LocalSide::Tap"),
+                source: std::io::Error::other(format!("the {kind:?} capture is given as its LocalSide")),
             });
         }
         LocalSide::Tap(tap) => {
             let tap = Arc::new(tap);
+            whole = Some(tap.clone());
             (Deliver::Tap(tap.clone()), Some(Source::Tap(tap)))
+        }
+        LocalSide::Hybrid(ifname, tap) => {
+            let sock_err = |source| SleeveError::Packet { ifname: ifname.clone(), source };
+            let ifindex = nix::net::if_::if_nametoindex(ifname.as_str()).map_err(|e| sock_err(e.into()))?;
+            let capture = PacketSocket::capture_vnet(ifindex, CAPTURE_RCVBUF).map_err(sock_err)?;
+            let inject = PacketSocket::injector(ifindex).map_err(sock_err)?;
+            whole = Some(Arc::new(tap));
+            (Deliver::Packet(inject), Some(Source::Packet(capture)))
         }
         LocalSide::Capture(ifname, CaptureKind::Packet) => {
             let sock_err = |source| SleeveError::Packet { ifname: ifname.clone(), source };
@@ -405,10 +429,20 @@ pub fn spawn(
         probe,
         big,
         out,
+        whole,
         events: events_tx,
         stats: Stats::default(),
         stop: AtomicBool::new(false),
     });
+    if let (Some(tap), Some(Source::Packet(_))) = (&shared.whole, &capture) {
+        // Hybrid: the bridge forwards (almost) nothing to the tap; what it
+        // does is read and dropped.
+        let (sh, tap) = (shared.clone(), tap.clone());
+        std::thread::Builder::new()
+            .name("sleeve-tap-drain".into())
+            .spawn(move || drain_tap(&sh, &tap))
+            .map_err(SleeveError::Thread)?;
+    }
     let what = match &capture {
         Some(_) => "capture",
         None => "dataplane",
@@ -671,19 +705,20 @@ impl Shared {
         frames.clear();
     }
 
-    /// Delivers super-frames whole, each after its virtio_net_hdr: only a
-    /// tap takes them (the bridge receives them, and forwards them whole).
-    fn inject_whole(&self, frames: &mut Vec<([u8; VNET_LEN], Vec<u8>)>) {
-        for (vnet, f) in frames.drain(..) {
-            let r = match &self.out {
-                Deliver::Tap(t) => t.send(&vnet, &f).map_err(|e| e.to_string()),
-                _ => Err("only a tap takes super-frames whole".to_string()),
-            };
-            if r.is_ok() {
-                bump(&self.stats.gso_injected, 1);
-            }
-            self.delivered(r, f.len() as u64);
+    /// Delivers a super-frame whole, after its virtio_net_hdr, at once (from
+    /// the receive buffer it lies in): only a tap takes them (the bridge
+    /// receives them, and forwards them whole). Frames queued before it go
+    /// first, so a flow keeps its order.
+    fn inject_whole(&self, out: &mut Outgoing, vnet: &[u8; VNET_LEN], frame: &[u8]) {
+        self.inject_all(&mut out.inject);
+        let r = match &self.whole {
+            Some(t) => t.send(vnet, frame).map_err(|e| e.to_string()),
+            None => Err("only a tap takes super-frames whole".to_string()),
+        };
+        if r.is_ok() {
+            bump(&self.stats.gso_injected, 1);
         }
+        self.delivered(r, frame.len() as u64);
     }
 
     fn delivered(&self, r: Result<(), String>, len: u64) {
@@ -776,7 +811,7 @@ impl Shared {
     /// segments, which go where any frame would. (Injected whole through a
     /// packet socket, the kernel (6.18) drops it in `validate_xmit_skb` on
     /// the capture pair's transmit.)
-    fn deliver_gso(&self, prev: PeerName, vnet: [u8; VNET_LEN], f: Frame, out: &mut Outgoing) {
+    fn deliver_gso(&self, prev: PeerName, vnet: [u8; VNET_LEN], f: FrameRef<'_>, out: &mut Outgoing) {
         // From the wire: a tiny GSO size would cut 64 KB into tens of
         // thousands of frames.
         let h = match VnetHdr::parse(&vnet) {
@@ -788,7 +823,7 @@ impl Shared {
         };
         if let Deliver::Dataplane(tx) = &self.out {
             // The datapath takes finished frames only.
-            let segs = segment::finish(&h, &f.bytes).unwrap_or_default();
+            let segs = segment::finish(&h, f.bytes).unwrap_or_default();
             for bytes in segs {
                 let len = bytes.len() as u64;
                 let r = tx.try_send(Inbound::Peer { prev, src: f.src, dst: f.dst, bytes });
@@ -797,7 +832,7 @@ impl Shared {
             return;
         }
         let now = self.now();
-        let v = match lock(&self.fwd).from_peer(now, prev, f.src, f.dst, &f.bytes) {
+        let v = match lock(&self.fwd).from_peer(now, prev, f.src, f.dst, f.bytes) {
             Ok(v) => v,
             Err(_) => return,
         };
@@ -805,17 +840,15 @@ impl Shared {
         // forwards them whole to the container's veth). A packet socket's
         // injection is a transmit, where the kernel drops them (see the
         // README's GSO paragraph and the design note): cut here then.
-        if v.inject && matches!(self.out, Deliver::Tap(_)) {
+        if v.inject && self.whole.is_some() {
             let rest = forward::Verdict { inject: false, sends: v.sends };
-            if rest.sends.is_empty() {
-                out.inject_whole.push((vnet, f.bytes));
-            } else {
-                self.route_segments(out, rest, &h, &f.bytes);
-                out.inject_whole.push((vnet, f.bytes));
+            if !rest.sends.is_empty() {
+                self.route_segments(out, rest, &h, f.bytes);
             }
+            self.inject_whole(out, &vnet, f.bytes);
             return;
         }
-        self.route_segments(out, v, &h, &f.bytes);
+        self.route_segments(out, v, &h, f.bytes);
     }
 
     /// A captured frame that is not finished (a TCP super-frame, or a
@@ -833,13 +866,14 @@ impl Shared {
             }
         };
         if let ([s], false, true) = (&v.sends[..], v.inject, h.gso_type != VnetHdr::GSO_NONE) {
-            let frame = Frame { src: s.src, dst: s.dst, bytes };
-            match self.send_gso(s.next_hop, &vnet, frame) {
-                Ok(()) => return,
-                Err(f) => return self.route_segments(out, v, &h, &f.bytes),
+            let frame = FrameRef { src: s.src, dst: s.dst, bytes: &bytes };
+            if self.send_gso(s.next_hop, &vnet, frame, &mut out.datagram) {
+                out.recycle(bytes);
+                return;
             }
         }
         self.route_segments(out, v, &h, &bytes);
+        out.recycle(bytes);
     }
 
     fn route_segments(&self, out: &mut Outgoing, v: forward::Verdict, h: &VnetHdr, bytes: &[u8]) {
@@ -859,29 +893,28 @@ impl Shared {
         }
     }
 
-    /// Sends a super-frame whole to a next hop that takes them. Gives the
-    /// frame back when it cannot (the hop does not take GSO datagrams, or it
-    /// does not fit one).
-    fn send_gso(&self, hop: PeerName, vnet: &[u8; VNET_LEN], f: Frame) -> Result<(), Frame> {
-        let (Some(big), Some(t)) = (&self.big, read(&self.tx).get(&hop).cloned()) else { return Err(f) };
+    /// Sends a super-frame whole to a next hop that takes them, built and
+    /// sealed in `buf` (kept by the caller across super-frames). False when
+    /// it cannot (the hop does not take GSO datagrams, or it does not fit
+    /// one): the caller cuts it then.
+    fn send_gso(&self, hop: PeerName, vnet: &[u8; VNET_LEN], f: FrameRef<'_>, buf: &mut Vec<u8>) -> bool {
+        let (Some(big), Some(t)) = (&self.big, read(&self.tx).get(&hop).cloned()) else { return false };
         if !t.gso || t.overhead + wire::VNET_LEN + FRAME_OVERHEAD + f.bytes.len() > MAX_UDP_PAYLOAD {
-            return Err(f);
+            return false;
         }
-        let body = match wire::emit_gso(vnet, &f) {
-            Ok(b) => b,
-            Err(_) => return Err(f),
-        };
-        let d = match lock(&t.sealer).seal_gso(&body) {
-            Ok(d) => d,
-            Err(e) => {
-                warn!(error = %e, "datagram not sent");
-                return Ok(());
-            }
-        };
-        match big.send_to(&d, t.addr) {
+        buf.clear();
+        buf.resize(HEADER_LEN, 0);
+        if wire::emit_gso_into(vnet, f, buf).is_err() {
+            return false;
+        }
+        if let Err(e) = lock(&t.sealer).seal_gso_in_place(buf) {
+            warn!(error = %e, "datagram not sent");
+            return true;
+        }
+        match big.send_to(buf, t.addr) {
             Ok(_) => {
                 bump(&self.stats.datagrams_sent, 1);
-                bump(&self.stats.bytes_sent, d.len() as u64);
+                bump(&self.stats.bytes_sent, buf.len() as u64);
                 bump(&self.stats.gso_sent, 1);
             }
             Err(e) => {
@@ -889,7 +922,7 @@ impl Shared {
                 debug!(error = %e, to = %t.addr, "GSO datagram not sent");
             }
         }
-        Ok(())
+        true
     }
 
     /// The kernel learned a smaller path MTU (an ICMP reached it): use the
@@ -929,8 +962,25 @@ impl Shared {
 struct Outgoing {
     groups: BTreeMap<PeerName, Vec<Frame>>,
     inject: Vec<Vec<u8>>,
-    /// Super-frames to inject whole, with their virtio_net_hdr (tap only).
-    inject_whole: Vec<([u8; VNET_LEN], Vec<u8>)>,
+    /// Where a GSO datagram is built and sealed: kept, so its 60 KB are
+    /// not allocated (and page-faulted in) per super-frame.
+    datagram: Vec<u8>,
+    /// Captured super-frames' buffers, sent and free for the next capture.
+    spare: Vec<Vec<u8>>,
+}
+
+/// Buffers kept for captures: enough for a batch of super-frames.
+const SPARE_BUFFERS: usize = 16;
+
+impl Outgoing {
+    /// Keeps a large buffer for the next capture (small ones are cheap to
+    /// allocate, and a full pool lets the rest go).
+    fn recycle(&mut self, mut b: Vec<u8>) {
+        if b.capacity() >= 16 << 10 && self.spare.len() < SPARE_BUFFERS {
+            b.clear();
+            self.spare.push(b);
+        }
+    }
 }
 
 /// Sends datagrams to one address with `sendmmsg`: how many went.
@@ -972,6 +1022,7 @@ impl Source {
         room: usize,
         batch: &mut Vec<Captured>,
         bufs: &mut [Vec<u8>],
+        spare: &mut Vec<Vec<u8>>,
     ) -> Result<usize, String> {
         match self {
             Source::Pcap(cap) => cap
@@ -987,7 +1038,7 @@ impl Source {
                         bump(&sh.stats.capture_truncated, 1);
                         continue;
                     }
-                    push_captured(batch, sock.vnet(), &b[..r.len]);
+                    push_captured(batch, spare, sock.vnet(), &b[..r.len]);
                 }
                 Ok(n)
             }
@@ -1001,7 +1052,7 @@ impl Source {
                             // Filled the buffer: maybe cut.
                             bump(&sh.stats.capture_truncated, 1);
                         }
-                        Ok(Some(len)) => push_captured(batch, true, &buf[..len]),
+                        Ok(Some(len)) => push_captured(batch, spare, true, &buf[..len]),
                         Ok(None) => break,
                         Err(e) if n == 0 => return Err(e.to_string()),
                         Err(_) => break,
@@ -1042,8 +1093,9 @@ impl Source {
 
 /// Queues a captured frame (after its virtio_net_hdr when `vnet`), unless
 /// it stays local. A frame whose header says it is finished (no GSO,
-/// checksum done) needs nothing more.
-fn push_captured(batch: &mut Vec<Captured>, vnet: bool, b: &[u8]) {
+/// checksum done) needs nothing more. An unfinished frame (a super-frame,
+/// mostly) is copied into a spare buffer when there is one.
+fn push_captured(batch: &mut Vec<Captured>, spare: &mut Vec<Vec<u8>>, vnet: bool, b: &[u8]) {
     let (vnet, data) = if vnet {
         match (b.get(..VNET_LEN), b.get(VNET_LEN..)) {
             (Some(h), Some(d)) => {
@@ -1059,7 +1111,14 @@ fn push_captured(batch: &mut Vec<Captured>, vnet: bool, b: &[u8]) {
     if data.starts_with(&[0x01, 0x80, 0xc2, 0x00, 0x00, 0x00]) {
         return;
     }
-    batch.push(Captured { bytes: data.to_vec(), vnet });
+    let bytes = match (vnet, spare.pop()) {
+        (Some(_), Some(mut buf)) => {
+            buf.extend_from_slice(data);
+            buf
+        }
+        _ => data.to_vec(),
+    };
+    batch.push(Captured { bytes, vnet });
 }
 
 /// A captured frame, and its virtio_net_hdr when it is not finished (a GSO
@@ -1089,7 +1148,7 @@ fn capture_loop(sh: &Shared, mut src: Source, frame_max: usize) {
             }
         }
         batch.clear();
-        match src.read(sh, CAPTURE_BATCH, &mut batch, &mut bufs) {
+        match src.read(sh, CAPTURE_BATCH, &mut batch, &mut bufs, &mut out.spare) {
             Ok(0) => {
                 src.wait(Duration::from_millis(200));
                 continue;
@@ -1109,7 +1168,7 @@ fn capture_loop(sh: &Shared, mut src: Source, frame_max: usize) {
             while batch.len() < CAPTURE_BATCH {
                 let Some(left) = deadline.checked_duration_since(Instant::now()) else { break };
                 let room = CAPTURE_BATCH - batch.len();
-                match src.read(sh, room, &mut batch, &mut bufs) {
+                match src.read(sh, room, &mut batch, &mut bufs, &mut out.spare) {
                     // Sleep, not spin: on a busy machine the CPU is better
                     // spent by the senders filling the batch.
                     Ok(0) => src.wait(left),
@@ -1133,12 +1192,31 @@ fn capture_loop(sh: &Shared, mut src: Source, frame_max: usize) {
             }
         }
         sh.inject_all(&mut out.inject);
-        sh.inject_whole(&mut out.inject_whole);
         for (hop, frames) in std::mem::take(&mut out.groups) {
             sh.send_frames(hop, frames);
         }
     }
     debug!("capture thread stopped");
+}
+
+/// Reads and drops whatever the bridge forwards to an inject-only tap
+/// (hybrid mode): with learning and flooding off on its port, hardly
+/// anything.
+fn drain_tap(sh: &Shared, tap: &Tap) {
+    use nix::poll::{ppoll, PollFd, PollFlags};
+    let mut buf = vec![0u8; 2048];
+    while !sh.stop.load(Ordering::Relaxed) {
+        match tap.recv(&mut buf) {
+            Ok(Some(_)) => continue,
+            Ok(None) => {}
+            Err(e) => {
+                debug!(error = %e, "tap drain stopped");
+                return;
+            }
+        }
+        let mut fds = [PollFd::new(std::os::fd::AsFd::as_fd(tap), PollFlags::POLLIN)];
+        let _ = ppoll(&mut fds, Some(nix::sys::time::TimeSpec::from_duration(Duration::from_secs(1))), None);
+    }
 }
 
 fn receive_loop(sh: &Shared) {
@@ -1147,6 +1225,7 @@ fn receive_loop(sh: &Shared) {
     let mut bufs: Vec<Vec<u8>> = (0..MAX_BATCH).map(|_| vec![0u8; 65536]).collect();
     let mut headers = MultiHeaders::<SockaddrStorage>::preallocate(MAX_BATCH, None);
     let fd = sh.data.as_raw_fd();
+    let mut out = Outgoing::default();
     while !sh.stop.load(Ordering::Relaxed) {
         // Whatever is queued, up to the batch, in one call; blocks (up to
         // the socket's read timeout) for the first.
@@ -1163,16 +1242,15 @@ fn receive_loop(sh: &Shared) {
                 }
             }
         };
-        let mut out = Outgoing::default();
         for (i, (n, from)) in got.into_iter().enumerate() {
             bump(&sh.stats.datagrams_received, 1);
             bump(&sh.stats.bytes_received, n as u64);
-            let (Some(from), Some(buf)) = (from, bufs.get(i)) else { continue };
-            handle_datagram(sh, &buf[..n.min(buf.len())], from, &mut out);
+            let (Some(from), Some(buf)) = (from, bufs.get_mut(i)) else { continue };
+            let n = n.min(buf.len());
+            handle_datagram(sh, &mut buf[..n], from, &mut out);
         }
         sh.inject_all(&mut out.inject);
-        sh.inject_whole(&mut out.inject_whole);
-        for (hop, frames) in out.groups {
+        for (hop, frames) in std::mem::take(&mut out.groups) {
             bump(&sh.stats.relayed, frames.len() as u64);
             sh.send_frames(hop, frames);
         }
@@ -1188,8 +1266,9 @@ fn sockaddr(a: &nix::sys::socket::SockaddrStorage) -> Option<SocketAddr> {
 }
 
 /// One datagram from the wire: anything at all. Only an authentic datagram
-/// of a known connection from that connection's address is acted on.
-fn handle_datagram(sh: &Shared, d: &[u8], from: SocketAddr, out: &mut Outgoing) {
+/// of a known connection from that connection's address is acted on. It
+/// is opened (decrypted) in place, and a super-frame injected from there.
+fn handle_datagram(sh: &Shared, d: &mut [u8], from: SocketAddr, out: &mut Outgoing) {
     let h = match Header::parse(d) {
         Ok((h, _)) => h,
         Err(_) => {
@@ -1204,7 +1283,7 @@ fn handle_datagram(sh: &Shared, d: &[u8], from: SocketAddr, out: &mut Outgoing) 
             return;
         }
     };
-    let opened = match lock(&conn.opener).open(d) {
+    let opened = match lock(&conn.opener).open_in_place(d) {
         Ok(o) => o,
         Err(e) => {
             bump(&sh.stats.refused, 1);
@@ -1213,7 +1292,7 @@ fn handle_datagram(sh: &Shared, d: &[u8], from: SocketAddr, out: &mut Outgoing) 
         }
     };
     if opened.control {
-        match Control::parse(&opened.body) {
+        match Control::parse(opened.body) {
             Ok(c) => {
                 let _ = sh.events.try_send(SleeveEvent::Control { conn_uid: h.conn_uid, seq: c.seq, len: d.len() });
             }
@@ -1222,7 +1301,7 @@ fn handle_datagram(sh: &Shared, d: &[u8], from: SocketAddr, out: &mut Outgoing) 
         return;
     }
     if opened.gso {
-        match wire::parse_gso(&opened.body) {
+        match wire::parse_gso(opened.body) {
             Ok((vnet, f)) => {
                 bump(&sh.stats.gso_received, 1);
                 sh.deliver_gso(conn.peer, vnet, f, out);
@@ -1231,7 +1310,7 @@ fn handle_datagram(sh: &Shared, d: &[u8], from: SocketAddr, out: &mut Outgoing) 
         }
         return;
     }
-    let frames = match wire::parse_frames(&opened.body) {
+    let frames = match wire::parse_frames(opened.body) {
         Ok(f) => f,
         Err(_) => {
             bump(&sh.stats.malformed, 1);

@@ -22,7 +22,7 @@ use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
 use rtnetlink::packet_route::link::LinkAttribute;
-use rtnetlink::LinkUnspec;
+use rtnetlink::{LinkBridgePort, LinkUnspec};
 
 use super::veth::{connect, index_of, nl, PlumbError};
 
@@ -165,6 +165,26 @@ pub async fn create(name: &str, bridge: &str, mtu: u32) -> Result<Tap, TapError>
     msg.attributes.push(LinkAttribute::TxQueueLen(TX_QUEUE_LEN));
     h.link().set(msg).execute().await.map_err(nl(op.clone()))?;
     tracing::info!(ifname = name, bridge, mtu, "capture tap ready");
+    Ok(tap)
+}
+
+/// Makes the tap `name` as [`create`] does, as a port of `bridge` that the
+/// bridge never forwards to: no address learning (what is written into the
+/// tap does not teach the bridge that its sender is behind the tap) and no
+/// unknown-unicast, multicast or broadcast flooding (hybrid mode: the tap
+/// only injects super-frames; the capture pair sees all the rest).
+pub async fn create_inject_only(name: &str, bridge: &str, mtu: u32) -> Result<Tap, TapError> {
+    let tap = create(name, bridge, mtu).await?;
+    let h = connect().await?;
+    let op = format!("make {name} inject-only");
+    let index = index_of(&h, name)
+        .await?
+        .ok_or_else(|| PlumbError::Other { op: op.clone(), msg: format!("{name} vanished") })?;
+    let msg = LinkBridgePort::new(index).learning(false).flood(false).mcast_flood(false).bcast_flood(false).build();
+    // RTM_NEWLINK on the port (as `ip link set NAME type bridge_slave`):
+    // RTM_SETLINK would ignore the bridge-port attributes.
+    h.link().set_port(msg).execute().await.map_err(nl(op))?;
+    tracing::info!(ifname = name, bridge, "tap port: no learning, no flooding");
     Ok(tap)
 }
 

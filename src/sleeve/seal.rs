@@ -6,8 +6,8 @@
 //! the receiver authenticates first, then checks the counter against its
 //! [`ReplayWindow`], and only then delivers.
 
-use chacha20poly1305::aead::{Aead, KeyInit, Payload};
-use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
+use chacha20poly1305::aead::{AeadInPlace, KeyInit};
+use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce, Tag};
 use thiserror::Error;
 
 use super::replay::{Replay, ReplayWindow};
@@ -84,28 +84,43 @@ impl Sealer {
         self.seal_with(true, false, body)
     }
 
-    /// A whole GSO datagram (one super-frame, [`super::wire::emit_gso`]).
+    /// A whole GSO datagram (one super-frame, [`super::wire::emit_gso_into`]).
     pub fn seal_gso(&mut self, body: &[u8]) -> Result<Vec<u8>, SealError> {
         self.seal_with(false, true, body)
     }
 
+    /// Seals a GSO datagram in place: `d` holds [`HEADER_LEN`] bytes for
+    /// the header, then the plaintext body; the header is written, the
+    /// body encrypted where it is and the tag appended (a buffer the caller
+    /// keeps serves every super-frame: no allocation, no copy).
+    pub fn seal_gso_in_place(&mut self, d: &mut Vec<u8>) -> Result<(), SealError> {
+        self.seal_in_place(false, true, d)
+    }
+
     fn seal_with(&mut self, control: bool, gso: bool, body: &[u8]) -> Result<Vec<u8>, SealError> {
+        let mut out = Vec::with_capacity(self.overhead() + body.len());
+        out.resize(HEADER_LEN, 0);
+        out.extend_from_slice(body);
+        self.seal_in_place(control, gso, &mut out)?;
+        Ok(out)
+    }
+
+    fn seal_in_place(&mut self, control: bool, gso: bool, d: &mut Vec<u8>) -> Result<(), SealError> {
         if self.next == u64::MAX {
             return Err(SealError::Exhausted);
         }
+        if d.len() < HEADER_LEN {
+            d.resize(HEADER_LEN, 0);
+        }
         let h = Header { sealed: self.sealed(), control, gso, conn_uid: self.conn_uid, counter: self.next };
         self.next += 1;
-        let mut out = Vec::with_capacity(self.overhead() + body.len());
-        h.emit(&mut out);
-        match &self.cipher {
-            Some(c) => {
-                let ct =
-                    c.encrypt(&nonce(h.counter), Payload { msg: body, aad: &out }).map_err(|_| SealError::Exhausted)?;
-                out.extend_from_slice(&ct);
-            }
-            None => out.extend_from_slice(body),
+        d[..HEADER_LEN].copy_from_slice(&h.bytes());
+        if let Some(c) = &self.cipher {
+            let (aad, body) = d.split_at_mut(HEADER_LEN);
+            let tag = c.encrypt_in_place_detached(&nonce(h.counter), aad, body).map_err(|_| SealError::Exhausted)?;
+            d.extend_from_slice(&tag);
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -149,7 +164,15 @@ impl Opener {
     /// The plaintext body of an authentic, fresh datagram. Anything else is
     /// refused (and counted), never delivered.
     pub fn open(&mut self, datagram: &[u8]) -> Result<Opened, OpenError> {
-        let (h, body) = Header::parse(datagram)?;
+        let mut d = datagram.to_vec();
+        let o = self.open_in_place(&mut d)?;
+        Ok(Opened { control: o.control, gso: o.gso, body: o.body.to_vec() })
+    }
+
+    /// [`Opener::open`] where the datagram lies (a receive buffer): the
+    /// body is decrypted in place and borrowed, not copied.
+    pub fn open_in_place<'d>(&mut self, datagram: &'d mut [u8]) -> Result<OpenedIn<'d>, OpenError> {
+        let (h, _) = Header::parse(datagram)?;
         if h.conn_uid != self.conn_uid {
             return Err(OpenError::OtherConnection(h.conn_uid));
         }
@@ -161,25 +184,37 @@ impl Opener {
             self.replayed += 1;
             return Err(e.into());
         }
-        let plain = match &self.cipher {
+        let (aad, body) = datagram.split_at_mut(HEADER_LEN);
+        let plain: &'d [u8] = match &self.cipher {
             Some(c) => {
-                let aad = &datagram[..HEADER_LEN];
-                match c.decrypt(&nonce(h.counter), Payload { msg: body, aad }) {
-                    Ok(p) => p,
-                    Err(_) => {
-                        self.bad_auth += 1;
-                        return Err(OpenError::BadAuth);
-                    }
+                let Some(at) = body.len().checked_sub(TAG_LEN) else {
+                    self.bad_auth += 1;
+                    return Err(OpenError::BadAuth);
+                };
+                let (msg, tag) = body.split_at_mut(at);
+                let tag = Tag::clone_from_slice(tag);
+                if c.decrypt_in_place_detached(&nonce(h.counter), aad, msg, &tag).is_err() {
+                    self.bad_auth += 1;
+                    return Err(OpenError::BadAuth);
                 }
+                msg
             }
-            None => body.to_vec(),
+            None => body,
         };
         if let Err(e) = self.window.accept(h.counter) {
             self.replayed += 1;
             return Err(e.into());
         }
-        Ok(Opened { control: h.control, gso: h.gso, body: plain })
+        Ok(OpenedIn { control: h.control, gso: h.gso, body: plain })
     }
+}
+
+/// A datagram opened in place: its body borrowed from the datagram.
+#[derive(Debug, PartialEq, Eq)]
+pub struct OpenedIn<'d> {
+    pub control: bool,
+    pub gso: bool,
+    pub body: &'d [u8],
 }
 
 #[cfg(test)]
@@ -245,6 +280,35 @@ mod tests {
             let d = tx.seal_gso(b"super-frame").unwrap();
             assert_eq!(rx.open(&d).unwrap(), Opened { control: false, gso: true, body: b"super-frame".to_vec() });
         }
+    }
+
+    #[test]
+    fn gso_datagrams_sealed_in_place_open_in_place() {
+        let (a, b) = pair();
+        for (mut tx, mut rx) in [(Sealer::new(&a, 3), Opener::new(&b, 3)), (Sealer::plain(3), Opener::plain(3))] {
+            // One buffer for several datagrams, as the capture keeps it.
+            let mut buf = Vec::new();
+            for body in [&b"first super-frame"[..], b"second", b"x"] {
+                buf.clear();
+                buf.resize(HEADER_LEN, 0);
+                buf.extend_from_slice(body);
+                tx.seal_gso_in_place(&mut buf).unwrap();
+                assert_eq!(buf.len(), tx.overhead() + body.len());
+                let copy = buf.clone();
+                assert_eq!(rx.open_in_place(&mut buf).unwrap(), OpenedIn { control: false, gso: true, body });
+                assert_eq!(rx.open(&copy), Err(OpenError::Replay(Replay::Duplicate(copy[19].into()))));
+            }
+        }
+        // Tampered or short, in place too.
+        let mut tx = Sealer::new(&a, 3);
+        let mut rx = Opener::new(&b, 3);
+        let mut d = tx.seal_gso(b"body").unwrap();
+        let last = d.len() - 1;
+        d[last] ^= 1;
+        assert_eq!(rx.open_in_place(&mut d), Err(OpenError::BadAuth));
+        let mut short = tx.seal(b"").unwrap();
+        short.truncate(HEADER_LEN + 3);
+        assert_eq!(rx.open_in_place(&mut short), Err(OpenError::BadAuth));
     }
 
     proptest! {

@@ -61,6 +61,27 @@ pub struct Frame {
     pub bytes: Vec<u8>,
 }
 
+/// A frame record whose frame is borrowed (from a receive buffer, or a
+/// capture's), not copied.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FrameRef<'a> {
+    pub src: PeerName,
+    pub dst: PeerName,
+    pub bytes: &'a [u8],
+}
+
+impl Frame {
+    pub fn borrowed(&self) -> FrameRef<'_> {
+        FrameRef { src: self.src, dst: self.dst, bytes: &self.bytes }
+    }
+}
+
+impl FrameRef<'_> {
+    pub fn to_owned(self) -> Frame {
+        Frame { src: self.src, dst: self.dst, bytes: self.bytes.to_vec() }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Error)]
 pub enum WireError {
     #[error("datagram of {0} bytes is shorter than the header")]
@@ -83,15 +104,19 @@ pub enum WireError {
 
 impl Header {
     pub fn emit(&self, out: &mut Vec<u8>) {
-        out.push(VERSION);
-        out.push(
-            if self.sealed { FLAG_SEALED } else { 0 }
-                | if self.control { FLAG_CONTROL } else { 0 }
-                | if self.gso { FLAG_GSO } else { 0 },
-        );
-        out.extend_from_slice(&[0, 0]);
-        out.extend_from_slice(&self.conn_uid.to_be_bytes());
-        out.extend_from_slice(&self.counter.to_be_bytes());
+        out.extend_from_slice(&self.bytes());
+    }
+
+    /// The header as it goes on the wire.
+    pub fn bytes(&self) -> [u8; HEADER_LEN] {
+        let mut b = [0u8; HEADER_LEN];
+        b[0] = VERSION;
+        b[1] = if self.sealed { FLAG_SEALED } else { 0 }
+            | if self.control { FLAG_CONTROL } else { 0 }
+            | if self.gso { FLAG_GSO } else { 0 };
+        b[4..12].copy_from_slice(&self.conn_uid.to_be_bytes());
+        b[12..20].copy_from_slice(&self.counter.to_be_bytes());
+        b
     }
 
     /// Splits a datagram into its header and body.
@@ -118,31 +143,36 @@ impl Header {
     }
 }
 
-/// The body of a GSO datagram: the super-frame's virtio_net_hdr and its
-/// record.
-pub fn emit_gso(vnet: &[u8; VNET_LEN], f: &Frame) -> Result<Vec<u8>, WireError> {
+/// Appends the body of a GSO datagram to `out`: the super-frame's
+/// virtio_net_hdr and its record (written where it will be sealed, so a
+/// buffer kept by the caller serves every super-frame).
+pub fn emit_gso_into(vnet: &[u8; VNET_LEN], f: FrameRef<'_>, out: &mut Vec<u8>) -> Result<(), WireError> {
     let len = u16::try_from(f.bytes.len()).map_err(|_| WireError::TooBig { len: f.bytes.len(), max: 65535 })?;
     if f.bytes.is_empty() {
         return Err(WireError::EmptyFrame(VNET_LEN));
     }
-    let mut out = Vec::with_capacity(VNET_LEN + FRAME_OVERHEAD + f.bytes.len());
+    out.reserve(VNET_LEN + FRAME_OVERHEAD + f.bytes.len());
     out.extend_from_slice(vnet);
-    put_name(&mut out, f.src);
-    put_name(&mut out, f.dst);
+    put_name(out, f.src);
+    put_name(out, f.dst);
     out.extend_from_slice(&len.to_be_bytes());
-    out.extend_from_slice(&f.bytes);
-    Ok(out)
+    out.extend_from_slice(f.bytes);
+    Ok(())
 }
 
-/// Parses the body of a GSO datagram: exactly one record after the header.
-pub fn parse_gso(body: &[u8]) -> Result<([u8; VNET_LEN], Frame), WireError> {
+/// Parses the body of a GSO datagram: exactly one record after the header,
+/// borrowed from the body (a super-frame is not copied).
+pub fn parse_gso(body: &[u8]) -> Result<([u8; VNET_LEN], FrameRef<'_>), WireError> {
     let vnet: [u8; VNET_LEN] = body.get(..VNET_LEN).and_then(|b| b.try_into().ok()).ok_or(WireError::Truncated(0))?;
-    let mut frames = parse_frames(&body[VNET_LEN..])?;
-    match (frames.pop(), frames.is_empty()) {
-        (Some(f), true) => Ok((vnet, f)),
-        (None, _) => Err(WireError::Truncated(VNET_LEN)),
-        (Some(_), false) => Err(WireError::Trailing(VNET_LEN)),
+    let rest = &body[VNET_LEN..];
+    if rest.is_empty() {
+        return Err(WireError::Truncated(VNET_LEN));
     }
+    let (f, after) = record(rest, VNET_LEN)?;
+    if !after.is_empty() {
+        return Err(WireError::Trailing(VNET_LEN));
+    }
+    Ok((vnet, f))
 }
 
 fn name(b: &[u8]) -> PeerName {
@@ -211,21 +241,32 @@ pub fn parse_frames(mut body: &[u8]) -> Result<Vec<Frame>, WireError> {
     let total = body.len();
     let mut out = Vec::new();
     while !body.is_empty() {
-        let at = total - body.len();
-        if body.len() < FRAME_OVERHEAD {
-            return Err(WireError::Truncated(at));
-        }
-        let len = usize::from(u16::from_be_bytes([body[12], body[13]]));
-        if len == 0 {
-            return Err(WireError::EmptyFrame(at));
-        }
-        if body.len() < FRAME_OVERHEAD + len {
-            return Err(WireError::Truncated(at));
-        }
-        out.push(Frame { src: name(&body[0..6]), dst: name(&body[6..12]), bytes: body[14..14 + len].to_vec() });
-        body = &body[FRAME_OVERHEAD + len..];
+        let (f, rest) = record(body, total - body.len())?;
+        out.push(f.to_owned());
+        body = rest;
     }
     Ok(out)
+}
+
+/// The frame record at the start of `body` (at offset `at` of the whole
+/// body, for errors), borrowed, and what follows it.
+fn record(body: &[u8], at: usize) -> Result<(FrameRef<'_>, &[u8]), WireError> {
+    if body.len() < FRAME_OVERHEAD {
+        return Err(WireError::Truncated(at));
+    }
+    let len = usize::from(u16::from_be_bytes([body[12], body[13]]));
+    if len == 0 {
+        return Err(WireError::EmptyFrame(at));
+    }
+    if body.len() < FRAME_OVERHEAD + len {
+        return Err(WireError::Truncated(at));
+    }
+    let f = FrameRef {
+        src: name(&body[0..6]),
+        dst: name(&body[6..12]),
+        bytes: &body[FRAME_OVERHEAD..FRAME_OVERHEAD + len],
+    };
+    Ok((f, &body[FRAME_OVERHEAD + len..]))
 }
 
 /// Packs frames, in order, into as few plaintext bodies as fit `max_body`
@@ -284,9 +325,13 @@ mod tests {
     fn gso_bodies_carry_one_record_after_the_vnet_header() {
         let vnet = [1, 1, 66, 0, 0xa8, 5, 34, 0, 16, 0];
         let f = frame(1, 2, 60_000);
+        let emit_gso = |vnet: &[u8; VNET_LEN], f: &Frame| {
+            let mut b = Vec::new();
+            emit_gso_into(vnet, f.borrowed(), &mut b).map(|()| b)
+        };
         let body = emit_gso(&vnet, &f).unwrap();
         assert_eq!(body.len(), VNET_LEN + FRAME_OVERHEAD + 60_000);
-        assert_eq!(parse_gso(&body), Ok((vnet, f.clone())));
+        assert_eq!(parse_gso(&body), Ok((vnet, f.borrowed())));
         assert!(parse_gso(&body[..5]).is_err());
         assert!(parse_gso(&body[..body.len() - 1]).is_err());
         let mut two = body.clone();
