@@ -601,7 +601,9 @@ def cmd_report(log, out, *meta):
     if sleeve:
         for name, key, kind, bound, text, moon in SLEEVE_GOALS:
             g = {"goal": name, "text": text, "metric": key, "kind": kind, "bound": bound, "layout": "sleeve"}
-            for l, field in (("sleeve", None), ("sleeve_enc", "encrypted")):
+            # The plain sleeve is judged; the encrypted sleeve and the sleeve
+            # with --sleeve-gso (opt-in) are shown beside it.
+            for l, field in (("sleeve", None), ("sleeve_enc", "encrypted"), ("sleeve_gso", "gso")):
                 if l not in res:
                     continue
                 value = ratios[l].get(key) if kind.startswith("ratio") else res[l].get(key)
@@ -696,6 +698,9 @@ def cmd_report(log, out, *meta):
             if "encrypted" in g:
                 e = g["encrypted"]
                 extra.append(f"encrypted {shown(g, e['value'])} ({'met' if e['met'] else 'not met'})")
+            if "gso" in g:
+                e = g["gso"]
+                extra.append(f"--sleeve-gso {shown(g, e['value'])} ({'met' if e['met'] else 'not met'})")
             if extra:
                 line += "  [" + "; ".join(extra) + "]"
         print(line)

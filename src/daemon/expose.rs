@@ -34,6 +34,15 @@ pub async fn expose(dir: &Path, ifname: &str, addrs: &[IpNet]) -> Result<(), Str
         }
         info!(addr = %a, interface = ifname, "host exposed on the overlay");
     }
+    // Announced: neighbours that cached another MAC for the address (the
+    // interface is made anew at a restart) learn this one at once.
+    let v4: Vec<std::net::Ipv4Addr> =
+        addrs.iter().filter_map(|a| if let IpNet::V4(n) = a { Some(n.addr()) } else { None }).collect();
+    if !v4.is_empty() {
+        if let Err(e) = crate::plumb::garp::announce_here(ifname, &v4) {
+            warn!(error = %e, "could not announce the exposed addresses");
+        }
+    }
     let mut all = load(dir);
     for a in addrs {
         if !all.contains(a) {
@@ -70,5 +79,22 @@ pub async fn restore(dir: &Path, ifname: &str) {
     }
     if let Err(e) = expose(dir, ifname, &list).await {
         warn!(error = %e, "could not expose the host again");
+        return;
+    }
+    // At start the peer connections are not up yet, so the announcement
+    // above reaches nobody: announce again once they have had time to come up.
+    let v4: Vec<std::net::Ipv4Addr> =
+        list.iter().filter_map(|a| if let IpNet::V4(n) = a { Some(n.addr()) } else { None }).collect();
+    let ifname = ifname.to_string();
+    if !v4.is_empty() {
+        tokio::spawn(async move {
+            for secs in [2, 5, 15] {
+                tokio::time::sleep(std::time::Duration::from_secs(secs)).await;
+                if let Err(e) = crate::plumb::garp::announce_here(&ifname, &v4) {
+                    warn!(error = %e, "could not announce the exposed addresses");
+                    return;
+                }
+            }
+        });
     }
 }

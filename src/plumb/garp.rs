@@ -63,9 +63,28 @@ pub async fn announce(netns: &Path, mac: [u8; 6], ips: Vec<Ipv4Addr>) -> Result<
     super::netns::run_in(ns, move || async move { send(mac, &ips) }).await
 }
 
+/// Sends one announcement per address from `ifname` in the calling
+/// thread's namespace, with the interface's own MAC (the host's exposed
+/// addresses: its overlay interface may have a new MAC after a restart).
+pub fn announce_here(ifname: &str, ips: &[Ipv4Addr]) -> Result<usize, PlumbError> {
+    let op = |msg: String| PlumbError::Other { op: format!("send gratuitous ARP on {ifname}"), msg };
+    let text = std::fs::read_to_string(format!("/sys/class/net/{ifname}/address")).map_err(|e| op(e.to_string()))?;
+    let mac = parse_mac(text.trim()).ok_or_else(|| op(format!("unreadable MAC {:?}", text.trim())))?;
+    send_on(ifname, mac, ips)
+}
+
+fn parse_mac(s: &str) -> Option<[u8; 6]> {
+    let v: Vec<u8> = s.split(':').map(|b| u8::from_str_radix(b, 16).ok()).collect::<Option<_>>()?;
+    v.try_into().ok()
+}
+
 fn send(mac: [u8; 6], ips: &[Ipv4Addr]) -> Result<usize, PlumbError> {
+    send_on(CONTAINER_IFNAME, mac, ips)
+}
+
+fn send_on(ifname: &str, mac: [u8; 6], ips: &[Ipv4Addr]) -> Result<usize, PlumbError> {
     let op = |msg: String| PlumbError::Other { op: "send gratuitous ARP".into(), msg };
-    let idx = nix::net::if_::if_nametoindex(CONTAINER_IFNAME).map_err(|e| op(format!("{CONTAINER_IFNAME}: {e}")))?;
+    let idx = nix::net::if_::if_nametoindex(ifname).map_err(|e| op(format!("{ifname}: {e}")))?;
     let sock = super::packet_socket::PacketSocket::injector(idx).map_err(|e| op(e.to_string()))?;
     let frames: Vec<[u8; FRAME_LEN]> = ips.iter().map(|ip| frame(mac, *ip)).collect();
     let refs: Vec<&[u8]> = frames.iter().map(|f| &f[..]).collect();
@@ -91,6 +110,13 @@ mod tests {
             0, 0, 0, 0, 0, 0, 10, 32, 0, 7, // target
         ];
         assert_eq!(f, want);
+    }
+
+    #[test]
+    fn macs_parse() {
+        assert_eq!(parse_mac("02:aa:bb:cc:dd:0e"), Some([2, 0xaa, 0xbb, 0xcc, 0xdd, 0x0e]));
+        assert_eq!(parse_mac("02:aa:bb:cc:dd"), None);
+        assert_eq!(parse_mac("02:aa:bb:cc:dd:zz"), None);
     }
 
     #[test]
