@@ -121,16 +121,19 @@ async fn status(State(s): State<Arc<AppState>>) -> Result<Json<Status>, Failure>
     if let Some(m) = &s.mesh {
         st.mesh = Some(m.status().await?);
     }
-    st.upcalls = upcall_stats(&s).await;
+    let dp = datapath_stats(&s).await;
+    st.upcalls = upcall_stats(&s, dp.as_ref());
     st.sleeve = s.sleeve.as_ref().map(|h| h.stats());
     Ok(Json(st))
 }
 
-/// The upcall counters, with the kernel's count of upcalls it could not deliver.
-async fn upcall_stats(s: &AppState) -> Option<crate::daemon::upcalls::UpcallStatsView> {
-    let d = s.dataplane.as_ref()?;
-    let lost = datapath_stats(s).await.map(|st| st.lost);
-    d.upcall_stats(lost)
+/// The upcall counters, with the kernel's count of upcalls it could not
+/// deliver (from the datapath's stats, when there is a datapath).
+fn upcall_stats(
+    s: &AppState,
+    dp: Option<&crate::odp::datapath::DpStats>,
+) -> Option<crate::daemon::upcalls::UpcallStatsView> {
+    s.dataplane.as_ref()?.upcall_stats(dp.map(|st| st.lost))
 }
 
 /// The kernel datapath's lookup and flow counts, in fast-datapath mode.
@@ -383,7 +386,9 @@ async fn metrics(State(s): State<Arc<AppState>>) -> Result<Response, Failure> {
         peers.set(st.peers as i64);
         reg.register("peers", "Peers in the topology, this one included", peers);
     }
-    if let Some(st) = datapath_stats(&s).await {
+    // Asked of the kernel once: the flow and lookup counts, and the upcalls' lost count.
+    let dp = datapath_stats(&s).await;
+    if let Some(st) = &dp {
         use prometheus_client::metrics::counter::Counter;
         let flows = Gauge::<i64>::default();
         flows.set(i64::try_from(st.flows).unwrap_or(i64::MAX));
@@ -398,7 +403,7 @@ async fn metrics(State(s): State<Arc<AppState>>) -> Result<Response, Failure> {
             lookups,
         );
     }
-    if let Some(u) = upcall_stats(&s).await {
+    if let Some(u) = upcall_stats(&s, dp.as_ref()) {
         use prometheus_client::metrics::counter::Counter;
         let c = Family::<Vec<(String, String)>, Counter>::default();
         for (result, n) in [

@@ -99,11 +99,10 @@ pub async fn remove_addresses(
 ) -> Result<crate::api::DetachView, String> {
     let Some(recorded) = recorded else { return Ok(detached(target, None)) };
     let netns = veth::netns_path(target);
-    let gone: Vec<ipnet::IpNet> = which.to_vec();
-    veth::del_addresses(&netns, gone.clone()).await.map_err(|e| e.to_string())?;
+    veth::del_addresses(&netns, which.to_vec()).await.map_err(|e| e.to_string())?;
     let mut removed = Vec::new();
     recorded.retain(|c| match c.parse::<ipnet::IpNet>() {
-        Ok(n) if gone.contains(&n) => {
+        Ok(n) if which.contains(&n) => {
             removed.push(c.clone());
             false
         }
@@ -116,14 +115,7 @@ pub async fn remove_addresses(
 /// Announces the container's IPv4 addresses with gratuitous ARP, once its
 /// port is on the bridge or datapath. Best effort: a failure is logged.
 pub async fn announce(spec: &veth::AttachSpec, mac: [u8; 6]) {
-    let ips: Vec<std::net::Ipv4Addr> = spec
-        .addrs
-        .iter()
-        .filter_map(|a| match a {
-            ipnet::IpNet::V4(n) => Some(n.addr()),
-            ipnet::IpNet::V6(_) => None,
-        })
-        .collect();
+    let ips = crate::plumb::garp::ipv4s(&spec.addrs);
     match crate::plumb::garp::announce(&spec.netns, mac, ips).await {
         Ok(0) => {}
         Ok(n) => tracing::debug!(netns = %spec.netns.display(), sent = n, "gratuitous ARP sent"),

@@ -36,8 +36,7 @@ pub async fn expose(dir: &Path, ifname: &str, addrs: &[IpNet]) -> Result<(), Str
     }
     // Announced: neighbours that cached another MAC for the address (the
     // interface is made anew at a restart) learn this one at once.
-    let v4: Vec<std::net::Ipv4Addr> =
-        addrs.iter().filter_map(|a| if let IpNet::V4(n) = a { Some(n.addr()) } else { None }).collect();
+    let v4 = crate::plumb::garp::ipv4s(addrs);
     if !v4.is_empty() {
         if let Err(e) = crate::plumb::garp::announce_here(ifname, &v4) {
             warn!(error = %e, "could not announce the exposed addresses");
@@ -83,8 +82,7 @@ pub async fn restore(dir: &Path, ifname: &str) {
     }
     // At start the peer connections are not up yet, so the announcement
     // above reaches nobody: announce again once they have had time to come up.
-    let v4: Vec<std::net::Ipv4Addr> =
-        list.iter().filter_map(|a| if let IpNet::V4(n) = a { Some(n.addr()) } else { None }).collect();
+    let v4 = crate::plumb::garp::ipv4s(&list);
     let ifname = ifname.to_string();
     if !v4.is_empty() {
         tokio::spawn(async move {

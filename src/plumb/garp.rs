@@ -69,13 +69,13 @@ pub async fn announce(netns: &Path, mac: [u8; 6], ips: Vec<Ipv4Addr>) -> Result<
 pub fn announce_here(ifname: &str, ips: &[Ipv4Addr]) -> Result<usize, PlumbError> {
     let op = |msg: String| PlumbError::Other { op: format!("send gratuitous ARP on {ifname}"), msg };
     let text = std::fs::read_to_string(format!("/sys/class/net/{ifname}/address")).map_err(|e| op(e.to_string()))?;
-    let mac = parse_mac(text.trim()).ok_or_else(|| op(format!("unreadable MAC {:?}", text.trim())))?;
-    send_on(ifname, mac, ips)
+    let mac: crate::odp::key::Mac = text.trim().parse().map_err(op)?;
+    send_on(ifname, mac.0, ips)
 }
 
-fn parse_mac(s: &str) -> Option<[u8; 6]> {
-    let v: Vec<u8> = s.split(':').map(|b| u8::from_str_radix(b, 16).ok()).collect::<Option<_>>()?;
-    v.try_into().ok()
+/// The IPv4 addresses of `addrs` (what ARP announces).
+pub fn ipv4s(addrs: &[ipnet::IpNet]) -> Vec<Ipv4Addr> {
+    addrs.iter().filter_map(|a| if let ipnet::IpNet::V4(n) = a { Some(n.addr()) } else { None }).collect()
 }
 
 fn send(mac: [u8; 6], ips: &[Ipv4Addr]) -> Result<usize, PlumbError> {
@@ -110,13 +110,6 @@ mod tests {
             0, 0, 0, 0, 0, 0, 10, 32, 0, 7, // target
         ];
         assert_eq!(f, want);
-    }
-
-    #[test]
-    fn macs_parse() {
-        assert_eq!(parse_mac("02:aa:bb:cc:dd:0e"), Some([2, 0xaa, 0xbb, 0xcc, 0xdd, 0x0e]));
-        assert_eq!(parse_mac("02:aa:bb:cc:dd"), None);
-        assert_eq!(parse_mac("02:aa:bb:cc:dd:zz"), None);
     }
 
     #[test]
