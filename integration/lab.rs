@@ -35,7 +35,24 @@ impl Run {
         }
         let why =
             if self.log.contains(&fail) { "failed in the guest" } else { "did not report (guest did not run it)" };
-        Err(format!("scenario {scenario} {why}; guest exit ok={}; see the lab log above", self.ok))
+        Err(format!(
+            "scenario {scenario} {why}; guest exit ok={}; its last lines (whole lab log above):\n{}",
+            self.ok,
+            self.excerpt(scenario, 80)
+        ))
+    }
+
+    /// The last `n` lines the guest printed for `scenario`, so that a
+    /// failure's cause is in the test's own message.
+    fn excerpt(&self, scenario: &str, n: usize) -> String {
+        let start = format!("=== scenario {scenario}");
+        let lines: Vec<&str> = self.log.lines().collect();
+        let Some(from) = lines.iter().position(|l| l.trim_end().ends_with(&start)) else {
+            return format!("(the guest never started {scenario})");
+        };
+        let end = format!("SCENARIO {scenario} ");
+        let to = lines[from..].iter().position(|l| l.contains(&end)).map_or(lines.len(), |i| from + i + 1);
+        lines[to.saturating_sub(n).max(from)..to].join("\n")
     }
 }
 
@@ -143,4 +160,20 @@ fn scenario_scripts_exist() {
 #[test]
 fn multi_vm_weaver() {
     two_vms("integration/scenarios/multi-weaver.sh", "multi_vm_weaver");
+}
+
+/// A failing scenario's verdict carries its own lines, not its neighbours'.
+#[test]
+fn verdict_quotes_the_failing_scenario() {
+    let log = "=== scenario a\nSCENARIO a PASS\n=== scenario b\nstep 1\nwhy it broke\nSCENARIO b FAIL: exit 1\n=== scenario c\nSCENARIO c PASS\n";
+    let run = Run { log: log.into(), ok: false };
+    assert!(run.verdict("a").is_ok());
+    let e = run.verdict("b").unwrap_err();
+    assert!(e.contains("failed in the guest"), "{e}");
+    assert!(e.ends_with("=== scenario b\nstep 1\nwhy it broke\nSCENARIO b FAIL: exit 1"), "{e}");
+    assert!(
+        run.excerpt("b", 2).ends_with("why it broke\nSCENARIO b FAIL: exit 1")
+            && !run.excerpt("b", 2).contains("step 1")
+    );
+    assert!(run.verdict("d").unwrap_err().contains("never started d"));
 }

@@ -2,6 +2,7 @@
 //! the "no ODP" case. They need root (network namespaces), which CI has.
 
 use std::process::Command;
+use std::time::Duration;
 
 fn weavectl(args: &[&str]) -> (bool, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_weavectl")).args(args).output().expect("run weavectl");
@@ -520,6 +521,72 @@ fn systemd_unit_verifies() {
     let out = Command::new("systemd-analyze").arg("verify").arg(&file).output().expect("systemd-analyze");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success() && err.trim().is_empty(), "systemd-analyze verify: {err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// packaging/supervise.sh, the service where systemd is not: it runs the
+/// unit's ExecStart with its environment file (`$WEAVER_PEERS` split into
+/// words), restarts a daemon that fails after RestartSec, and on SIGTERM
+/// stops the daemon and exits with the daemon's own status, even when the
+/// daemon exits at once.
+#[test]
+fn supervisor_restarts_a_failed_daemon_and_stops_on_sigterm() {
+    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("supervise-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("bin")).unwrap();
+    let d = dir.to_str().unwrap();
+    // The first run fails; later runs wait, and exit 0 at once on SIGTERM.
+    let fake = format!(
+        "#!/bin/bash\necho \"$*\" >> {d}/runs\n[ $(wc -l < {d}/runs) -gt 1 ] || exit 3\ntrap 'kill $!; exit 0' TERM\nsleep 60 > /dev/null 2>&1 & wait\n"
+    );
+    std::fs::write(dir.join("bin/weaver"), fake).unwrap();
+    Command::new("chmod").args(["0755", &format!("{d}/bin/weaver")]).status().unwrap();
+    std::fs::write(
+        dir.join("weaver.service"),
+        "[Service]\nExecStart=/usr/local/bin/weaver $WEAVER_PEERS\nRestart=on-failure\nRestartSec=0.2\n",
+    )
+    .unwrap();
+    std::fs::write(dir.join("env"), "WEAVER_PEERS=\"10.0.0.1 10.0.0.2\"\n").unwrap();
+    for round in 0..5 {
+        let _ = std::fs::remove_file(dir.join("runs"));
+        let mut sup = Command::new("bash")
+            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/packaging/supervise.sh"))
+            .args([
+                "--unit",
+                &format!("{d}/weaver.service"),
+                "--env",
+                &format!("{d}/env"),
+                "--bin-dir",
+                &format!("{d}/bin"),
+            ])
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run supervise.sh");
+        let runs = || std::fs::read_to_string(dir.join("runs")).unwrap_or_default();
+        let t0 = std::time::Instant::now();
+        while runs().lines().count() < 2 && t0.elapsed() < Duration::from_secs(10) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(
+            runs(),
+            "10.0.0.1 10.0.0.2\n10.0.0.1 10.0.0.2\n",
+            "round {round}: the failed daemon was not restarted"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(sup.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
+        let t0 = std::time::Instant::now();
+        let status = loop {
+            if let Some(s) = sup.try_wait().unwrap() {
+                break s;
+            }
+            assert!(t0.elapsed() < Duration::from_secs(10), "round {round}: the supervisor ignored SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let mut err = String::new();
+        std::io::Read::read_to_string(sup.stderr.as_mut().unwrap(), &mut err).unwrap();
+        assert!(status.success(), "round {round}: the supervisor exited with {status}: {err}");
+        assert!(err.contains("exited with status 3") && err.contains("exited with status 0"), "round {round}: {err}");
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }
 

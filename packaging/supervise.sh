@@ -61,8 +61,14 @@ while :; do
   child=$!
   echo "supervise: started ${cmd[0]} (pid $child)" >&2
   wait "$child"; rc=$?
-  # A signal to us interrupts wait: wait for the daemon itself.
-  while kill -0 "$child" 2> /dev/null; do wait "$child"; rc=$?; done
+  # A signal to us interrupts wait (status > 128): wait again for the
+  # daemon's own status. bash keeps it even when the daemon has exited and
+  # been reaped meanwhile; 127 says it was collected already.
+  while [ "$stopping" = 1 ] && [ "$rc" -gt 128 ]; do
+    wait "$child" 2> /dev/null; r=$?
+    [ "$r" = 127 ] && break
+    rc=$r
+  done
   echo "supervise: ${cmd[0]} exited with status $rc" >&2
   [ "$stopping" = 0 ] || exit "$rc"
   if [ "$rc" = 0 ] || [ "$restart" != on-failure ]; then exit "$rc"; fi

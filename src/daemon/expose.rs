@@ -70,6 +70,12 @@ pub async fn hide(dir: &Path, ifname: &str, addrs: &[IpNet]) -> Result<Vec<IpNet
     Ok(gone)
 }
 
+/// The IPv4 addresses of `restored` that `now` still lists.
+fn still_exposed_v4(restored: &[IpNet], now: &[IpNet]) -> Vec<std::net::Ipv4Addr> {
+    let kept: Vec<IpNet> = restored.iter().filter(|a| now.contains(a)).copied().collect();
+    crate::plumb::garp::ipv4s(&kept)
+}
+
 /// Puts back what an earlier run exposed.
 pub async fn restore(dir: &Path, ifname: &str) {
     let list = load(dir);
@@ -82,17 +88,45 @@ pub async fn restore(dir: &Path, ifname: &str) {
     }
     // At start the peer connections are not up yet, so the announcement
     // above reaches nobody: announce again once they have had time to come up.
-    let v4 = crate::plumb::garp::ipv4s(&list);
-    let ifname = ifname.to_string();
-    if !v4.is_empty() {
-        tokio::spawn(async move {
-            for secs in [2, 5, 15] {
-                tokio::time::sleep(std::time::Duration::from_secs(secs)).await;
-                if let Err(e) = crate::plumb::garp::announce_here(&ifname, &v4) {
-                    warn!(error = %e, "could not announce the exposed addresses");
-                    return;
-                }
+    // Only what is still exposed then: a hidden address must not be claimed.
+    if crate::plumb::garp::ipv4s(&list).is_empty() {
+        return;
+    }
+    let (dir, ifname) = (dir.to_path_buf(), ifname.to_string());
+    tokio::spawn(async move {
+        for secs in [2, 5, 15] {
+            tokio::time::sleep(std::time::Duration::from_secs(secs)).await;
+            let v4 = still_exposed_v4(&list, &load(&dir));
+            if v4.is_empty() {
+                return;
             }
-        });
+            if let Err(e) = crate::plumb::garp::announce_here(&ifname, &v4) {
+                warn!(error = %e, "could not announce the exposed addresses");
+                return;
+            }
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn re_announces_only_what_is_still_exposed() {
+        let n = |s: &str| s.parse::<IpNet>().unwrap();
+        let restored = [n("10.32.0.1/12"), n("fd00::1/64"), n("10.40.0.1/24")];
+        assert_eq!(
+            still_exposed_v4(&restored, &restored),
+            vec!["10.32.0.1".parse::<std::net::Ipv4Addr>().unwrap(), "10.40.0.1".parse().unwrap()]
+        );
+        // Hidden since: not announced again.
+        assert_eq!(
+            still_exposed_v4(&restored, &[n("10.40.0.1/24")]),
+            vec!["10.40.0.1".parse::<std::net::Ipv4Addr>().unwrap()]
+        );
+        assert!(still_exposed_v4(&restored, &[]).is_empty());
+        // Exposed again with another prefix: another address, not this one.
+        assert!(still_exposed_v4(&[n("10.40.0.1/24")], &[n("10.40.0.1/16")]).is_empty());
     }
 }
