@@ -350,13 +350,18 @@ impl Ipam {
     pub fn handle_message(&mut self, now: u64, from: PeerName, bytes: &[u8]) -> Result<(), IpamError> {
         match wire::decode_request(bytes)? {
             Request::Space(r) => self.donate(from, r),
-            Request::Claim(a) => {
-                let free = self.ring.owner_of(a) == Some(self.me) && !self.used.contains_key(&a);
-                let granted = free && self.grant(Range::new(a, a + 1), from);
+            // Refused only when this peer owns the address by its own ring
+            // and it is in use. A ring not seeded here yet, or one that
+            // names another owner, may be behind or ahead of the
+            // claimer's: no answer, and the claimer asks whoever owns it
+            // by then after ASK_TIMEOUT_MS.
+            Request::Claim(a) if self.ring.owner_of(a) == Some(self.me) => {
+                let granted = !self.used.contains_key(&a) && self.grant(Range::new(a, a + 1), from);
                 if !granted {
                     self.unicasts.push_back((from, wire::encode_request(Request::ClaimDenied(a))));
                 }
             }
+            Request::Claim(_) => {}
             Request::Denied(_) => {
                 for p in self.pending.iter_mut().filter(|p| p.asked.is_some_and(|(to, _)| to == from)) {
                     p.asked = None;

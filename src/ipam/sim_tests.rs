@@ -451,3 +451,46 @@ fn rmpeer_of_a_live_peer_is_refused_and_reported_after_the_fact() {
     assert!(lab.ipam(0).ring().owned_by(victim).is_empty());
     lab.check_rings_agree(&[0, 1, 2]);
 }
+
+/// A claim that reaches the owner before the seeded ring does (the claimer
+/// learned the seeding first) is not refused: the owner does not answer,
+/// and grants it when the claimer asks again.
+#[test]
+fn a_claim_that_outruns_the_ring_is_granted_on_retry() {
+    use super::allocator::ASK_TIMEOUT_MS;
+    let (p0, p1) = (PeerName::from_u64(0x0a), PeerName::from_u64(0x0b));
+    let mut owner = Ipam::new(p0, config(Init::Consensus(2), "10.32.0.0/24")).unwrap();
+    let mut claimer = Ipam::new(p1, config(Init::Seed(vec![p0, p1]), "10.32.0.0/24")).unwrap();
+    owner.set_reachable([p1]);
+    claimer.set_reachable([p0]);
+    claimer.handle_timeout(0);
+    let theirs = (1..255)
+        .map(|i| format!("10.32.0.{i}/24").parse::<Ipv4Net>().unwrap())
+        .find(|n| claimer.ring().owner_of(u64::from(u32::from(n.addr()))) == Some(p0))
+        .expect("the seeded ring gives p0 some of the range");
+    assert_eq!(claimer.claim(0, "c", theirs).unwrap(), None);
+    let (to, req) = claimer.poll_unicast().expect("the claim is sent");
+    assert_eq!(to, p0);
+    owner.handle_message(0, p1, &req).unwrap();
+    assert!(owner.poll_unicast().is_none(), "a peer without the ring refused the claim");
+    // The ring arrives, then the claimer asks again.
+    owner.merge(p1, &claimer.encode_full()).unwrap();
+    claimer.handle_timeout(ASK_TIMEOUT_MS);
+    let (to, req) = claimer.poll_unicast().expect("the claim is asked again");
+    assert_eq!(to, p0);
+    owner.handle_message(ASK_TIMEOUT_MS, p1, &req).unwrap();
+    assert!(owner.poll_unicast().is_none(), "the owner refused a free address");
+    let grant = owner.take_delta().expect("the grant is gossiped");
+    claimer.merge(p0, &grant).unwrap();
+    claimer.handle_timeout(ASK_TIMEOUT_MS + TICK_MS);
+    let mut events = Vec::new();
+    while let Some(e) = claimer.poll_event() {
+        events.push(e);
+    }
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, IpamEvent::Allocated { container, addr } if container == "c" && *addr == theirs)),
+        "{events:?}"
+    );
+}
