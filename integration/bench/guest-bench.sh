@@ -16,7 +16,8 @@
 #   sleeve_enc  the sleeve with WEAVER_PASSWORD set for both daemons (encrypted)
 #   sleeve_pcap the sleeve capturing and injecting with libpcap
 #               (--sleeve-capture pcap) instead of packet sockets
-#   sleeve_gso  the sleeve carrying TCP super-frames whole (--sleeve-gso)
+#   sleeve_nogso the sleeve without GSO super-frames (--sleeve-gso=false):
+#               MTU-sized frames end to end
 #   vxlan       per host a Linux bridge and a Linux vxlan device (flannel-style)
 #   veth        routed, no encapsulation: container veth to the host namespace,
 #               which routes to the other host's containers over the underlay
@@ -64,7 +65,7 @@ mkdir -p "$W" "$SOCKS"
 unset WEAVER_PASSWORD WEAVER_PASSWORD_FILE
 BENCH_PASSWORD=weaver-bench-sleeve-password
 for l in $LAYOUTS; do
-  case "$l" in weaver | sleeve | sleeve_enc | sleeve_pcap | sleeve_gso | vxlan | veth) ;; *) echo "unknown layout $l" >&2; exit 2 ;; esac
+  case "$l" in weaver | sleeve | sleeve_enc | sleeve_pcap | sleeve_nogso | vxlan | veth) ;; *) echo "unknown layout $l" >&2; exit 2 ;; esac
 done
 # Only the fast datapath's layout reads the datapath with ovs-dpctl.
 FASTDP=0
@@ -184,7 +185,7 @@ weaver_hosts() {
   [ "$mode" = fastdp ] || args=(--no-fastdp)
   [ "$mode" != sleeve_enc ] || pw=("WEAVER_PASSWORD=$BENCH_PASSWORD")
   [ "$mode" != sleeve_pcap ] || args+=(--sleeve-capture pcap)
-  [ "$mode" != sleeve_gso ] || args+=(--sleeve-gso)
+  [ "$mode" != sleeve_nogso ] || args+=(--sleeve-gso=false)
   underlay_up
   for h in A B; do
     peer=192.168.80.1; [ $h = A ] && peer=192.168.80.2
@@ -237,7 +238,7 @@ layout_weaver() { weaver_hosts fastdp; }
 layout_sleeve() { weaver_hosts sleeve; }
 layout_sleeve_enc() { weaver_hosts sleeve_enc; }
 layout_sleeve_pcap() { weaver_hosts sleeve_pcap; }
-layout_sleeve_gso() { weaver_hosts sleeve_gso; }
+layout_sleeve_nogso() { weaver_hosts sleeve_nogso; }
 
 layout_vxlan() {
   underlay_up
@@ -551,7 +552,7 @@ sleeve_report() {
 
 run_layout() {
   local l=$1 t0=$SECONDS sleeve=0
-  case "$l" in sleeve | sleeve_enc | sleeve_pcap | sleeve_gso) sleeve=1 ;; esac
+  case "$l" in sleeve | sleeve_enc | sleeve_pcap | sleeve_nogso) sleeve=1 ;; esac
   echo "=== layout $l"
   say "$l: setting up"
   "layout_$l"

@@ -25,7 +25,7 @@ LOG=$TARGET/sleeve-console.log
 # Scratch (daemon logs, iperf3 JSON, weaver's state) and API sockets: kept
 # after the run for the evidence, wiped at the start of the next.
 SCRATCH=$TARGET/sleeve-run
-LAYOUTS="sleeve sleeve_enc sleeve_gso sleeve_pcap vxlan veth"
+LAYOUTS="sleeve sleeve_enc sleeve_nogso sleeve_pcap vxlan veth"
 
 die() {
   echo "bench: ==================================================" >&2

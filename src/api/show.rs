@@ -118,6 +118,12 @@ pub fn format_connections(conns: &[ConnectionView]) -> String {
                 extra.push(format!("rtt={r}ms"));
             }
             extra.push(format!("heartbeats={}/{}", k.heartbeats_acked, k.heartbeats_sent));
+            // Super-frames go whole only where fragments are carried.
+            match k.fragments {
+                Some(crate::sleeve::link::Fragments::Carried) => extra.push("super-frames whole".into()),
+                Some(f) => extra.push(format!("fragments {f}: super-frames cut")),
+                None => {}
+            }
             info = format!("[{}] {info}", extra.join(" "));
         }
         let _ = writeln!(

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use rand::SeedableRng;
 use tokio::sync::watch;
-use tracing::info;
+use tracing::{info, warn};
 use weaver::api::{server, Status};
 use weaver::daemon::bridged;
 use weaver::daemon::config::Config;
@@ -150,10 +150,15 @@ async fn main() -> Result<()> {
             if gso && cfg.sleeve_capture == sleeve_driver::CaptureKind::Hybrid {
                 // Super-frames from peers are injected whole through a tap
                 // the bridge never forwards to; the rest as in packet mode.
-                let tap = weaver::plumb::tap::create_inject_only(weaver::plumb::tap::TAP, bridge::BRIDGE, cfg.mtu)
-                    .await
-                    .map_err(|e| anyhow::anyhow!("--sleeve-gso: setting up the inject tap: {e}"))?;
-                sleeve_driver::LocalSide::Hybrid(b.capture_ifname.clone(), tap)
+                // Without a tap (no /dev/net/tun), they are cut and injected
+                // through the packet socket.
+                match weaver::plumb::tap::create_inject_only(weaver::plumb::tap::TAP, bridge::BRIDGE, cfg.mtu).await {
+                    Ok(tap) => sleeve_driver::LocalSide::Hybrid(b.capture_ifname.clone(), tap),
+                    Err(e) => {
+                        warn!(error = %e, "no tap for injecting super-frames whole: they are cut into frames here");
+                        sleeve_driver::LocalSide::Capture(b.capture_ifname.clone(), sleeve_driver::CaptureKind::Packet)
+                    }
+                }
             } else {
                 sleeve_driver::LocalSide::Capture(b.capture_ifname.clone(), cfg.sleeve_capture)
             }

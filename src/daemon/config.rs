@@ -60,15 +60,17 @@ pub struct Args {
     pub sleeve_peer: Vec<String>,
     /// How bridge mode captures and injects frames: "packet" (raw packet
     /// sockets, batched), "pcap" (libpcap), "tap" (a tap device, a port of
-    /// the bridge; needs --sleeve-gso), "hybrid" (packet sockets, and a tap
-    /// that only injects super-frames whole; needs --sleeve-gso) or "auto"
-    /// (hybrid with --sleeve-gso, else packet).
+    /// the bridge; needs GSO), "hybrid" (packet sockets, and a tap that only
+    /// injects super-frames whole; needs GSO) or "auto" (hybrid with GSO,
+    /// else packet).
     #[arg(long, env = "WEAVER_SLEEVE_CAPTURE", default_value = "auto")]
     pub sleeve_capture: String,
     /// Bridge mode: carry TCP super-frames (GSO) whole between sleeve hosts
-    /// that both enable it, instead of MTU-sized frames.
-    #[arg(long, env = "WEAVER_SLEEVE_GSO")]
-    pub sleeve_gso: bool,
+    /// that both enable it, over paths shown to carry IPv4 fragments,
+    /// instead of MTU-sized frames. On unless `--sleeve-gso=false` (or the
+    /// pcap capture).
+    #[arg(long, env = "WEAVER_SLEEVE_GSO", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub sleeve_gso: Option<bool>,
     /// Connect to peers learned from the mesh, not only to the ones given.
     #[arg(long, env = "WEAVER_DISCOVERY", default_value_t = true, action = clap::ArgAction::Set)]
     pub discovery: bool,
@@ -222,16 +224,18 @@ impl Config {
             return Err(invalid("sleeve-peer", format!("{bad:?} is not a peer name, nickname or IP address")));
         }
         use crate::daemon::sleeve::CaptureKind;
-        let sleeve_capture = match a.sleeve_capture.as_str() {
-            "auto" if a.sleeve_gso => CaptureKind::Hybrid,
-            "auto" => CaptureKind::Packet,
-            other => other.parse().map_err(|e: String| invalid("sleeve-capture", e))?,
+        let asked = match a.sleeve_capture.as_str() {
+            "auto" => None,
+            other => Some(other.parse().map_err(|e: String| invalid("sleeve-capture", e))?),
         };
-        if a.sleeve_gso && sleeve_capture == CaptureKind::Pcap {
+        // GSO is on by default, except with the pcap capture, which cannot.
+        let sleeve_gso = a.sleeve_gso.unwrap_or(asked != Some(CaptureKind::Pcap));
+        let sleeve_capture = asked.unwrap_or(if sleeve_gso { CaptureKind::Hybrid } else { CaptureKind::Packet });
+        if sleeve_gso && sleeve_capture == CaptureKind::Pcap {
             return Err(invalid("sleeve-gso", "needs the tap or packet-socket capture (--sleeve-capture tap|packet)"));
         }
-        if !a.sleeve_gso && matches!(sleeve_capture, CaptureKind::Tap | CaptureKind::Hybrid) {
-            return Err(invalid("sleeve-capture", "the tap and hybrid captures need --sleeve-gso"));
+        if !sleeve_gso && matches!(sleeve_capture, CaptureKind::Tap | CaptureKind::Hybrid) {
+            return Err(invalid("sleeve-capture", "the tap and hybrid captures need GSO (not --sleeve-gso=false)"));
         }
         if a.conn_limit == 0 {
             return Err(invalid("conn-limit", "must be at least 1"));
@@ -280,7 +284,7 @@ impl Config {
             no_fastdp: a.no_fastdp,
             sleeve_peers,
             sleeve_capture,
-            sleeve_gso: a.sleeve_gso,
+            sleeve_gso,
             discovery: a.discovery,
             conn_limit: a.conn_limit,
             log_format: a.log_format,
@@ -399,17 +403,27 @@ mod tests {
         assert_eq!(c.vxlan_port, 6784);
         assert!(c.peers.is_empty());
         assert!(c.password.is_none());
-        assert_eq!(c.sleeve_capture, crate::daemon::sleeve::CaptureKind::Packet);
+        assert_eq!(c.sleeve_capture, crate::daemon::sleeve::CaptureKind::Hybrid);
+        assert!(c.sleeve_gso, "GSO is on by default");
     }
 
     #[test]
-    fn gso_is_hybrid_unless_told_otherwise() {
+    fn gso_is_on_and_hybrid_unless_told_otherwise() {
         use crate::daemon::sleeve::CaptureKind;
-        assert_eq!(parse(&["--sleeve-gso"]).unwrap().sleeve_capture, CaptureKind::Hybrid);
-        assert_eq!(parse(&["--sleeve-gso", "--sleeve-capture", "tap"]).unwrap().sleeve_capture, CaptureKind::Tap);
-        assert!(parse(&["--sleeve-capture", "hybrid"]).is_err(), "hybrid needs --sleeve-gso");
-        let c = parse(&["--sleeve-gso", "--sleeve-capture", "packet"]).unwrap();
-        assert_eq!(c.sleeve_capture, CaptureKind::Packet);
+        let kind = |args: &[&str]| parse(args).map(|c| (c.sleeve_gso, c.sleeve_capture));
+        assert_eq!(kind(&[]).unwrap(), (true, CaptureKind::Hybrid));
+        assert_eq!(kind(&["--sleeve-gso"]).unwrap(), (true, CaptureKind::Hybrid));
+        assert_eq!(kind(&["--sleeve-gso=true"]).unwrap(), (true, CaptureKind::Hybrid));
+        assert_eq!(kind(&["--sleeve-gso=false"]).unwrap(), (false, CaptureKind::Packet));
+        assert_eq!(kind(&["--sleeve-capture", "tap"]).unwrap(), (true, CaptureKind::Tap));
+        assert_eq!(kind(&["--sleeve-capture", "packet"]).unwrap(), (true, CaptureKind::Packet));
+        // The pcap capture cannot: off unless asked for, and then refused.
+        assert_eq!(kind(&["--sleeve-capture", "pcap"]).unwrap(), (false, CaptureKind::Pcap));
+        assert!(kind(&["--sleeve-capture", "hybrid", "--sleeve-gso=false"]).is_err(), "hybrid needs GSO");
+        // A bare flag takes no separate value: what follows is a peer.
+        let c = parse(&["--sleeve-gso", "10.0.0.1"]).unwrap();
+        assert!(c.sleeve_gso && c.peers == vec!["10.0.0.1:6783"]);
+        assert!(parse(&["--sleeve-gso=maybe"]).is_err());
     }
 
     #[test]
@@ -431,7 +445,7 @@ mod tests {
             (vec!["--sleeve-peer", "host a"], "--sleeve-peer"),
             (vec!["--sleeve-capture", "ring"], "--sleeve-capture"),
             (vec!["--sleeve-capture", "pcap", "--sleeve-gso"], "--sleeve-gso"),
-            (vec!["--sleeve-capture", "tap"], "--sleeve-capture"),
+            (vec!["--sleeve-capture", "tap", "--sleeve-gso=false"], "--sleeve-capture"),
             (vec!["--ipalloc-range", "10.32.0.0/33"], "--ipalloc-range"),
             (vec!["--ipalloc-range", "10.32.0.1/12"], "--ipalloc-range"),
             (vec!["--ipalloc-default-subnet", "192.168.0.0/24"], "--ipalloc-default-subnet"),

@@ -25,7 +25,7 @@ use crate::mesh::conn::{self, AcceptLimiter, ConnConfig, ConnError, ConnEvent, E
 use crate::mesh::core::{ConnId, ConnVerdict, MeshConfig, MeshEvent, NewConnection, RefuseReason, Router};
 use crate::mesh::maker::{self, BackoffConfig, Maker};
 use crate::mesh::peer::Identity;
-use crate::sleeve::link::{Link, LinkConfig, LinkState};
+use crate::sleeve::link::{Fragments, Link, LinkConfig, LinkState};
 
 /// What the mesh task needs to start.
 pub struct MeshSettings {
@@ -746,6 +746,9 @@ impl MeshTask {
         }
         if ack.sleeve {
             let t = l.sleeve.as_mut().and_then(|k| k.handle_ack(now, ack.seq, ack.len));
+            if let (Some(s), Some(k)) = (&self.sleeve, l.sleeve.as_mut()) {
+                fragments_changed(&s.handle, l.info.conn_uid(), &l.info.remote.name, &l.addr, k);
+            }
             if let Some(t) = t {
                 if t.to == LinkState::Up {
                     info!(peer = %l.info.remote.name, addr = %l.addr, "sleeve path up");
@@ -858,16 +861,21 @@ impl MeshTask {
         let gso = [&self.conn_cfg.overlays, &info.remote_overlays]
             .iter()
             .all(|o| o.iter().any(|x| x == super::sleeve::SLEEVE_GSO));
+        // Super-frames go whole only once the path is shown to carry
+        // datagrams that big (as IPv4 fragments); cut until then.
         s.handle.conn_up(ConnUp {
             conn_uid: info.conn_uid(),
             peer: info.remote.name,
             addr: SocketAddr::new(std::net::IpAddr::V4(dst), s.port),
             keys,
             payload_limit: limit,
-            gso,
+            gso: false,
         });
         let mut link = Link::new(self.now(), s.link.clone(), limit);
         link.sealed = sealed;
+        if gso {
+            link.check_fragments(self.now(), super::sleeve::GSO_CHECK_SIZE);
+        }
         Some(link)
     }
 
@@ -894,6 +902,7 @@ impl MeshTask {
             while let Some(send) = link.poll_send(now) {
                 s.handle.send_control(uid, send);
             }
+            fragments_changed(&s.handle, uid, &l.info.remote.name, &l.addr, link);
             let limit = link.payload_limit();
             if limit != l.sleeve_limit {
                 l.sleeve_limit = limit;
@@ -970,5 +979,27 @@ impl MeshTask {
             self.maker.forget(&a);
         }
         targets::save(&self.state_dir, &self.maker.direct_targets()).map_err(|e| e.to_string())
+    }
+}
+
+/// Tells the sleeve driver the fragment check's new answer, if any: super-
+/// frames go to the peer whole over a path that carries them, else are cut.
+fn fragments_changed(
+    h: &super::sleeve::SleeveHandle,
+    uid: u64,
+    peer: &crate::mesh::peer::PeerName,
+    addr: &str,
+    link: &mut Link,
+) {
+    match link.take_fragments_change() {
+        Some(Fragments::Carried) => {
+            info!(%peer, %addr, "sleeve path carries fragmented datagrams: TCP super-frames go whole");
+            h.set_gso(uid, true);
+        }
+        Some(f) => {
+            info!(%peer, %addr, fragments = %f, "sleeve path does not carry fragmented datagrams: super-frames are cut");
+            h.set_gso(uid, false);
+        }
+        None => {}
     }
 }

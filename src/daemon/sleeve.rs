@@ -64,6 +64,9 @@ pub const SLEEVE_GSO: &str = "sleeve-gso";
 /// The cap on containers' GSO super-frames in GSO mode: one, with its
 /// record, virtio_net_hdr, header and tag, fits a UDP datagram.
 pub const GSO_MAX_SIZE: u32 = 62_000;
+/// The size of a fragment check (`sleeve::link`): the largest GSO datagram,
+/// a whole super-frame with the headers and the seal around it.
+pub const GSO_CHECK_SIZE: usize = GSO_MAX_SIZE as usize + 128;
 /// Datagrams per `sendmmsg`/`recvmmsg`.
 const MAX_BATCH: usize = 32;
 /// Frames read from the capture per wake-up.
@@ -263,7 +266,8 @@ pub struct SleeveStatsView {
 struct TxConn {
     conn_uid: u64,
     addr: SocketAddr,
-    gso: bool,
+    /// Super-frames go whole: both ends offer it and the path carries them.
+    gso: AtomicBool,
     sealer: Mutex<Sealer>,
     overhead: usize,
     limit: AtomicUsize,
@@ -554,7 +558,7 @@ impl SleeveHandle {
         let tx = Arc::new(TxConn {
             conn_uid: c.conn_uid,
             addr: c.addr,
-            gso: c.gso,
+            gso: AtomicBool::new(c.gso),
             overhead: sealer.overhead(),
             sealer: Mutex::new(sealer),
             limit: AtomicUsize::new(c.payload_limit),
@@ -586,10 +590,25 @@ impl SleeveHandle {
         }
     }
 
-    /// Sends a heartbeat or a path-MTU probe on the connection.
+    /// Whether super-frames go to the connection's peer whole (else they
+    /// are cut here): the fragment check's answer.
+    pub fn set_gso(&self, conn_uid: u64, on: bool) {
+        if let Some(t) = read(&self.shared.by_uid).get(&conn_uid) {
+            t.gso.store(on, Ordering::Relaxed);
+        }
+    }
+
+    /// Sends a heartbeat, a path-MTU probe (DF) or a fragment check (no DF,
+    /// only where GSO datagrams may be sent) on the connection.
     pub fn send_control(&self, conn_uid: u64, s: ToSend) {
         let sh = &self.shared;
         let Some(t) = read(&sh.by_uid).get(&conn_uid).cloned() else { return };
+        let sock = match (s.probe, s.fragmented, &sh.big) {
+            (true, _, _) => &sh.probe,
+            (false, true, Some(big)) => big,
+            (false, true, None) => return,
+            (false, false, _) => &sh.data,
+        };
         let kind = if s.probe { ControlKind::Probe } else { ControlKind::Heartbeat };
         let body = Control { kind, seq: s.seq }.emit(s.size.saturating_sub(t.overhead));
         let d = match lock(&t.sealer).seal_control(&body) {
@@ -599,7 +618,6 @@ impl SleeveHandle {
                 return;
             }
         };
-        let sock = if s.probe { &sh.probe } else { &sh.data };
         match sock.send_to(&d, t.addr) {
             Ok(_) => {
                 bump(&sh.stats.datagrams_sent, 1);
@@ -899,7 +917,9 @@ impl Shared {
     /// one): the caller cuts it then.
     fn send_gso(&self, hop: PeerName, vnet: &[u8; VNET_LEN], f: FrameRef<'_>, buf: &mut Vec<u8>) -> bool {
         let (Some(big), Some(t)) = (&self.big, read(&self.tx).get(&hop).cloned()) else { return false };
-        if !t.gso || t.overhead + wire::VNET_LEN + FRAME_OVERHEAD + f.bytes.len() > MAX_UDP_PAYLOAD {
+        if !t.gso.load(Ordering::Relaxed)
+            || t.overhead + wire::VNET_LEN + FRAME_OVERHEAD + f.bytes.len() > MAX_UDP_PAYLOAD
+        {
             return false;
         }
         buf.clear();

@@ -5,11 +5,60 @@
 //! [`LinkConfig::timeout_ms`] goes down: the mesh then withdraws the
 //! connection from routing (never left silent), and brings it back when
 //! they return.
+//!
+//! A link may also check that its path carries datagrams bigger than the
+//! path MTU as IPv4 fragments ([`Link::check_fragments`]): the sleeve sends
+//! TCP super-frames whole only over a path shown to carry them, and cuts
+//! them into MTU-sized frames everywhere else.
 
 use super::pmtu::{Pmtu, PmtuConfig, PmtuState};
 
 /// Heartbeat sequence numbers have this bit set; path-MTU probes do not.
 const HEARTBEAT_BIT: u64 = 1 << 63;
+/// Fragment checks have this bit set (and not the heartbeat bit).
+const FRAGMENT_BIT: u64 = 1 << 62;
+/// How long a fragment check waits for its acknowledgement.
+const FRAGMENT_TIMEOUT_MS: u64 = 1_000;
+/// Unanswered checks in a row that show the path does not carry fragments.
+const FRAGMENT_TRIES: u32 = 3;
+/// How often the answer is checked again, either way.
+const FRAGMENT_RECHECK_MS: u64 = 30_000;
+
+/// Whether the path carries datagrams bigger than its MTU, as fragments.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Fragments {
+    /// Not known yet.
+    Unknown,
+    Carried,
+    /// Checks went unanswered while heartbeats were answered.
+    Blocked,
+}
+
+impl std::fmt::Display for Fragments {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Fragments::Unknown => "unknown",
+            Fragments::Carried => "carried",
+            Fragments::Blocked => "blocked",
+        })
+    }
+}
+
+/// The fragment check's state.
+#[derive(Clone, Debug)]
+struct FragmentCheck {
+    /// The UDP payload of a check: the largest datagram to be sent.
+    size: usize,
+    state: Fragments,
+    seq: u64,
+    /// The check in flight: (seq, answer due by).
+    inflight: Option<(u64, u64)>,
+    missed: u32,
+    next_at: u64,
+    /// The state changed since [`Link::take_fragments_change`] last said.
+    changed: bool,
+}
 
 /// Tunables, in milliseconds of the caller's clock.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -62,6 +111,8 @@ pub struct ToSend {
     pub seq: u64,
     pub size: usize,
     pub probe: bool,
+    /// A fragment check: `size` bytes without DF, for the underlay to fragment.
+    pub fragmented: bool,
 }
 
 /// One path, as `weavectl status connections` shows it.
@@ -78,6 +129,9 @@ pub struct LinkView {
     pub heartbeats_acked: u64,
     /// Datagrams are sealed (a password, and not both ends trusted).
     pub sealed: bool,
+    /// Whether the path carries fragmented datagrams, when checked.
+    #[serde(default)]
+    pub fragments: Option<Fragments>,
 }
 
 #[derive(Clone, Debug)]
@@ -97,6 +151,7 @@ pub struct Link {
     pub acked: u64,
     /// Datagrams on this path are sealed (set by the owner; shown only).
     pub sealed: bool,
+    fragments: Option<FragmentCheck>,
 }
 
 impl Link {
@@ -117,7 +172,34 @@ impl Link {
             sent: 0,
             acked: 0,
             sealed: false,
+            fragments: None,
         }
+    }
+
+    /// Checks, once the path is up and then every
+    /// `FRAGMENT_RECHECK_MS`, that it carries `size`-byte datagrams sent
+    /// without DF (so fragmented by IPv4 where the path MTU is smaller).
+    pub fn check_fragments(&mut self, now: u64, size: usize) {
+        self.fragments = Some(FragmentCheck {
+            size,
+            state: Fragments::Unknown,
+            seq: 0,
+            inflight: None,
+            missed: 0,
+            next_at: now,
+            changed: false,
+        });
+    }
+
+    /// What the fragment check found, if it is on.
+    pub fn fragments(&self) -> Option<Fragments> {
+        self.fragments.as_ref().map(|f| f.state)
+    }
+
+    /// The fragment check's new answer, once per change.
+    pub fn take_fragments_change(&mut self) -> Option<Fragments> {
+        let f = self.fragments.as_mut()?;
+        std::mem::take(&mut f.changed).then_some(f.state)
     }
 
     pub fn state(&self) -> LinkState {
@@ -134,6 +216,7 @@ impl Link {
             heartbeats_sent: self.sent,
             heartbeats_acked: self.acked,
             sealed: self.sealed,
+            fragments: self.fragments(),
         }
     }
 
@@ -166,13 +249,18 @@ impl Link {
             }
             self.inflight.push_back((seq, now));
             self.sent += 1;
-            return Some(ToSend { seq, size: 0, probe: false });
+            return Some(ToSend { seq, size: 0, probe: false, fragmented: false });
         }
         // Probes only over a path that works: a dead one would fail them all.
-        if self.state == LinkState::Up {
-            return self.pmtu.poll_probe(now).map(|p| ToSend { seq: p.seq, size: p.size, probe: true });
+        if self.state != LinkState::Up {
+            return None;
         }
-        None
+        if let Some(f) = self.fragments.as_mut() {
+            if let Some(send) = f.poll_send(now) {
+                return Some(send);
+            }
+        }
+        self.pmtu.poll_probe(now).map(|p| ToSend { seq: p.seq, size: p.size, probe: true, fragmented: false })
     }
 
     /// The peer acknowledged control datagram `seq`, which arrived as `len` bytes.
@@ -183,6 +271,10 @@ impl Link {
             self.inflight.drain(..=i);
             self.rtt_ms = Some(now.saturating_sub(at));
             self.acked += 1;
+        } else if seq & FRAGMENT_BIT != 0 {
+            if !self.fragments.as_mut().is_some_and(|f| f.handle_ack(now, seq, len)) {
+                return None;
+            }
         } else if !self.pmtu.handle_ack(now, seq, len) {
             return None;
         }
@@ -214,6 +306,9 @@ impl Link {
         }
         if self.state == LinkState::Up {
             t = t.min(self.pmtu.poll_timeout());
+            if let Some(f) = &self.fragments {
+                t = t.min(f.inflight.map_or(f.next_at, |(_, due)| due));
+            }
         }
         t
     }
@@ -226,6 +321,55 @@ impl Link {
         self.state = to;
         self.since = now;
         Some(t)
+    }
+}
+
+impl FragmentCheck {
+    fn poll_send(&mut self, now: u64) -> Option<ToSend> {
+        if let Some((_, due)) = self.inflight {
+            if now < due {
+                return None;
+            }
+            self.inflight = None;
+            self.missed += 1;
+            if self.missed < FRAGMENT_TRIES {
+                self.next_at = now;
+            } else {
+                self.missed = 0;
+                self.next_at = now + FRAGMENT_RECHECK_MS;
+                self.set(Fragments::Blocked);
+            }
+        }
+        if now < self.next_at {
+            return None;
+        }
+        self.seq += 1;
+        let seq = FRAGMENT_BIT | self.seq;
+        self.inflight = Some((seq, now + FRAGMENT_TIMEOUT_MS));
+        Some(ToSend { seq, size: self.size, probe: false, fragmented: true })
+    }
+
+    /// True for the answer to a check this side sent, whole.
+    fn handle_ack(&mut self, now: u64, seq: u64, len: usize) -> bool {
+        let n = seq & !FRAGMENT_BIT;
+        if n == 0 || n > self.seq || len < self.size {
+            return false;
+        }
+        // A late answer to an earlier check counts too: the path carried it.
+        if self.inflight.is_some_and(|(s, _)| s == seq) || self.state != Fragments::Carried {
+            self.inflight = None;
+            self.missed = 0;
+            self.next_at = now + FRAGMENT_RECHECK_MS;
+        }
+        self.set(Fragments::Carried);
+        true
+    }
+
+    fn set(&mut self, to: Fragments) {
+        if self.state != to {
+            self.state = to;
+            self.changed = true;
+        }
     }
 }
 
@@ -244,7 +388,7 @@ mod tests {
             }
             while let Some(s) = l.poll_send(now) {
                 let len = if s.probe { s.size } else { 45 };
-                if alive(now) && len <= path {
+                if alive(now) && len <= path && !s.fragmented {
                     if let Some(t) = l.handle_ack(now + 1, s.seq, len) {
                         seen.push((now + 1, t.to));
                     }
@@ -285,5 +429,87 @@ mod tests {
         assert!(!l.usable());
         l.handle_too_big(5_000, 1172);
         assert_eq!(l.payload_limit(), 1172);
+    }
+
+    /// Drives a link whose path carries heartbeats always, and fragmented
+    /// datagrams while `frags(now)`; returns the fragment answers as they change.
+    fn drive_fragments(l: &mut Link, from: u64, to: u64, frags: impl Fn(u64) -> bool) -> Vec<(u64, Fragments)> {
+        let mut seen = Vec::new();
+        let mut now = from;
+        while now < to {
+            l.handle_timeout(now);
+            while let Some(s) = l.poll_send(now) {
+                if s.fragmented {
+                    assert_eq!(s.size, 62_100);
+                    assert!(!s.probe, "a fragment check must not carry DF");
+                    if frags(now) {
+                        l.handle_ack(now + 5, s.seq, s.size);
+                    }
+                } else {
+                    l.handle_ack(now + 1, s.seq, if s.probe { s.size } else { 45 });
+                }
+            }
+            if let Some(f) = l.take_fragments_change() {
+                seen.push((now, f));
+            }
+            now = l.poll_timeout().max(now + 1).min(to);
+        }
+        seen
+    }
+
+    #[test]
+    fn fragment_checks_find_whether_the_path_carries_fragments_and_follow_changes() {
+        let mut l = Link::new(0, LinkConfig::default(), 1472);
+        assert_eq!(l.fragments(), None);
+        assert_eq!(l.view(0).fragments, None);
+        l.check_fragments(0, 62_100);
+        assert_eq!(l.fragments(), Some(Fragments::Unknown));
+        // Carried: known within the first round trips, and said once.
+        let seen = drive_fragments(&mut l, 0, 20_000, |_| true);
+        assert_eq!(seen.len(), 1, "{seen:?}");
+        assert!(seen[0].0 < 1_000 && seen[0].1 == Fragments::Carried, "{seen:?}");
+        assert_eq!(l.view(20_000).fragments, Some(Fragments::Carried));
+        // Blocked from 40 s: the recheck (every 30 s) and its retries find it.
+        let seen = drive_fragments(&mut l, 20_000, 120_000, |t| t < 40_000);
+        assert_eq!(seen.len(), 1, "{seen:?}");
+        assert_eq!(seen[0].1, Fragments::Blocked);
+        assert!(seen[0].0 >= 40_000 && seen[0].0 <= 40_000 + 30_000 + 3 * 1_000 + 100, "{seen:?}");
+        assert_eq!(l.state(), LinkState::Up, "heartbeats still answered");
+        // Carried again: back within a recheck interval.
+        let seen = drive_fragments(&mut l, 120_000, 200_000, |_| true);
+        assert_eq!(seen.len(), 1, "{seen:?}");
+        assert!(seen[0].1 == Fragments::Carried && seen[0].0 <= 120_000 + 30_000 + 100, "{seen:?}");
+    }
+
+    #[test]
+    fn fragment_acks_must_be_whole_and_ours() {
+        let mut l = Link::new(0, LinkConfig::default(), 1472);
+        l.check_fragments(0, 62_100);
+        // Nothing sent yet: no answer counts.
+        assert_eq!(l.handle_ack(1, FRAGMENT_BIT | 1, 62_100), None);
+        // Up first (checks only go over a working path).
+        let hb = l.poll_send(0).unwrap();
+        l.handle_ack(1, hb.seq, 45);
+        let check = l.poll_send(1).expect("a check once up");
+        assert!(check.fragmented && check.seq & FRAGMENT_BIT != 0);
+        // Cut short on the way: not carried.
+        l.handle_ack(2, check.seq, 1400);
+        assert_eq!(l.fragments(), Some(Fragments::Unknown));
+        // Never sent: ignored.
+        l.handle_ack(2, FRAGMENT_BIT | 9, 62_100);
+        assert_eq!(l.fragments(), Some(Fragments::Unknown));
+        l.handle_ack(3, check.seq, 62_100);
+        assert_eq!(l.take_fragments_change(), Some(Fragments::Carried));
+        assert_eq!(l.take_fragments_change(), None);
+    }
+
+    #[test]
+    fn a_path_that_never_carries_fragments_is_blocked_after_three_tries() {
+        let mut l = Link::new(0, LinkConfig::default(), 1472);
+        l.check_fragments(0, 62_100);
+        let seen = drive_fragments(&mut l, 0, 10_000, |_| false);
+        assert_eq!(seen.len(), 1, "{seen:?}");
+        assert_eq!(seen[0].1, Fragments::Blocked);
+        assert!((3_000..3_100).contains(&seen[0].0), "{seen:?}");
     }
 }
