@@ -308,8 +308,15 @@ fn ipam_three_hosts() {
     assert_eq!(lab.json("c", &["status", "ipam"])["allocated"], 4);
     let drop = both.iter().find(|a| a.starts_with("10.32.201.")).cloned().expect("an address in 10.32.201.0/24");
     let keep = both.iter().find(|a| !a.starts_with("10.32.201.")).cloned().expect("an address in the default subnet");
+    let ip_of = |cidr: &str| cidr.split('/').next().unwrap_or_default().to_string();
+    let lookup = |n: &str| lab.ctl("c", &["dns-lookup", n]).unwrap_or_default();
+    wait_until("both of its addresses under its name", Duration::from_secs(20), || {
+        let o = lookup(&two);
+        o.contains(&ip_of(&drop)) && o.contains(&ip_of(&keep))
+    });
     let out = lab.ctl("c", &["detach", &drop, &two]).expect("detach one address");
     assert!(out.contains(&format!("{drop} removed from")), "{out}");
+    wait_until("only the kept address under its name", Duration::from_secs(20), || lookup(&two).trim() == ip_of(&keep));
     assert_eq!(v4(&two), vec![keep.clone()], "only {drop} goes");
     assert_eq!(lab.json("c", &["status", "ipam"])["allocated"], 3, "the detached address is released");
     let ps = lab.ctl("c", &["ps"]).expect("ps");

@@ -239,16 +239,20 @@ async fn detach(
         .detach(r.target.clone(), cidrs.clone())
         .await
         .map_err(|e| Failure(StatusCode::BAD_REQUEST, e))?;
-    if cidrs.is_empty() {
+    // Its DNS records go with it, or those of the detached addresses.
+    let only = if cidrs.is_empty() {
         super::ipam::release(s.mesh.as_ref(), &r.target, None).await;
-        if let (Some(m), Some(_)) = (s.mesh.as_ref(), &s.dns_domain) {
-            let _ =
-                m.dns(|tx| crate::daemon::dns::DnsRequest::RemoveContainer { container: r.target.clone(), tx }).await;
-        }
+        None
     } else {
         let v4: Vec<ipnet::Ipv4Net> =
             cidrs.iter().filter_map(|c| if let ipnet::IpNet::V4(n) = c { Some(*n) } else { None }).collect();
+        let addrs = v4.iter().map(|n| n.addr()).collect();
         super::ipam::release(s.mesh.as_ref(), &r.target, Some(v4)).await;
+        Some(addrs)
+    };
+    if let (Some(m), Some(_)) = (s.mesh.as_ref(), &s.dns_domain) {
+        let container = r.target.clone();
+        let _ = m.dns(|tx| crate::daemon::dns::DnsRequest::RemoveContainer { container, only, tx }).await;
     }
     Ok(Json(v))
 }

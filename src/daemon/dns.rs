@@ -41,8 +41,9 @@ pub enum DnsRequest {
     /// Removes this peer's records of `name` (only those of `addrs`, if
     /// given), whatever their container.
     Remove { name: String, addrs: Vec<Ipv4Addr>, tx: oneshot::Sender<Result<usize, String>> },
-    /// Removes every record of a container.
-    RemoveContainer { container: String, tx: oneshot::Sender<usize> },
+    /// Removes every record of a container, or only those of `only`'s
+    /// addresses (detached from it).
+    RemoveContainer { container: String, only: Option<Vec<Ipv4Addr>>, tx: oneshot::Sender<usize> },
     /// The records of a name (or all, for an empty name), across the mesh.
     Lookup { name: String, tx: oneshot::Sender<Result<Vec<DnsEntryView>, String>> },
 }
@@ -155,8 +156,14 @@ impl MeshTask {
                 });
                 let _ = tx.send(r);
             }
-            DnsRequest::RemoveContainer { container, tx } => {
+            DnsRequest::RemoveContainer { container, only: None, tx } => {
                 let _ = tx.send(self.dns_forget_container(&container));
+            }
+            DnsRequest::RemoveContainer { container, only: Some(addrs), tx } => {
+                let me = self.router.identity().name;
+                let n =
+                    self.with_records(|s, wall| s.remove_container_addrs(me, &container, &addrs, wall)).unwrap_or(0);
+                let _ = tx.send(n);
             }
             DnsRequest::Lookup { name, tx } => {
                 let r = self.dns_lookup(&name, &domain);

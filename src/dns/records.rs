@@ -125,6 +125,19 @@ impl Records {
         live.into_iter().filter(|k| self.change(k.clone(), true, now_ms)).count()
     }
 
+    /// Removes the records of `container` of `origin` for these addresses
+    /// (detached from it, the container stays); returns how many were live.
+    pub fn remove_container_addrs(
+        &mut self,
+        origin: PeerName,
+        container: &str,
+        addrs: &[Ipv4Addr],
+        now_ms: u64,
+    ) -> usize {
+        let live = self.live_keys(|k| k.origin == origin && k.container == container && addrs.contains(&k.addr));
+        live.into_iter().filter(|k| self.change(k.clone(), true, now_ms)).count()
+    }
+
     /// Removes every record of `origin` (a peer removed from the mesh);
     /// returns how many were live. Replicas that do this concurrently make
     /// the same tombstones when their clocks agree, and otherwise converge

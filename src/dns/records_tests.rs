@@ -148,6 +148,24 @@ fn several_containers_under_one_name() {
 }
 
 #[test]
+fn detached_addresses_lose_their_records_and_the_rest_stay() {
+    let mut r = Records::new();
+    let (web, db) = (name("web.weave.local."), name("db.weave.local."));
+    r.add(peer(1), "c1", &web, ip(1), 1).expect("add");
+    r.add(peer(1), "c1", &web, ip(2), 1).expect("add");
+    r.add(peer(1), "c1", &db, ip(2), 1).expect("add");
+    r.add(peer(1), "c2", &web, ip(2), 1).expect("add");
+    r.add(peer(2), "c1", &web, ip(2), 1).expect("add");
+    // Only c1's records of this peer for 10.0.0.2: under both names.
+    assert_eq!(r.remove_container_addrs(peer(1), "c1", &[ip(2)], 2), 2);
+    assert_eq!(r.lookup(&web), vec![ip(1), ip(2)], "c2's and peer 2's records stay");
+    assert!(r.lookup(&db).is_empty());
+    assert_eq!(r.remove_container_addrs(peer(1), "c1", &[ip(2)], 3), 0, "already gone");
+    assert_eq!(r.remove_container_addrs(peer(1), "c1", &[], 3), 0);
+    assert_eq!(r.entries().len(), 3);
+}
+
+#[test]
 fn a_removed_container_disappears_everywhere_and_stays_gone() {
     let web = name("web.weave.local.");
     let mut a = Records::new();
