@@ -76,9 +76,9 @@ BIN=$(realpath -e -- "$BIN")
 { [ -x "$BIN/weaver" ] && [ -x "$BIN/weavectl" ]; } || die "no weaver/weavectl in $BIN"
 
 if [ "$QUICK" = 1 ]; then
-  ARGS=(--duration 2 --repeat 1 --pairs 3 --flood 1000 "${ARGS[@]}")
+  ARGS=(--duration 2 --repeat 1 --pairs 3 --flood 1000 --lossless-steps 4 "${ARGS[@]}")
 else
-  ARGS=(--duration 10 --repeat 3 --pairs 5 --flood 4000 "${ARGS[@]}")
+  ARGS=(--duration 10 --repeat 3 --pairs 5 --flood 4000 --lossless-steps 6 "${ARGS[@]}")
 fi
 
 # Other work on this machine (a build, a lab guest) takes CPU from the
