@@ -470,13 +470,20 @@ fn ipam_three_hosts() {
     }
     let out = curl("http://127.0.0.1:6790/v1/nope");
     assert!(out.starts_with("{\"error\":") && out.ends_with(" 404"), "{out}");
-    let m = curl("http://127.0.0.1:6791/metrics");
-    for needle in [
+    let needles = [
         "weaver_ipam_addresses{state=\"allocated\"} 3",
         "weaver_dns_records ",
         "weaver_connections{state=\"established\"} 2",
         "weaver_connections_by_overlay{state=\"established\",overlay=\"sleeve\"} 2",
-    ] {
+    ];
+    // A reconnection (duplicate connections resolved) leaves a path
+    // "sleeve (probing)" until its first heartbeat is answered: wait for it.
+    let mut m = String::new();
+    wait_until("A's metrics show both connections on the sleeve", Duration::from_secs(20), || {
+        m = curl("http://127.0.0.1:6791/metrics");
+        needles.iter().all(|n| m.contains(n))
+    });
+    for needle in needles {
         assert!(m.contains(needle), "metrics lack {needle}: {m}");
     }
 
