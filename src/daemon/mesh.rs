@@ -869,7 +869,6 @@ impl MeshTask {
             addr: SocketAddr::new(std::net::IpAddr::V4(dst), s.port),
             keys,
             payload_limit: limit,
-            gso: false,
         });
         let mut link = Link::new(self.now(), s.link.clone(), limit);
         link.sealed = sealed;

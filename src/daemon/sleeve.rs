@@ -162,8 +162,6 @@ pub struct ConnUp {
     pub keys: Option<SessionKeys>,
     /// The largest UDP payload to send at first.
     pub payload_limit: usize,
-    /// The peer takes GSO super-frames whole (both ends offer `sleeve-gso`).
-    pub gso: bool,
 }
 
 /// What the driver tells the mesh.
@@ -558,7 +556,8 @@ impl SleeveHandle {
         let tx = Arc::new(TxConn {
             conn_uid: c.conn_uid,
             addr: c.addr,
-            gso: AtomicBool::new(c.gso),
+            // Off until the path's fragment check says otherwise (set_gso).
+            gso: AtomicBool::new(false),
             overhead: sealer.overhead(),
             sealer: Mutex::new(sealer),
             limit: AtomicUsize::new(c.payload_limit),
