@@ -14,7 +14,9 @@ cd "$(dirname "$0")/.."
 FUZZ_SECONDS=${FUZZ_SECONDS:-30}
 if [ "${CI:-}" = true ] && [ "$FUZZ_SECONDS" -lt 1 ]; then FUZZ_SECONDS=30; fi
 
-step() { echo; echo "==== $* ($(date +%T))"; }
+# Each step's heading shows the free disk: a CI machine's disk may be small
+# (one run ran out while building the fuzz targets).
+step() { echo; echo "==== $* ($(date +%T), $(df -h --output=avail . | tail -1 | tr -d ' ') free)"; }
 
 # Every cargo test's output is also kept here, for the summary line at the end.
 RESULTS=$(mktemp)
@@ -27,6 +29,8 @@ integration/setup.sh
 # Binaries must live inside the checkout: the lab guest sees the host's files
 # over 9p, except /tmp and /run.
 export CARGO_TARGET_DIR="$PWD/target"
+# No incremental caches: each CI build is built once (saves about 1 GB).
+export CARGO_INCREMENTAL=0
 
 step "format"
 cargo fmt --all -- --check
@@ -54,6 +58,10 @@ step "VM lab (Debian kernel with openvswitch.ko under qemu)"
 # single-guest scenarios share one boot; the multi-VM test boots its own pair.
 ctest --test lab -- --nocapture --test-threads=2
 
+# The debug build is done with (the benchmarks use a release build of their
+# own): give its space back before the release and fuzz builds.
+rm -rf target/debug
+
 step "demo and fast-datapath benchmark, smoke run (release build)"
 # The README's run command, and the benchmark in its short form: both must
 # work; the benchmark reports its goals and never fails on performance.
@@ -70,6 +78,10 @@ echo "test result: ok. 1 passed; 0 failed (sleeve benchmark smoke run)" >> "$RES
 step "DNS and IPAM benchmark, smoke run (weaveDNS against dnsmasq on one core; allocation latency)"
 BENCH_WAIT=0 integration/bench/dns.sh --quick
 echo "test result: ok. 1 passed; 0 failed (dns benchmark smoke run)" >> "$RESULTS"
+
+# The benchmarks' builds are done with; their reports (target/bench/*.json)
+# stay.
+rm -rf target/bench/release
 
 if [ "$FUZZ_SECONDS" -gt 0 ]; then
   step "fuzzing, ${FUZZ_SECONDS}s per target"
