@@ -55,6 +55,17 @@ const CAPTURE_BUFFER: i32 = 2 << 20;
 const CAPTURE_RCVBUF: usize = 4 << 20;
 /// How long a busy capture waits for more frames to batch.
 const LINGER: Duration = Duration::from_micros(100);
+/// A busy capture lingers only while less than this much waits: about a
+/// datagram's worth (a 1500-byte path), so that small frames share
+/// datagrams; bigger frames (super-frames, MTU-sized ones) go at once.
+const LINGER_FILL: usize = 1400;
+/// Frames injected into the bridge per burst: between bursts the injecting
+/// thread yields the CPU (`sched_yield`), so that the containers reading
+/// those frames run before their sockets' buffers fill. Measured natively
+/// (64-byte UDP, 2 CPUs shared by sender, receiver and both daemons): at
+/// 90 000 pkt/s, 10 % lost at the receiving socket without the yields,
+/// 1-2 % with them.
+const INJECT_BURST: usize = 64;
 /// The largest UDP payload over IPv4.
 const MAX_UDP_PAYLOAD: usize = 65507;
 /// The smallest GSO size taken from a peer (IPv4's minimum MTU less headers).
@@ -703,20 +714,26 @@ impl Shared {
         if frames.is_empty() {
             return;
         }
-        if let Deliver::Packet(p) = &self.out {
-            let refs: Vec<&[u8]> = frames.iter().map(Vec::as_slice).collect();
-            let (sent, err) = p.send_batch(&refs);
-            bump(&self.stats.injected, sent as u64);
-            // Bytes of the frames sent: all but the failed ones, which are rare.
-            let bytes: u64 = frames.iter().map(|f| f.len() as u64).sum();
-            bump(&self.stats.injected_bytes, if sent == frames.len() { bytes } else { 0 });
-            if let Some(e) = err {
-                bump(&self.stats.inject_errors, (frames.len() - sent) as u64);
-                debug!(error = %e, "inject failed");
+        for (i, burst) in frames.chunks(INJECT_BURST).enumerate() {
+            if i > 0 {
+                // The containers woken by the last burst run first.
+                let _ = nix::sched::sched_yield();
             }
-        } else {
-            for f in frames.iter() {
-                self.inject(f);
+            if let Deliver::Packet(p) = &self.out {
+                let refs: Vec<&[u8]> = burst.iter().map(Vec::as_slice).collect();
+                let (sent, err) = p.send_batch(&refs);
+                bump(&self.stats.injected, sent as u64);
+                // Bytes of the frames sent: all but the failed ones, which are rare.
+                let bytes: u64 = burst.iter().map(|f| f.len() as u64).sum();
+                bump(&self.stats.injected_bytes, if sent == burst.len() { bytes } else { 0 });
+                if let Some(e) = err {
+                    bump(&self.stats.inject_errors, (burst.len() - sent) as u64);
+                    debug!(error = %e, "inject failed");
+                }
+            } else {
+                for f in burst {
+                    self.inject(f);
+                }
             }
         }
         frames.clear();
@@ -1179,20 +1196,22 @@ fn capture_loop(sh: &Shared, mut src: Source, frame_max: usize) {
                 continue;
             }
         }
-        // Under load (more than one frame waiting), linger a moment for
-        // more: fuller datagrams cost fewer sends and receives per frame.
-        // A lone frame (light traffic, a ping) goes at once.
-        if batch.len() > 1 {
-            let deadline = Instant::now() + LINGER;
+        // Under load (more than one frame waiting, but less than a
+        // datagram's worth), linger a moment for more: fuller datagrams
+        // cost fewer sends and receives per frame. A lone frame (light
+        // traffic, a ping) goes at once.
+        if should_linger(&batch) {
+            // Sleep, not poll: a poll wakes at every frame, and on a busy
+            // machine those wake-ups cost more than the batch saves
+            // (measured: the capture thread's CPU at 90 000 small frames a
+            // second fell from 43 % to 23 % of a core). Not spin either:
+            // the CPU is better spent by the senders filling the batch.
+            std::thread::sleep(LINGER);
             while batch.len() < CAPTURE_BATCH {
-                let Some(left) = deadline.checked_duration_since(Instant::now()) else { break };
                 let room = CAPTURE_BATCH - batch.len();
                 match src.read(sh, room, &mut batch, &mut bufs, &mut out.spare) {
-                    // Sleep, not spin: on a busy machine the CPU is better
-                    // spent by the senders filling the batch.
-                    Ok(0) => src.wait(left),
+                    Ok(0) | Err(_) => break,
                     Ok(_) => {}
-                    Err(_) => break,
                 }
             }
         }
@@ -1216,6 +1235,12 @@ fn capture_loop(sh: &Shared, mut src: Source, frame_max: usize) {
         }
     }
     debug!("capture thread stopped");
+}
+
+/// Whether a capture batch is worth lingering for: more than one frame came
+/// at once (a busy capture), and together they would not fill a datagram.
+fn should_linger(batch: &[Captured]) -> bool {
+    batch.len() > 1 && batch.iter().map(|c| c.bytes.len()).sum::<usize>() < LINGER_FILL
 }
 
 /// Reads and drops whatever the bridge forwards to an inject-only tap
@@ -1368,5 +1393,24 @@ mod tests {
         assert_eq!(udp_socket_drops(port), Some(0));
         drop(s);
         assert_eq!(udp_socket_drops(port), None);
+    }
+
+    fn captured(len: usize) -> Captured {
+        Captured { bytes: vec![0; len], vnet: None }
+    }
+
+    #[test]
+    fn a_busy_capture_lingers_only_for_small_frames() {
+        // A lone frame goes at once, whatever its size.
+        assert!(!should_linger(&[captured(60)]));
+        assert!(!should_linger(&[]));
+        // Several small frames, under a datagram's worth: wait for more.
+        assert!(should_linger(&[captured(106), captured(106)]));
+        assert!(should_linger(&(0..13).map(|_| captured(106)).collect::<Vec<_>>()));
+        // A datagram's worth waits already: go.
+        assert!(!should_linger(&(0..14).map(|_| captured(106)).collect::<Vec<_>>()));
+        // MTU-sized frames and super-frames fill datagrams by themselves.
+        assert!(!should_linger(&[captured(1390), captured(1390)]));
+        assert!(!should_linger(&[captured(60_000), captured(60)]));
     }
 }
