@@ -719,24 +719,30 @@ impl Shared {
                 // The containers woken by the last burst run first.
                 let _ = nix::sched::sched_yield();
             }
-            if let Deliver::Packet(p) = &self.out {
-                let refs: Vec<&[u8]> = burst.iter().map(Vec::as_slice).collect();
-                let (sent, err) = p.send_batch(&refs);
-                bump(&self.stats.injected, sent as u64);
-                // Bytes of the frames sent: all but the failed ones, which are rare.
-                let bytes: u64 = burst.iter().map(|f| f.len() as u64).sum();
-                bump(&self.stats.injected_bytes, if sent == burst.len() { bytes } else { 0 });
-                if let Some(e) = err {
-                    bump(&self.stats.inject_errors, (burst.len() - sent) as u64);
-                    debug!(error = %e, "inject failed");
-                }
-            } else {
-                for f in burst {
-                    self.inject(f);
-                }
-            }
+            self.inject_burst(burst);
         }
         frames.clear();
+    }
+
+    /// Delivers frames to the local containers in one system call where
+    /// the socket allows.
+    fn inject_burst(&self, frames: &[Vec<u8>]) {
+        let Deliver::Packet(p) = &self.out else {
+            for f in frames {
+                self.inject(f);
+            }
+            return;
+        };
+        let refs: Vec<&[u8]> = frames.iter().map(Vec::as_slice).collect();
+        let (sent, err) = p.send_batch(&refs);
+        bump(&self.stats.injected, sent as u64);
+        // Bytes of the frames sent: all but the failed ones, which are rare.
+        let bytes: u64 = frames.iter().map(|f| f.len() as u64).sum();
+        bump(&self.stats.injected_bytes, if sent == frames.len() { bytes } else { 0 });
+        if let Some(e) = err {
+            bump(&self.stats.inject_errors, (frames.len() - sent) as u64);
+            debug!(error = %e, "inject failed");
+        }
     }
 
     /// Delivers a super-frame whole, after its virtio_net_hdr, at once (from
