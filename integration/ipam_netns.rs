@@ -157,6 +157,48 @@ impl Lab {
     fn attach(&self, h: &str, args: &[&str]) -> Result<String, String> {
         self.ctl(h, &[&["attach"], args].concat())
     }
+
+    /// The MAC `weavectl ps` on `h` shows for `target`, if it lists it.
+    fn ps_mac(&self, h: &str, target: &str) -> Option<String> {
+        let ps = self.ctl(h, &["ps"]).ok()?;
+        let line = ps.lines().find(|l| l.split_whitespace().next() == Some(target))?;
+        line.split_whitespace().nth(2).map(String::from)
+    }
+
+    /// The host's container veths (`vethwe` and 8 hex digits) in host `h`'s namespace.
+    fn host_veths(&self, h: &str) -> BTreeSet<String> {
+        let (_, out) = sh_out(&format!("ip -n {} -o link show", self.ns(h)));
+        out.lines()
+            .filter_map(|l| l.split(": ").nth(1))
+            .map(|n| n.split('@').next().unwrap_or(n).to_string())
+            .filter(|n| n.strip_prefix("vethwe").is_some_and(|x| x.len() == 8))
+            .collect()
+    }
+
+    /// A process sleeping in namespace `ns`, killed with the lab: its PID.
+    fn sleeper(&mut self, ns: &str) -> String {
+        let c = Command::new("ip").args(["netns", "exec", ns, "sleep", "600"]).spawn().expect("sleep");
+        let pid = c.id().to_string();
+        self.sleepers.push(c);
+        wait_until("the sleeper in its namespace", Duration::from_secs(5), || {
+            let mine =
+                std::fs::metadata(format!("/proc/{pid}/ns/net")).map(|m| std::os::unix::fs::MetadataExt::ino(&m));
+            let want = std::fs::metadata(format!("/run/netns/{ns}")).map(|m| std::os::unix::fs::MetadataExt::ino(&m));
+            mine.is_ok() && mine.ok() == want.ok()
+        });
+        pid
+    }
+}
+
+/// The interfaces in namespace `ns`.
+fn links(ns: &str) -> BTreeSet<String> {
+    let (_, out) = sh_out(&format!("ip -n {ns} -o link show"));
+    out.lines().filter_map(|l| l.split(": ").nth(1)).map(|n| n.split('@').next().unwrap_or(n).to_string()).collect()
+}
+
+/// The value of the metric line that starts with `name` (and its labels).
+fn metric(m: &str, name: &str) -> Option<f64> {
+    m.lines().find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))?.split_whitespace().last()?.parse().ok()
 }
 
 impl Drop for Lab {
@@ -268,10 +310,53 @@ fn ipam_three_hosts() {
     }
     let st = lab.json("a", &["status", "ipam"]);
     assert_eq!(st["allocated"], 2, "failed attaches kept no address: {st}");
-    // A duplicate attach is idempotent: same address.
+    // A failed attach leaves no veth behind: a namespace with an `ethwe`
+    // of its own is refused once the pair is made, and the pair goes.
+    let veths = lab.host_veths("a");
+    assert_eq!(veths.len(), 2, "{veths:?}");
+    sh(&format!("ip -n {x} link add ethwe type bridge"));
+    let e = lab.attach("a", &[&x]).expect_err("a namespace with an ethwe of its own");
+    assert!(e.contains("already an ethwe"), "{e}");
+    assert_eq!(lab.host_veths("a"), veths, "a failed attach left a veth on the host");
+    assert_eq!(links(&x), ["ethwe", "lo"].map(String::from).into(), "a failed attach left an interface in {x}");
+    assert_eq!(lab.json("a", &["status", "ipam"])["allocated"], 2, "a failed attach kept its address");
+    sh(&format!("ip -n {x} link del ethwe"));
+
+    // Attaching what is attached, with no address or the ones it has:
+    // nothing changes (same veth, so same MAC; nothing allocated).
     let (_, ns_a1, addr_a1) = containers[0].clone();
-    lab.attach("a", &[&ns_a1]).expect("attach again");
-    assert_eq!(Lab::addrs(&ns_a1), vec![addr_a1.clone()]);
+    let mac_a1 = lab.ps_mac("a", &ns_a1).expect("a1 in ps");
+    let links_a1 = links(&ns_a1);
+    for args in [vec![ns_a1.as_str()], vec![addr_a1.as_str(), ns_a1.as_str()], vec!["net:default", ns_a1.as_str()]] {
+        let out = lab.attach("a", &args).expect("attach again");
+        assert!(out.contains(&mac_a1) && out.contains(&addr_a1), "attach {args:?}: {out}");
+        assert_eq!(lab.ps_mac("a", &ns_a1).as_ref(), Some(&mac_a1), "attach {args:?} made a new veth");
+        assert_eq!(Lab::addrs(&ns_a1), vec![addr_a1.clone()]);
+    }
+    assert_eq!(lab.host_veths("a"), veths);
+    assert_eq!(lab.json("a", &["status", "ipam"])["allocated"], 2);
+    // With other addresses: refused, naming the ones it has; nothing changes.
+    for other in ["net:10.32.202.0/24", "10.32.99.99/12"] {
+        let e = lab.attach("a", &[other, &ns_a1]).expect_err("attached with other addresses");
+        assert!(
+            e.contains("409") && e.contains("already attached with") && e.contains(&addr_a1) && e.contains("detach"),
+            "{other}: {e}"
+        );
+        assert_eq!(Lab::addrs(&ns_a1), vec![addr_a1.clone()]);
+        assert_eq!(lab.ps_mac("a", &ns_a1).as_ref(), Some(&mac_a1));
+    }
+    assert_eq!(lab.json("a", &["status", "ipam"])["allocated"], 2, "a refused attach allocated");
+    // The same namespace under another target (by the PID of a process in
+    // it, or its /proc path): refused, naming the attachment; no veth made.
+    let pid_a1 = lab.sleeper(&ns_a1);
+    for t in [pid_a1.clone(), format!("/proc/{pid_a1}/ns/net")] {
+        let e = lab.attach("a", &[&t]).expect_err("the same namespace again");
+        assert!(e.contains("409") && e.contains(&format!("already attached as {ns_a1}")), "{t}: {e}");
+        assert_eq!(lab.host_veths("a"), veths, "{t}: a veth was made");
+        assert_eq!(links(&ns_a1), links_a1, "{t}: an interface was added");
+        assert!(lab.ps_mac("a", &t).is_none(), "{t} listed as attached");
+    }
+    assert_eq!(lab.json("a", &["status", "ipam"])["allocated"], 2, "a refused attach allocated");
 
     // 4. By PID; detach releases.
     let p = lab.container("p");
@@ -293,6 +378,35 @@ fn ipam_three_hosts() {
     // Detach is idempotent: a second one reports it, and fails nothing.
     let again = lab.ctl("c", &["detach", &pid]).expect("detach again");
     assert!(again.contains("was not attached"), "{again}");
+
+    // Attach and detach by a /proc/PID/ns/net path.
+    let path = format!("/proc/{pid}/ns/net");
+    let out = lab.attach("c", &[&path]).expect("attach by /proc path");
+    let a = Lab::addrs(&p);
+    assert!(a.len() == 1 && out.contains(&a[0]), "{out} / {a:?}");
+    assert!(lab.ps_mac("c", &path).is_some(), "ps lists {path}");
+    assert_eq!(lab.json("c", &["status", "ipam"])["allocated"], 3);
+    let out = lab.ctl("c", &["detach", &path]).expect("detach by /proc path");
+    assert!(out.contains("detached"), "{out}");
+    assert!(Lab::addrs(&p).is_empty() && !links(&p).contains("ethwe"), "{:?}", links(&p));
+    assert_eq!(lab.json("c", &["status", "ipam"])["allocated"], 2);
+
+    // A stale attachment is replaced: the name now names another
+    // namespace (the old one lives on in a process, with its veth).
+    let re = lab.container("re");
+    lab.attach("c", &[&re]).expect("attach re");
+    let (re_addr, re_mac) = (Lab::addrs(&re), lab.ps_mac("c", &re).expect("re in ps"));
+    let old_re = lab.sleeper(&re);
+    sh(&format!("ip netns del {re} && ip netns add {re}"));
+    let c_veths = lab.host_veths("c");
+    let out = lab.attach("c", &[&re]).expect("attach the new re");
+    assert_eq!(Lab::addrs(&re), re_addr, "the new namespace gets the address: {out}");
+    let new_mac = lab.ps_mac("c", &re).expect("re in ps");
+    assert!(new_mac != re_mac && out.contains(&new_mac), "{out}");
+    let (_, old_links) = sh_out(&format!("nsenter --net=/proc/{old_re}/ns/net ip -o link show"));
+    assert!(!old_links.contains("ethwe"), "the old namespace keeps its ethwe: {old_links}");
+    assert_eq!(lab.host_veths("c"), c_veths, "the old veth is replaced, not kept beside");
+    lab.ctl("c", &["detach", &re]).expect("detach re");
 
     // Detaching addresses only: the interface stays with the others, the
     // removed address is released; then the whole interface, and the
@@ -361,9 +475,32 @@ fn ipam_three_hosts() {
     lab.ctl("c", &["detach", "web"]).expect("detach by Docker name");
     assert!(Lab::addrs(&d).is_empty(), "detached");
 
-    // 5. Restart B: every address kept.
+    // 5. Restart B: every address kept, and its containers taken back as
+    // they were, one of them attached by PID.
+    let bp = lab.container("bp");
+    let bp_pid = lab.sleeper(&bp);
+    lab.attach("b", &[&bp_pid]).expect("attach by PID on B");
+    let bp_addr = Lab::addrs(&bp);
+    let macs: Vec<(String, Option<String>)> = containers
+        .iter()
+        .filter(|c| c.0 == "b")
+        .map(|c| c.1.clone())
+        .chain([bp_pid.clone()])
+        .map(|t| (t.clone(), lab.ps_mac("b", &t)))
+        .collect();
+    assert!(macs.iter().all(|(_, m)| m.is_some()), "{macs:?}");
+    let log_b = lab.dir.join("b.log");
+    let readopted = || std::fs::read_to_string(&log_b).unwrap_or_default().matches("container re-attached").count();
+    let before = readopted();
     lab.stop("b");
     lab.start("b");
+    for (t, mac) in &macs {
+        assert_eq!(&lab.ps_mac("b", t), mac, "{t} after B's restart");
+    }
+    assert_eq!(readopted(), before + 3, "the log says each container was re-attached\n{}", lab.logs());
+    assert_eq!(Lab::addrs(&bp), bp_addr);
+    lab.ctl("b", &["detach", &bp_pid]).expect("detach by PID");
+    assert!(Lab::addrs(&bp).is_empty());
     for (h, ns, a) in containers.iter().filter(|c| c.0 == "b") {
         assert_eq!(Lab::addrs(ns), vec![a.clone()], "{h}'s container {ns}");
         // Attaching again (as a container runtime would after a restart)
@@ -470,6 +607,17 @@ fn ipam_three_hosts() {
     }
     let out = curl("http://127.0.0.1:6790/v1/nope");
     assert!(out.starts_with("{\"error\":") && out.ends_with(" 404"), "{out}");
+    let out = curl("http://127.0.0.1:6790/v1/attach");
+    assert!(out.starts_with("{\"error\":") && out.contains("GET") && out.ends_with(" 405"), "GET /v1/attach: {out}");
+    for (body, code) in [
+        ("{\"target\": \"nosuchcontainer\", \"cidrs\": []}".to_string(), "404"),
+        (format!("{{\"target\": \"{x}\", \"cidrs\": [\"{taken}\"]}}"), "409"),
+        (format!("{{\"target\": \"{}\", \"cidrs\": [\"net:10.32.203.0/24\"]}}", containers[0].1), "409"),
+    ] {
+        let out =
+            curl(&format!("-X POST -H 'content-type: application/json' -d '{body}' http://127.0.0.1:6790/v1/attach"));
+        assert!(out.starts_with("{\"error\":") && out.ends_with(code), "{body}: {out}");
+    }
     let needles = [
         "weaver_ipam_addresses{state=\"allocated\"} 3",
         "weaver_dns_records ",
@@ -485,6 +633,13 @@ fn ipam_three_hosts() {
     });
     for needle in needles {
         assert!(m.contains(needle), "metrics lack {needle}: {m}");
+    }
+    // The sleeve carried the pings: frames and bytes each way.
+    for dir in ["captured", "injected", "sent", "received"] {
+        let packets = metric(&m, &format!("weaver_sleeve_packets_total{{direction=\"{dir}\"}}"));
+        let bytes = metric(&m, &format!("weaver_sleeve_bytes_total{{direction=\"{dir}\"}}"));
+        assert!(packets.is_some_and(|n| n > 0.0), "sleeve packets {dir}: {packets:?}\n{m}");
+        assert!(bytes.zip(packets).is_some_and(|(b, p)| b >= p), "sleeve bytes {dir}: {bytes:?}\n{m}");
     }
 
     // 8. A's second container goes away without a detach.

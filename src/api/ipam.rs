@@ -11,6 +11,7 @@
 use ipnet::{IpNet, Ipv4Net};
 
 use super::handle::MeshHandle;
+use super::AttachError;
 use crate::daemon::ipam::{IpamRequest, WAIT};
 
 /// One entry of an attach's address list.
@@ -55,10 +56,11 @@ pub async fn resolve(
     range: Option<Ipv4Net>,
     container: &str,
     wanted: &[Wanted],
-) -> Result<(Vec<String>, Vec<Ipv4Net>), String> {
+) -> Result<(Vec<String>, Vec<Ipv4Net>), AttachError> {
+    let gone = |e: crate::api::handle::MeshGone| AttachError::Unavailable(e.to_string());
     let held: Vec<Ipv4Net> = match (mesh, range) {
         (Some(m), Some(_)) => {
-            m.ipam(|tx| IpamRequest::Addresses { container: container.into(), tx }).await.map_err(|e| e.to_string())?
+            m.ipam(|tx| IpamRequest::Addresses { container: container.into(), tx }).await.map_err(gone)?
         }
         _ => Vec::new(),
     };
@@ -68,10 +70,10 @@ pub async fn resolve(
         let (cidr, subnet) = match (*w, range) {
             (Wanted::Exact(IpNet::V4(n)), Some(r)) if r.contains(&n.addr()) => (Some(n), None),
             (Wanted::Exact(IpNet::V4(n)), Some(r)) => {
-                return Err(format!(
+                return Err(AttachError::Invalid(format!(
                     "address {n} is outside the IPAM range {r}: give one inside it, or run weaver with \
                      --ipalloc-range '' to manage addresses yourself"
-                ))
+                )))
             }
             (Wanted::Exact(n), _) => {
                 out.push(n.to_string());
@@ -79,19 +81,23 @@ pub async fn resolve(
             }
             (Wanted::Subnet(s), Some(_)) => (None, s),
             (Wanted::Subnet(_), None) => {
-                return Err("no address given, and IPAM is off (--ipalloc-range is empty): give CIDRs".into())
+                return Err(AttachError::Invalid(
+                    "no address given, and IPAM is off (--ipalloc-range is empty): give CIDRs".into(),
+                ))
             }
         };
-        let Some(m) = mesh else { return Err("IPAM runs in the mesh, which is not running".into()) };
+        let Some(m) = mesh else {
+            return Err(AttachError::Unavailable("IPAM runs in the mesh, which is not running".into()));
+        };
         let ask = m.ipam(|tx| IpamRequest::Allocate { container: container.into(), cidr, subnet, tx });
         let a = match tokio::time::timeout(WAIT, ask).await {
-            Ok(Ok(r)) => r?,
-            Ok(Err(gone)) => return Err(gone.to_string()),
+            Ok(Ok(r)) => r.map_err(|e| classify(&e))?,
+            Ok(Err(e)) => return Err(gone(e)),
             Err(_) => {
-                return Err(format!(
+                return Err(AttachError::Unavailable(format!(
                     "no address within {}s: IPAM is still waiting for space (see `weavectl status ipam`)",
                     WAIT.as_secs()
-                ))
+                )))
             }
         };
         if !held.contains(&a) {
@@ -100,6 +106,19 @@ pub async fn resolve(
         out.push(a.to_string());
     }
     Ok((out, new))
+}
+
+/// The kind of an allocator's refusal, which crosses the mesh task as text:
+/// an address someone holds is a conflict, space owned by unreachable
+/// peers (or IPAM not running) is for later, the rest is the request's.
+fn classify(e: &str) -> AttachError {
+    if e.contains("already allocated to") || e.contains("is in use") {
+        AttachError::Conflict(e.to_string())
+    } else if e.contains("unreachable peers") || e.contains("IPAM is not running") {
+        AttachError::Unavailable(e.to_string())
+    } else {
+        AttachError::Invalid(e.to_string())
+    }
 }
 
 /// Frees addresses of `container` (all when `only` is `None`).
@@ -135,5 +154,16 @@ mod tests {
             let e = parse_wanted(&[bad.into()]).unwrap_err();
             assert!(e.contains(needle), "{bad}: {e}");
         }
+    }
+
+    #[test]
+    fn allocator_refusals_by_kind() {
+        assert!(matches!(classify("address 10.32.0.5 is in use on peer 0a:00"), AttachError::Conflict(_)));
+        assert!(matches!(classify("address 10.32.0.5 is already allocated to c1"), AttachError::Conflict(_)));
+        assert!(matches!(
+            classify("all the free space for this request is owned by unreachable peers (x)"),
+            AttachError::Unavailable(_)
+        ));
+        assert!(matches!(classify("10.1.0.0/24 is outside the IPAM range 10.32.0.0/12"), AttachError::Invalid(_)));
     }
 }

@@ -219,6 +219,29 @@ pub struct FlowsView {
     pub flows: Vec<Flow>,
 }
 
+/// Why an attach (or an expose) failed, by what the caller can do about
+/// it: the API answers each kind with its own HTTP status.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AttachError {
+    /// The request is wrong (a bad address, one outside the range): 400.
+    #[error("{0}")]
+    Invalid(String),
+    /// The container or namespace does not exist: 404.
+    #[error("{0}")]
+    NotFound(String),
+    /// It clashes with what is attached or allocated (an address in use,
+    /// a container attached already): 409.
+    #[error("{0}")]
+    Conflict(String),
+    /// Not possible now (no reachable IPAM space, the dataplane or mesh
+    /// not running): 503.
+    #[error("{0}")]
+    Unavailable(String),
+    /// The kernel refused (netlink, the datapath): 500.
+    #[error("{0}")]
+    Failed(String),
+}
+
 /// Errors come back as JSON with a message.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ApiError {

@@ -10,8 +10,8 @@ use axum::{Json, Router};
 
 use super::handle::{MeshGone, MeshHandle};
 use super::{
-    monotonic_ms, ApiError, AttachRequest, AttachView, ConnectRequest, ConnectionView, DatapathView, DetachRequest,
-    FlowsView, ForgetRequest, PeerView, Status, StopRequest,
+    monotonic_ms, ApiError, AttachError, AttachRequest, AttachView, ConnectRequest, ConnectionView, DatapathView,
+    DetachRequest, FlowsView, ForgetRequest, PeerView, Status, StopRequest,
 };
 use crate::odp::socket::{OdpClient, OdpError};
 
@@ -73,6 +73,19 @@ impl From<OdpError> for Failure {
     }
 }
 
+impl From<AttachError> for Failure {
+    fn from(e: AttachError) -> Self {
+        let code = match &e {
+            AttachError::Invalid(_) => StatusCode::BAD_REQUEST,
+            AttachError::NotFound(_) => StatusCode::NOT_FOUND,
+            AttachError::Conflict(_) => StatusCode::CONFLICT,
+            AttachError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            AttachError::Failed(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        Failure(code, e.to_string())
+    }
+}
+
 impl From<MeshGone> for Failure {
     fn from(e: MeshGone) -> Self {
         Failure(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
@@ -109,6 +122,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/dns/remove", post(dns_remove))
         .route("/metrics", get(metrics))
         .fallback(|| async { Failure(StatusCode::NOT_FOUND, "no such endpoint".into()) })
+        .method_not_allowed_fallback(|method: axum::http::Method, uri: axum::http::Uri| async move {
+            Failure(StatusCode::METHOD_NOT_ALLOWED, format!("{method} is not allowed on {}", uri.path()))
+        })
         .with_state(state)
 }
 
@@ -189,8 +205,13 @@ async fn attach(
 ) -> Result<Json<AttachView>, Failure> {
     let dp = dataplane(&s)?;
     let bad = |e| Failure(StatusCode::BAD_REQUEST, e);
-    let resolved = super::target::resolve(&r.target).await.map_err(bad)?;
     let wanted = super::ipam::parse_wanted(&r.cidrs).map_err(bad)?;
+    let resolved = super::target::resolve(&r.target).await?;
+    // Attached already: the same, nothing to do; else refused, before
+    // IPAM allocates anything.
+    if let Some(v) = dp.check(resolved.target.clone(), r.cidrs.clone()).await? {
+        return Ok(Json(v));
+    }
     // The DNS name: given, the Docker container's, or the namespace's name.
     let default = resolved.name.or_else(|| super::dns::default_name(&r.target));
     r.target = resolved.target;
@@ -199,7 +220,7 @@ async fn attach(
         (Some(d), None) => default.and_then(|n| crate::dns::name_in(&n, d).ok()).map(|n| n.to_ascii()),
         (None, _) => None,
     };
-    let (cidrs, new) = super::ipam::resolve(s.mesh.as_ref(), s.ipam_range, &r.target, &wanted).await.map_err(bad)?;
+    let (cidrs, new) = super::ipam::resolve(s.mesh.as_ref(), s.ipam_range, &r.target, &wanted).await?;
     r.cidrs = cidrs;
     match dp.attach(r.clone()).await {
         Ok(v) => {
@@ -211,7 +232,7 @@ async fn attach(
         Err(e) => {
             // Nothing is kept of a failed attach.
             super::ipam::release(s.mesh.as_ref(), &r.target, Some(new)).await;
-            Err(bad(e))
+            Err(e.into())
         }
     }
 }
@@ -273,7 +294,7 @@ async fn expose(
         Failure(StatusCode::CONFLICT, format!("no overlay interface to expose the host on ({})", s.status.reason))
     })?;
     let wanted = super::ipam::parse_wanted(&r.cidrs).map_err(bad)?;
-    let (cidrs, new) = super::ipam::resolve(s.mesh.as_ref(), s.ipam_range, EXPOSE, &wanted).await.map_err(bad)?;
+    let (cidrs, new) = super::ipam::resolve(s.mesh.as_ref(), s.ipam_range, EXPOSE, &wanted).await?;
     let addrs: Vec<ipnet::IpNet> = cidrs.iter().filter_map(|c| c.parse().ok()).collect();
     if let Err(e) = expose::expose(&s.state_dir, &ifname, &addrs).await {
         super::ipam::release(s.mesh.as_ref(), EXPOSE, Some(new)).await;

@@ -6,6 +6,8 @@
 use std::path::Path;
 use std::time::Duration;
 
+use super::AttachError;
+
 /// A target, resolved.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Resolved {
@@ -19,10 +21,14 @@ pub struct Resolved {
 const DOCKER_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Resolves `target`; an error names it and what was looked for.
-pub async fn resolve(target: &str) -> Result<Resolved, String> {
+/// A target that names nothing is [`AttachError::NotFound`].
+pub async fn resolve(target: &str) -> Result<Resolved, AttachError> {
+    use AttachError::{Failed, Invalid, NotFound};
     let t = target.trim();
     if t.is_empty() {
-        return Err("no target: give a namespace name, a PID, a /proc/PID/ns/net path or a Docker container".into());
+        return Err(Invalid(
+            "no target: give a namespace name, a PID, a /proc/PID/ns/net path or a Docker container".into(),
+        ));
     }
     let plain = Resolved { target: t.to_string(), name: None };
     if t.contains('/') || t.parse::<u32>().is_ok() || Path::new("/run/netns").join(t).exists() {
@@ -33,25 +39,27 @@ pub async fn resolve(target: &str) -> Result<Resolved, String> {
         .kill_on_drop(true)
         .output();
     let out = match tokio::time::timeout(DOCKER_TIMEOUT, inspect).await {
-        Err(_) => return Err(format!("no network namespace named {t:?}, and `docker inspect {t}` timed out")),
+        Err(_) => return Err(Failed(format!("no network namespace named {t:?}, and `docker inspect {t}` timed out"))),
         Ok(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(format!(
+            return Err(NotFound(format!(
                 "no network namespace named {t:?} (see `ip netns list`), and no Docker CLI to look for a container"
-            ))
+            )))
         }
-        Ok(Err(e)) => return Err(format!("no network namespace named {t:?}, and `docker inspect` failed: {e}")),
+        Ok(Err(e)) => {
+            return Err(Failed(format!("no network namespace named {t:?}, and `docker inspect` failed: {e}")))
+        }
         Ok(Ok(out)) => out,
     };
     if !out.status.success() {
         let why = String::from_utf8_lossy(&out.stderr).trim().to_string();
-        return Err(format!("no network namespace or Docker container named {t:?} ({why})"));
+        return Err(NotFound(format!("no network namespace or Docker container named {t:?} ({why})")));
     }
     pid_of(&String::from_utf8_lossy(&out.stdout))
         .map(|pid| Resolved {
             target: format!("/proc/{pid}/ns/net"),
             name: Some(t.trim_start_matches('/').to_string()),
         })
-        .ok_or_else(|| format!("Docker container {t:?} is not running"))
+        .ok_or_else(|| NotFound(format!("Docker container {t:?} is not running")))
 }
 
 /// The PID `docker inspect --format {{.State.Pid}}` printed; 0 (stopped)

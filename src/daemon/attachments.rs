@@ -8,6 +8,8 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
+use crate::api::ipam::Wanted;
+use crate::api::AttachError;
 use crate::plumb::veth;
 
 /// One attached container.
@@ -21,6 +23,114 @@ pub struct Saved {
     /// The container end's MAC address (empty in lists of older versions).
     #[serde(default)]
     pub mac: String,
+    /// The namespace it was attached in (none in lists of older versions:
+    /// filled in when a restart takes the container back).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub netns: Option<NetnsId>,
+}
+
+/// A network namespace's identity: the device and inode of its file (the
+/// same for `/run/netns/NAME` and `/proc/PID/ns/net` of a process in it;
+/// a namespace deleted and made again under the same name is another).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetnsId {
+    pub dev: u64,
+    pub ino: u64,
+}
+
+/// The identity of the namespace `target` names; a missing one is
+/// [`AttachError::NotFound`].
+pub fn netns_id(target: &str) -> Result<NetnsId, AttachError> {
+    let path = veth::netns_path(target);
+    match nix::sys::stat::stat(&path) {
+        Ok(st) => Ok(NetnsId { dev: st.st_dev, ino: st.st_ino }),
+        Err(nix::errno::Errno::ENOENT | nix::errno::Errno::ESRCH) => {
+            Err(AttachError::NotFound(format!("no network namespace at {} (is {target} gone?)", path.display())))
+        }
+        Err(e) => Err(AttachError::Failed(format!("network namespace {}: {e}", path.display()))),
+    }
+}
+
+/// What an attach finds of an earlier attachment of its target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Prior {
+    /// None: attach.
+    Fresh,
+    /// Attached already, alive, in the same namespace, with the addresses
+    /// asked: nothing to do.
+    Same,
+    /// Attached, but its veth is gone or the namespace is another one
+    /// now: replace it.
+    Stale,
+}
+
+/// Decides an attach of `target` against the attachments `held`:
+/// `asked` are the addresses asked for (`None`: none asked, any will do).
+/// Refused ([`AttachError::Conflict`]) when the target is attached with
+/// other addresses, or its namespace is attached under another target.
+pub async fn prior(target: &str, asked: Option<&[Wanted]>, held: &[Saved]) -> Result<Prior, AttachError> {
+    let id = netns_id(target)?;
+    let alive = |s: &Saved| {
+        let ifname = s.host_ifname.clone();
+        async move { veth::exists(&ifname).await.map_err(|e| AttachError::Failed(e.to_string())) }
+    };
+    for s in held.iter().filter(|s| s.target != target && s.netns == Some(id)) {
+        // A live veth keeps its namespace alive: it is this one.
+        if alive(s).await? {
+            return Err(AttachError::Conflict(format!(
+                "this network namespace is already attached as {}; detach that first (weavectl detach {})",
+                s.target, s.target
+            )));
+        }
+    }
+    let Some(s) = held.iter().find(|s| s.target == target) else { return Ok(Prior::Fresh) };
+    if !alive(s).await? || s.netns.is_some_and(|n| n != id) {
+        return Ok(Prior::Stale);
+    }
+    match asked {
+        Some(a) if !same_addresses(a, &s.cidrs) => Err(AttachError::Conflict(format!(
+            "{target} is already attached with {}; detach it first (weavectl detach {target}) to attach it with \
+             other addresses",
+            if s.cidrs.is_empty() { "no address".to_string() } else { s.cidrs.join(", ") }
+        ))),
+        _ => Ok(Prior::Same),
+    }
+}
+
+/// Whether the addresses `held` are exactly what `asked` asks for: each
+/// address asked is held, each subnet asked has its own held address in
+/// it (with its prefix; the default subnet: any IPv4 one), and no other.
+pub fn same_addresses(asked: &[Wanted], held: &[String]) -> bool {
+    let held: Vec<ipnet::IpNet> = held.iter().filter_map(|c| c.parse().ok()).collect();
+    if asked.len() != held.len() {
+        return false;
+    }
+    let mut free = vec![true; held.len()];
+    let mut take = |fits: &dyn Fn(&ipnet::IpNet) -> bool| {
+        let i = held.iter().zip(&free).position(|(h, f)| *f && fits(h));
+        i.map(|i| free[i] = false).is_some()
+    };
+    let exact = asked.iter().filter_map(|w| if let Wanted::Exact(n) = w { Some(*n) } else { None });
+    let exact: Vec<ipnet::IpNet> = exact.collect();
+    if !exact.iter().all(|n| take(&|h| h == n)) {
+        return false;
+    }
+    asked.iter().all(|w| match w {
+        Wanted::Exact(_) => true,
+        Wanted::Subnet(None) => take(&|h| matches!(h, ipnet::IpNet::V4(_))),
+        Wanted::Subnet(Some(s)) => take(&|h| match h {
+            ipnet::IpNet::V4(h) => h.prefix_len() == s.prefix_len() && s.contains(&h.addr()),
+            ipnet::IpNet::V6(_) => false,
+        }),
+    })
+}
+
+/// The addresses an attach asks for: `None` when none are.
+pub fn asked(cidrs: &[String]) -> Result<Option<Vec<Wanted>>, AttachError> {
+    if cidrs.is_empty() {
+        return Ok(None);
+    }
+    crate::api::ipam::parse_wanted(cidrs).map(Some).map_err(AttachError::Invalid)
 }
 
 const FILE: &str = "attachments.json";
@@ -52,11 +162,11 @@ pub async fn surviving(dir: &Path) -> Vec<Saved> {
 
 /// The veth to create for an attach request: the namespace, the addresses
 /// (refused, naming the bad one, if one does not parse), the MTU.
-pub fn attach_spec(r: &crate::api::AttachRequest, mtu: u32) -> Result<veth::AttachSpec, String> {
+pub fn attach_spec(r: &crate::api::AttachRequest, mtu: u32) -> Result<veth::AttachSpec, AttachError> {
     let addrs = r
         .cidrs
         .iter()
-        .map(|c| c.parse::<ipnet::IpNet>().map_err(|e| format!("invalid address {c:?}: {e}")))
+        .map(|c| c.parse::<ipnet::IpNet>().map_err(|e| AttachError::Invalid(format!("invalid address {c:?}: {e}"))))
         .collect::<Result<Vec<_>, _>>()?;
     let netns = veth::netns_path(&r.target);
     Ok(veth::AttachSpec { host_ifname: veth::host_ifname(&netns), netns, addrs, mtu, gso_max_size: None })
@@ -136,6 +246,7 @@ mod tests {
             host_ifname: "vethwe1".into(),
             cidrs: vec!["10.0.0.1/24".into()],
             mac: "02:00:00:00:00:01".into(),
+            netns: Some(NetnsId { dev: 4, ino: 4026532000 }),
         }];
         save(&dir, &l).unwrap();
         assert_eq!(load(&dir), l);
@@ -146,5 +257,74 @@ mod tests {
         assert!(load(&old).is_empty());
         let _ = std::fs::remove_dir_all(dir);
         let _ = std::fs::remove_dir_all(old);
+    }
+
+    #[test]
+    fn addresses_asked_against_held() {
+        let w = |l: &[&str]| crate::api::ipam::parse_wanted(&l.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        let held = |l: &[&str]| l.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let two = held(&["10.32.0.1/12", "10.32.200.5/24"]);
+        assert!(same_addresses(&w(&["10.32.200.5/24", "10.32.0.1/12"]).unwrap(), &two));
+        assert!(same_addresses(&w(&["net:default", "net:10.32.200.0/24"]).unwrap(), &two));
+        assert!(same_addresses(&w(&["net:10.32.200.0/24", "10.32.0.1/12"]).unwrap(), &two));
+        // One missing, one more, another address, another prefix.
+        assert!(!same_addresses(&w(&["10.32.0.1/12"]).unwrap(), &two));
+        assert!(!same_addresses(&w(&["10.32.0.1/12", "10.32.200.5/24", "net:default"]).unwrap(), &two));
+        assert!(!same_addresses(&w(&["10.32.0.2/12", "10.32.200.5/24"]).unwrap(), &two));
+        assert!(!same_addresses(&w(&["10.32.0.1/16", "10.32.200.5/24"]).unwrap(), &two));
+        assert!(!same_addresses(&w(&["net:10.32.201.0/24", "10.32.0.1/12"]).unwrap(), &two));
+        // The default subnet cannot take the address already taken by an exact one.
+        assert!(!same_addresses(&w(&["10.32.0.1/12", "net:default"]).unwrap(), &held(&["10.32.0.1/12", "fd00::1/64"])));
+    }
+
+    #[tokio::test]
+    async fn a_missing_namespace_is_not_found() {
+        let e = netns_id("/nonexistent/ns/net").unwrap_err();
+        assert!(matches!(e, AttachError::NotFound(_)), "{e:?}");
+        let e = prior("/nonexistent/ns/net", None, &[]).await.unwrap_err();
+        assert!(matches!(e, AttachError::NotFound(_)), "{e:?}");
+    }
+
+    #[tokio::test]
+    async fn same_namespace_under_another_target_with_its_veth_gone_is_no_conflict() {
+        // This process's own namespace, recorded under another name, whose
+        // veth does not exist: not alive, so no conflict, and a fresh attach.
+        let me = format!("/proc/{}/ns/net", std::process::id());
+        let other = Saved {
+            target: "other".into(),
+            host_ifname: "vethwe-nosuch".into(),
+            cidrs: vec![],
+            mac: String::new(),
+            netns: Some(netns_id(&me).unwrap()),
+        };
+        assert_eq!(prior(&me, None, &[other]).await.unwrap(), Prior::Fresh);
+    }
+
+    #[tokio::test]
+    async fn duplicates_by_target_and_by_namespace() {
+        // `lo` stands for a live host veth.
+        let me = format!("/proc/{}/ns/net", std::process::id());
+        let id = netns_id(&me).unwrap();
+        let rec = |target: &str, ifname: &str, netns| Saved {
+            target: target.into(),
+            host_ifname: ifname.into(),
+            cidrs: vec!["10.32.0.1/12".into()],
+            mac: String::new(),
+            netns,
+        };
+        let e = prior(&me, None, &[rec("c1", "lo", Some(id))]).await.unwrap_err();
+        assert!(matches!(&e, AttachError::Conflict(m) if m.contains("already attached as c1")), "{e:?}");
+        let same = [rec(&me, "lo", Some(id))];
+        assert_eq!(prior(&me, None, &same).await.unwrap(), Prior::Same);
+        let w = crate::api::ipam::parse_wanted(&["10.32.0.1/12".into()]).unwrap();
+        assert_eq!(prior(&me, Some(&w), &same).await.unwrap(), Prior::Same);
+        let w = crate::api::ipam::parse_wanted(&["10.32.0.2/12".into()]).unwrap();
+        let e = prior(&me, Some(&w), &same).await.unwrap_err();
+        assert!(matches!(&e, AttachError::Conflict(m) if m.contains("already attached with 10.32.0.1/12")), "{e:?}");
+        // Another namespace now, or the veth gone: replaced.
+        let other_ns = [rec(&me, "lo", Some(NetnsId { dev: id.dev, ino: id.ino + 1 }))];
+        assert_eq!(prior(&me, Some(&w), &other_ns).await.unwrap(), Prior::Stale);
+        let gone = [rec(&me, "vethwe-nosuch", Some(id))];
+        assert_eq!(prior(&me, Some(&w), &gone).await.unwrap(), Prior::Stale);
     }
 }

@@ -12,7 +12,7 @@ use tracing::{info, warn};
 
 use super::attachments::{self, Saved};
 use super::dataplane::{DataplaneHandle, DpRequest};
-use crate::api::{AttachRequest, AttachView};
+use crate::api::{AttachError, AttachRequest, AttachView};
 use crate::plumb::bridge;
 use crate::plumb::veth;
 
@@ -20,6 +20,7 @@ struct Attached {
     host_ifname: String,
     cidrs: Vec<String>,
     mac: String,
+    netns: Option<attachments::NetnsId>,
 }
 
 struct Bridged {
@@ -42,6 +43,13 @@ pub async fn spawn(bridge: String, mtu: u32, state_dir: PathBuf, gso_max_size: O
             match req {
                 DpRequest::Attach(r, reply) => {
                     let res = b.attach(r).await;
+                    let _ = reply.send(res);
+                }
+                DpRequest::Check(target, cidrs, reply) => {
+                    let res = b.check(&target, &cidrs).await.map(|p| match p {
+                        attachments::Prior::Same => b.view(&target),
+                        _ => None,
+                    });
                     let _ = reply.send(res);
                 }
                 DpRequest::Detach(t, cidrs, reply) => {
@@ -77,18 +85,21 @@ pub async fn spawn(bridge: String, mtu: u32, state_dir: PathBuf, gso_max_size: O
 }
 
 impl Bridged {
-    fn save(&self) {
-        let list: Vec<Saved> = self
-            .attached
+    fn records(&self) -> Vec<Saved> {
+        self.attached
             .iter()
             .map(|(t, a)| Saved {
                 target: t.clone(),
                 host_ifname: a.host_ifname.clone(),
                 cidrs: a.cidrs.clone(),
                 mac: a.mac.clone(),
+                netns: a.netns,
             })
-            .collect();
-        if let Err(e) = attachments::save(&self.state_dir, &list) {
+            .collect()
+    }
+
+    fn save(&self) {
+        if let Err(e) = attachments::save(&self.state_dir, &self.records()) {
             warn!(error = %e, "could not record the attached containers");
         }
     }
@@ -103,7 +114,9 @@ impl Bridged {
                         }
                     }
                     info!(target = %s.target, ifname = %s.host_ifname, "container re-attached");
-                    self.attached.insert(s.target, Attached { host_ifname: s.host_ifname, cidrs: s.cidrs, mac: s.mac });
+                    let netns = s.netns.or_else(|| attachments::netns_id(&s.target).ok());
+                    let a = Attached { host_ifname: s.host_ifname, cidrs: s.cidrs, mac: s.mac, netns };
+                    self.attached.insert(s.target, a);
                 }
                 Err(e) => warn!(target = %s.target, error = %e, "could not re-attach container"),
             }
@@ -113,14 +126,43 @@ impl Bridged {
         self.save();
     }
 
-    async fn attach(&mut self, r: AttachRequest) -> Result<AttachView, String> {
+    /// What an attach of `target` with `cidrs` finds (see [`attachments::prior`]).
+    async fn check(&self, target: &str, cidrs: &[String]) -> Result<attachments::Prior, AttachError> {
+        let asked = attachments::asked(cidrs)?;
+        attachments::prior(target, asked.as_deref(), &self.records()).await
+    }
+
+    /// The attachment of `target`, as an attach answers it.
+    fn view(&self, target: &str) -> Option<AttachView> {
+        self.attached.get(target).map(|a| AttachView {
+            target: target.to_string(),
+            host_ifname: a.host_ifname.clone(),
+            mac: a.mac.clone(),
+            port_no: None,
+            cidrs: a.cidrs.clone(),
+        })
+    }
+
+    /// Attaches a container. Attached already, the same: nothing changes;
+    /// attached in a namespace since gone (or its veth gone): replaced.
+    async fn attach(&mut self, r: AttachRequest) -> Result<AttachView, AttachError> {
         let mut spec = attachments::attach_spec(&r, self.mtu)?;
         spec.gso_max_size = self.gso_max_size;
-        let _ = self.detach(&r.target).await;
-        let a = veth::attach(&spec).await.map_err(|e| e.to_string())?;
+        match self.check(&r.target, &r.cidrs).await? {
+            attachments::Prior::Same => {
+                return self.view(&r.target).ok_or_else(|| AttachError::Failed("attachment vanished".into()))
+            }
+            attachments::Prior::Stale => {
+                info!(target = %r.target, "replacing a stale attachment");
+                let _ = self.detach(&r.target).await;
+            }
+            attachments::Prior::Fresh => {}
+        }
+        let netns = Some(attachments::netns_id(&r.target)?);
+        let a = veth::attach(&spec).await.map_err(|e| AttachError::Failed(e.to_string()))?;
         if let Err(e) = bridge::enslave(&a.host_ifname, &self.bridge).await {
             let _ = veth::detach(&a.host_ifname).await;
-            return Err(e.to_string());
+            return Err(AttachError::Failed(e.to_string()));
         }
         self.attached.insert(
             r.target.clone(),
@@ -128,6 +170,7 @@ impl Bridged {
                 host_ifname: a.host_ifname.clone(),
                 cidrs: r.cidrs.clone(),
                 mac: crate::odp::key::Mac(a.mac).to_string(),
+                netns,
             },
         );
         self.save();

@@ -22,7 +22,7 @@ use super::fastdp::Fastdp;
 use super::mesh::Live;
 use super::sleeve::{Inbound, SleeveHandle};
 use super::upcalls::{self, Handlers, RateConfig, UpcallStats, UpcallStatsView};
-use crate::api::{AttachRequest, AttachView};
+use crate::api::{AttachError, AttachRequest, AttachView};
 use crate::fastdp::heartbeat::{self, Heartbeat};
 use crate::fastdp::{Config, FlowOp, Forwarder, LocalPeer, Location, PeerInfo, RouteTable, StampedOp};
 use crate::mesh::core::Router;
@@ -125,7 +125,11 @@ pub struct HeartbeatSeen {
 /// Requests from the API and the mesh.
 #[derive(Debug)]
 pub enum DpRequest {
-    Attach(AttachRequest, oneshot::Sender<Result<AttachView, String>>),
+    Attach(AttachRequest, oneshot::Sender<Result<AttachView, AttachError>>),
+    /// Whether an attach of the target with these addresses would change
+    /// nothing (the attachment, then), or is refused; asked before IPAM
+    /// allocates, so that a refused attach allocates nothing.
+    Check(String, Vec<String>, oneshot::Sender<Result<Option<AttachView>, AttachError>>),
     /// Detach a container (only some addresses, when given).
     Detach(String, Vec<ipnet::IpNet>, oneshot::Sender<Result<crate::api::DetachView, String>>),
     /// Detach every container and forget them (`weavectl stop --reset`).
@@ -150,10 +154,18 @@ impl DataplaneHandle {
         DataplaneHandle { tx, stats: None }
     }
 
-    pub async fn attach(&self, r: AttachRequest) -> Result<AttachView, String> {
+    pub async fn attach(&self, r: AttachRequest) -> Result<AttachView, AttachError> {
+        let gone = || AttachError::Unavailable("the dataplane is not running".into());
         let (tx, rx) = oneshot::channel();
-        self.tx.send(DpRequest::Attach(r, tx)).await.map_err(|_| "the dataplane is not running".to_string())?;
-        rx.await.map_err(|_| "the dataplane is not running".to_string())?
+        self.tx.send(DpRequest::Attach(r, tx)).await.map_err(|_| gone())?;
+        rx.await.map_err(|_| gone())?
+    }
+    /// See [`DpRequest::Check`]: `Ok(Some(_))` is the attachment as it is.
+    pub async fn check(&self, target: String, cidrs: Vec<String>) -> Result<Option<AttachView>, AttachError> {
+        let gone = || AttachError::Unavailable("the dataplane is not running".into());
+        let (tx, rx) = oneshot::channel();
+        self.tx.send(DpRequest::Check(target, cidrs, tx)).await.map_err(|_| gone())?;
+        rx.await.map_err(|_| gone())?
     }
     pub async fn detach(&self, target: String, cidrs: Vec<ipnet::IpNet>) -> Result<crate::api::DetachView, String> {
         let (tx, rx) = oneshot::channel();
@@ -220,6 +232,7 @@ struct Attachment {
     port_no: u32,
     cidrs: Vec<String>,
     mac: String,
+    netns: Option<attachments::NetnsId>,
 }
 
 struct Dataplane {
@@ -545,6 +558,13 @@ impl Dataplane {
                 let res = self.attach(r).await;
                 let _ = tx.send(res);
             }
+            DpRequest::Check(target, cidrs, tx) => {
+                let res = self.check(&target, &cidrs).await.map(|p| match p {
+                    attachments::Prior::Same => self.view(&target),
+                    _ => None,
+                });
+                let _ = tx.send(res);
+            }
             DpRequest::Detach(t, cidrs, tx) => {
                 let res = if cidrs.is_empty() {
                     self.detach(&t).await.map(|removed| attachments::detached(&t, removed))
@@ -572,19 +592,23 @@ impl Dataplane {
         }
     }
 
-    /// Writes the attachments to the state directory.
-    fn save(&self) {
-        let list: Vec<Saved> = self
-            .attached
+    /// The attachments, as recorded.
+    fn records(&self) -> Vec<Saved> {
+        self.attached
             .iter()
             .map(|(t, a)| Saved {
                 target: t.clone(),
                 host_ifname: a.host_ifname.clone(),
                 cidrs: a.cidrs.clone(),
                 mac: a.mac.clone(),
+                netns: a.netns,
             })
-            .collect();
-        if let Err(e) = attachments::save(&self.state_dir, &list) {
+            .collect()
+    }
+
+    /// Writes the attachments to the state directory.
+    fn save(&self) {
+        if let Err(e) = attachments::save(&self.state_dir, &self.records()) {
             warn!(error = %e, "could not record the attached containers");
         }
     }
@@ -611,7 +635,10 @@ impl Dataplane {
             match self.add_port(&s.host_ifname) {
                 Ok(port_no) => {
                     info!(target = %s.target, ifname = %s.host_ifname, port = port_no, "container re-attached");
-                    let a = Attachment { host_ifname: s.host_ifname, port_no, cidrs: s.cidrs, mac: s.mac };
+                    // Lists of older versions lack the namespace: it is the
+                    // one the target names now.
+                    let netns = s.netns.or_else(|| attachments::netns_id(&s.target).ok());
+                    let a = Attachment { host_ifname: s.host_ifname, port_no, cidrs: s.cidrs, mac: s.mac, netns };
                     self.attached.insert(s.target, a);
                 }
                 Err(e) => warn!(target = %s.target, error = %e, "could not re-attach container"),
@@ -622,16 +649,44 @@ impl Dataplane {
         self.save();
     }
 
-    async fn attach(&mut self, r: AttachRequest) -> Result<AttachView, String> {
+    /// What an attach of `target` with `cidrs` finds (see [`attachments::prior`]).
+    async fn check(&self, target: &str, cidrs: &[String]) -> Result<attachments::Prior, AttachError> {
+        let asked = attachments::asked(cidrs)?;
+        attachments::prior(target, asked.as_deref(), &self.records()).await
+    }
+
+    /// The attachment of `target`, as an attach answers it.
+    fn view(&self, target: &str) -> Option<AttachView> {
+        self.attached.get(target).map(|a| AttachView {
+            target: target.to_string(),
+            host_ifname: a.host_ifname.clone(),
+            mac: a.mac.clone(),
+            port_no: Some(a.port_no),
+            cidrs: a.cidrs.clone(),
+        })
+    }
+
+    /// Attaches a container. Attached already, the same: nothing changes;
+    /// attached in a namespace since gone (or its veth gone): replaced.
+    async fn attach(&mut self, r: AttachRequest) -> Result<AttachView, AttachError> {
         let spec = attachments::attach_spec(&r, self.mtu)?;
-        // Re-attaching replaces the old port.
-        let _ = self.detach(&r.target).await;
-        let a = veth::attach(&spec).await.map_err(|e| e.to_string())?;
+        match self.check(&r.target, &r.cidrs).await? {
+            attachments::Prior::Same => {
+                return self.view(&r.target).ok_or_else(|| AttachError::Failed("attachment vanished".into()))
+            }
+            attachments::Prior::Stale => {
+                info!(target = %r.target, "replacing a stale attachment");
+                let _ = self.detach(&r.target).await;
+            }
+            attachments::Prior::Fresh => {}
+        }
+        let netns = Some(attachments::netns_id(&r.target)?);
+        let a = veth::attach(&spec).await.map_err(|e| AttachError::Failed(e.to_string()))?;
         let port_no = match self.add_port(&a.host_ifname) {
             Ok(p) => p,
             Err(e) => {
                 let _ = veth::detach(&a.host_ifname).await;
-                return Err(e);
+                return Err(AttachError::Failed(e));
             }
         };
         self.attached.insert(
@@ -641,6 +696,7 @@ impl Dataplane {
                 port_no,
                 cidrs: r.cidrs.clone(),
                 mac: crate::odp::key::Mac(a.mac).to_string(),
+                netns,
             },
         );
         self.save();

@@ -115,7 +115,25 @@ pub async fn attach(spec: &AttachSpec) -> Result<Attached, PlumbError> {
         .execute()
         .await
         .map_err(nl(format!("create veth {}", spec.host_ifname)))?;
-    let peer_index = index_of(&h, &peer)
+    match configure(&h, spec, ns, &peer).await {
+        Ok(a) => Ok(a),
+        Err(e) => {
+            // No half-made pair stays behind: removing the host end takes
+            // the container end with it, wherever it is by now.
+            if let Ok(Some(i)) = index_of(&h, &spec.host_ifname).await {
+                if let Err(d) = h.link().del(i).execute().await {
+                    tracing::warn!(ifname = %spec.host_ifname, error = %d, "could not remove a failed attach's veth");
+                }
+            }
+            Err(e)
+        }
+    }
+}
+
+/// The rest of [`attach`], once the pair exists: the container end into
+/// the namespace and configured there, both ends up.
+async fn configure(h: &Handle, spec: &AttachSpec, ns: File, peer: &str) -> Result<Attached, PlumbError> {
+    let peer_index = index_of(h, peer)
         .await?
         .ok_or_else(|| PlumbError::Other { op: "create veth".into(), msg: format!("{peer} vanished") })?;
     h.link()
@@ -123,7 +141,7 @@ pub async fn attach(spec: &AttachSpec) -> Result<Attached, PlumbError> {
         .execute()
         .await
         .map_err(nl("move the container end into its namespace"))?;
-    let host_index = index_of(&h, &spec.host_ifname)
+    let host_index = index_of(h, &spec.host_ifname)
         .await?
         .ok_or_else(|| PlumbError::Other { op: "create veth".into(), msg: format!("{} vanished", spec.host_ifname) })?;
     h.link()
@@ -132,7 +150,7 @@ pub async fn attach(spec: &AttachSpec) -> Result<Attached, PlumbError> {
         .await
         .map_err(nl("bring the host end up"))?;
 
-    let (addrs, peer_name, gso) = (spec.addrs.clone(), peer.clone(), spec.gso_max_size);
+    let (addrs, peer_name, gso) = (spec.addrs.clone(), peer.to_string(), spec.gso_max_size);
     let mac = in_netns(ns, move |h| async move { configure_inner(&h, &peer_name, &addrs, gso).await }).await?;
     Ok(Attached { host_ifname: spec.host_ifname.clone(), host_ifindex: host_index, mac })
 }
