@@ -14,8 +14,9 @@ use crate::mesh::peer::PeerName;
 #[derive(Parser, Debug, Clone)]
 #[command(name = "weaver", version, about = "weaver overlay network daemon")]
 pub struct Args {
-    /// Peers to connect to: HOST or HOST:PORT.
-    #[arg()]
+    /// Peers to connect to: HOST or HOST:PORT (in WEAVER_PEERS: separated
+    /// by spaces or commas).
+    #[arg(env = "WEAVER_PEERS")]
     pub peers: Vec<String>,
     /// Settings from a TOML file (keys: these flags' long names); flags and the environment win over it.
     #[arg(long, env = "WEAVER_CONFIG")]
@@ -56,7 +57,7 @@ pub struct Args {
     pub no_fastdp: bool,
     /// Peers to reach over the sleeve even when both ends run the fast
     /// datapath: peer names, nicknames or IP addresses, comma-separated.
-    #[arg(long, env = "WEAVER_SLEEVE_PEERS", value_delimiter = ',')]
+    #[arg(long, env = "WEAVER_SLEEVE_PEER", value_delimiter = ',')]
     pub sleeve_peer: Vec<String>,
     /// How bridge mode captures and injects frames: "packet" (raw packet
     /// sockets, batched), "pcap" (libpcap), "tap" (a tap device, a port of
@@ -176,10 +177,12 @@ fn hostname() -> String {
 
 impl Config {
     pub fn from_args(a: Args) -> Result<Config, ConfigError> {
+        // WEAVER_PEERS is one value: "HOST HOST:PORT" or "HOST,HOST".
         let peers = a
             .peers
             .iter()
-            .filter(|p| !p.trim().is_empty())
+            .flat_map(|p| p.split(|c: char| c == ',' || c.is_whitespace()))
+            .filter(|p| !p.is_empty())
             .map(|p| maker::normalise(p, a.port).map_err(|e| invalid("peers", e.to_string())))
             .collect::<Result<Vec<_>, _>>()?;
         let name = a
@@ -387,13 +390,30 @@ fn check_log_level(v: &str) -> Result<(), String> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
+    /// Held by every test that parses settings: some set `WEAVER_*`
+    /// variables, which every parse reads.
+    pub(crate) static ENV_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
     fn parse(args: &[&str]) -> Result<Config, String> {
-        let a =
-            Args::try_parse_from(std::iter::once("weaver").chain(args.iter().copied())).map_err(|e| e.to_string())?;
-        Config::from_args(a).map_err(|e| e.to_string())
+        parse_env(&[], args)
+    }
+
+    /// Parses with the environment variables `env` set (and removed after).
+    fn parse_env(env: &[(&str, &str)], args: &[&str]) -> Result<Config, String> {
+        let _held = ENV_LOCK.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        for (k, v) in env {
+            std::env::set_var(k, v);
+        }
+        let r = Args::try_parse_from(std::iter::once("weaver").chain(args.iter().copied()))
+            .map_err(|e| e.to_string())
+            .and_then(|a| Config::from_args(a).map_err(|e| e.to_string()));
+        for (k, _) in env {
+            std::env::remove_var(k);
+        }
+        r
     }
 
     #[test]
@@ -433,13 +453,29 @@ mod tests {
     }
 
     #[test]
+    fn peers_from_the_environment() {
+        // Space-separated as in /etc/default/weaver, commas too.
+        let c = parse_env(&[("WEAVER_PEERS", " 10.0.0.1  hostb:7000,10.0.0.3 ")], &[]).unwrap();
+        assert_eq!(c.peers, vec!["10.0.0.1:6783", "hostb:7000", "10.0.0.3:6783"]);
+        assert!(parse_env(&[("WEAVER_PEERS", "")], &[]).unwrap().peers.is_empty());
+        // Peers on the command line win.
+        let c = parse_env(&[("WEAVER_PEERS", "10.0.0.1 10.0.0.2")], &["10.0.0.9"]).unwrap();
+        assert_eq!(c.peers, vec!["10.0.0.9:6783"]);
+        let e = parse_env(&[("WEAVER_PEERS", "10.0.0.1 bad:peer")], &[]).unwrap_err();
+        assert!(e.contains("--peers") && e.contains("bad:peer"), "{e}");
+        // --sleeve-peer's variable is its name upper-cased.
+        let c = parse_env(&[("WEAVER_SLEEVE_PEER", "hostb,10.0.0.2")], &[]).unwrap();
+        assert_eq!(c.sleeve_peers, vec!["hostb", "10.0.0.2"]);
+    }
+
+    #[test]
     fn bad_settings_name_the_setting() {
         for (args, needle) in [
             (vec!["--port", "65535"], "--port"),
             (vec!["--name", "nope"], "--name"),
             (vec!["--trusted-subnets", "10.0.0.0/33"], "--trusted-subnets"),
             (vec!["--datapath", "a-very-long-datapath-name"], "--datapath"),
-            (vec!["bad peer"], "--peers"),
+            (vec!["bad:peer"], "--peers"),
             (vec!["--password", "x", "--password-file", "/nonexistent"], "--password"),
             (vec!["--password-file", "/nonexistent/pw"], "--password-file"),
             (vec!["--sleeve-peer", "host a"], "--sleeve-peer"),

@@ -113,6 +113,7 @@ mod tests {
         std::fs::write(&f, text).unwrap();
         let mut argv: Vec<OsString> = vec!["weaver".into(), "--config".into(), f.clone().into()];
         argv.extend(cli.iter().map(OsString::from));
+        let _held = crate::daemon::config::tests::ENV_LOCK.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let r = parse(argv).map_err(|e| e.to_string());
         let _ = std::fs::remove_file(&f);
         r
