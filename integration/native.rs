@@ -631,3 +631,82 @@ fn a_corrupt_state_store_stops_the_start_with_a_clear_error() {
     assert_eq!(std::fs::read(&store).unwrap(), vec![0x42; 4096], "the store was changed");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// An invalid setting stops the start with exit status 2, naming it.
+#[test]
+fn an_invalid_setting_stops_the_start_naming_it() {
+    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("bad-mtu-{}", std::process::id()));
+    for (args, env, needle) in [
+        (&["--mtu", "100"][..], None, "--mtu"),
+        (&[][..], Some(("WEAVER_MTU", "abc")), "--mtu"),
+        (&["--conn-limit", "0"][..], None, "--conn-limit"),
+    ] {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_weaver"));
+        cmd.args(args).args([
+            "--state-dir",
+            dir.to_str().unwrap(),
+            "--api-socket",
+            dir.join("s.sock").to_str().unwrap(),
+        ]);
+        if let Some((k, v)) = env {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().expect("run weaver");
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(2), "{args:?} {env:?}: {err}");
+        assert!(err.contains(needle), "{args:?} {env:?}: {err}");
+        assert!(!dir.join("s.sock").exists(), "an API socket for a refused start");
+    }
+    assert!(!dir.exists(), "a refused start made its state directory");
+}
+
+/// `--log-format json`: every line the daemon logs is a JSON object with
+/// a message. And after SIGTERM in bridge mode the `weave` bridge stays
+/// (the containers' veths stay on it, for the next start to take back).
+#[test]
+fn json_logs_and_the_bridge_outlives_sigterm() {
+    assert!(!host_has_odp());
+    let ns = format!("wjl{}", std::process::id() % 100000);
+    assert!(Command::new("ip").args(["netns", "add", &ns]).status().unwrap().success());
+    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("json-logs-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let sock = dir.join("api.sock");
+    let child = Command::new("ip")
+        .args(["netns", "exec", &ns, env!("CARGO_BIN_EXE_weaver")])
+        .args(["--log-format", "json", "--log-level", "debug"])
+        .args(["--api-socket", sock.to_str().unwrap()])
+        .args(["--state-dir", dir.join("state").to_str().unwrap()])
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start weaver");
+    let mut up = false;
+    for _ in 0..100 {
+        if sock.exists() {
+            up = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let out = child.wait_with_output().expect("wait weaver");
+    let bridge = Command::new("ip").args(["-n", &ns, "-d", "link", "show", "weave"]).output().unwrap();
+    let bridge = String::from_utf8_lossy(&bridge.stdout).into_owned();
+    let _ = Command::new("ip").args(["netns", "del", &ns]).status();
+    let _ = std::fs::remove_dir_all(&dir);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(up, "daemon did not create its API socket: {err}");
+    assert!(out.status.success(), "daemon exit on SIGTERM: {:?}\n{err}", out.status);
+    let lines: Vec<&str> = err.lines().collect();
+    assert!(lines.len() >= 3, "too few log lines: {err}");
+    for l in &lines {
+        let v: serde_json::Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"));
+        let message = v["fields"]["message"].as_str().or(v["message"].as_str());
+        assert!(message.is_some_and(|m| !m.is_empty()), "no message: {l}");
+        assert!(v["level"].is_string(), "no level: {l}");
+    }
+    assert!(err.contains("overlay selected"), "{err}");
+    assert!(bridge.contains("bridge"), "the weave bridge is gone after SIGTERM: {bridge}");
+}

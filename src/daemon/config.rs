@@ -497,9 +497,22 @@ pub(crate) mod tests {
             (vec!["--log-level", "loud"], "--log-level"),
             (vec!["--log-level", "weaver=[["], "--log-level"),
             (vec!["--log-level", " "], "--log-level"),
+            (vec!["--mtu", "100"], "--mtu"),
+            (vec!["--mtu", "65486"], "--mtu"),
+            (vec!["--nickname", &"n".repeat(65)], "--nickname"),
+            (vec!["--conn-limit", "0"], "--conn-limit"),
         ] {
             let e = parse(&args).unwrap_err();
             assert!(e.contains(needle), "{args:?}: {e}");
+        }
+        // The limits themselves are fine.
+        assert!(parse(&["--mtu", "576", "--nickname", &"n".repeat(64), "--conn-limit", "1"]).is_ok());
+        // A variable's value is refused naming its flag too.
+        for (var, value, needle) in
+            [("WEAVER_MTU", "abc", "--mtu"), ("WEAVER_MTU", "100", "--mtu"), ("WEAVER_CONN_LIMIT", "0", "--conn-limit")]
+        {
+            let e = parse_env(&[(var, value)], &[]).unwrap_err();
+            assert!(e.contains(needle), "{var}={value}: {e}");
         }
     }
 
