@@ -76,9 +76,12 @@ enum Command {
         replace: bool,
     },
     /// Attach a container: `weavectl attach [ADDR...] TARGET` (TARGET: a
-    /// netns name, a PID or a /proc/PID/ns/net path). ADDR: `CIDR` or
-    /// `ip:CIDR` (that address), `net:CIDR` or `net:default` (one from that
-    /// subnet); none: one from IPAM's default subnet.
+    /// netns name, a PID, a /proc/PID/ns/net path, or a Docker container's
+    /// name or ID, resolved by the daemon with `docker inspect`, which needs
+    /// the Docker CLI). ADDR: `CIDR` or `ip:CIDR` (that address), `net:CIDR`
+    /// or `net:default` (one from that subnet); none: one from IPAM's
+    /// default subnet. Attached already: nothing changes with no ADDR or the
+    /// ones it has, and other ones are refused (detach first).
     Attach {
         /// Addresses, then the target last.
         #[arg(required = true, num_args = 1..)]

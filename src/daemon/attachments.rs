@@ -1,6 +1,7 @@
-//! The attached containers, a JSON list in the state directory, written
-//! atomically after every attach and detach. A restarted daemon (after a
-//! crash or a stop) takes back the containers whose veths still exist.
+//! The attached containers, a JSON list in the state store (`weaver.redb`),
+//! written atomically after every attach and detach. A restarted daemon
+//! (after a crash or a stop) takes back the containers whose veths still
+//! exist. And what an attach of an attached container does.
 
 use std::collections::BTreeSet;
 use std::path::Path;
