@@ -127,6 +127,7 @@ scenario!(mesh3_sleeve_peer);
 scenario!(mesh3_encrypted);
 scenario!(mesh3_expose);
 scenario!(mesh3_service);
+scenario!(mesh3_detach);
 scenario!(mesh3_stop);
 
 /// Boots two guests joined over loopback by qemu's UDP netdevs and runs a

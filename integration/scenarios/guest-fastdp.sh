@@ -870,10 +870,11 @@ scenario_mesh3_service() {
   local m
   m=$(ip netns exec tD curl -s -m 10 http://127.0.0.1:6782/metrics) || sv_fail "no metrics on 127.0.0.1:6782"
   for needle in 'weaver_connections_by_overlay{state="established",overlay="fastdp"}' 'weaver_datapath_flows ' \
-    'weaver_datapath_lookups_total{result="missed"}' 'weaver_fastdp 1'; do
+    'weaver_datapath_lookups_total{result="missed"}' 'weaver_datapath_lookups_total{result="lost"}' \
+    'weaver_upcalls_kernel_lost_total ' 'weaver_fastdp 1'; do
     [[ "$m" == *"$needle"* ]] || { echo "$m"; sv_fail "D's metrics lack $needle"; }
   done
-  echo "$m" | grep -E '^weaver_(connections_by_overlay|datapath_flows|datapath_lookups_total)'
+  echo "$m" | grep -E '^weaver_(connections_by_overlay|datapath_flows|datapath_lookups_total|upcalls_kernel_lost)'
   # Killed: restarted after RestartSec, the container taken back.
   pid1=$(sv_pid)
   [ -n "$pid1" ] || sv_fail "the supervisor did not say what it started"
@@ -895,6 +896,32 @@ scenario_mesh3_service() {
   ! ip netns exec tD ovs-dpctl show system@weave > /dev/null 2>&1 || sv_fail "D's datapath is still there"
   tail -n 4 /tmp/tD.log
   ip netns del kD1; ip netns del tD; rm -f /tmp/tD.sup
+}
+
+# Attach and detach on the fast datapath: attaching kA2 again with its
+# address changes nothing (same veth, same MAC), with another is refused;
+# detached, kA2 is unreachable from the other hosts (kA1 still answers);
+# attached again, reachable again.
+m3_mac() { m3_ctl $1 ps | awk -v t="$2" '$1 == t { print $3 }'; }
+scenario_mesh3_detach() {
+  local mac err
+  m3_wait 30 "kB1 reaches kA2" ip netns exec kB1 ping -c 1 -W 2 10.42.0.2
+  mac=$(m3_mac A kA2)
+  [ -n "$mac" ] || fail "kA2 is not in A's ps"
+  m3_ctl A attach 10.42.0.2/24 kA2 > /dev/null || fail "attaching kA2 again with its address failed"
+  [ "$(m3_mac A kA2)" = "$mac" ] || fail "attaching kA2 again made a new veth ($mac -> $(m3_mac A kA2))"
+  if err=$(m3_ctl A attach 10.42.0.9/24 kA2 2>&1); then fail "kA2 was attached again with another address"; fi
+  [[ "$err" == *"already attached with 10.42.0.2/24"* ]] || fail "the refusal does not say what kA2 has: $err"
+  err=$(m3_ctl A detach kA2)
+  [ "$err" = "kA2 detached" ] || fail "detach kA2 did not say so: $err"
+  ! ip -n kA2 link show ethwe > /dev/null 2>&1 || fail "detach left ethwe in kA2"
+  ! ip netns exec kB1 ping -c 3 -W 2 10.42.0.2 > /dev/null || fail "kB1 still reaches kA2 after its detach"
+  ! ip netns exec kC2 ping -c 3 -W 2 10.42.0.2 > /dev/null || fail "kC2 still reaches kA2 after its detach"
+  ip netns exec kB1 ping -c 1 -W 3 10.42.0.1 > /dev/null || fail "kB1 lost kA1 with kA2's detach"
+  m3_ctl A attach 10.42.0.2/24 kA2 > /dev/null || fail "attaching kA2 after its detach failed"
+  [ "$(m3_mac A kA2)" != "$mac" ] || fail "attached again after a detach, kA2 kept its old veth"
+  m3_wait 30 "kB1 reaches kA2 again" ip netns exec kB1 ping -c 1 -W 2 10.42.0.2
+  echo "kA2: attach again a no-op ($mac), refused with another address, unreachable once detached, back after attach"
 }
 
 # weavectl stop: the daemon exits and removes its datapath; containers stay
@@ -944,7 +971,7 @@ mesh3_teardown() {
 
 ALL=(probe dp_ports flows_weaver_to_ovs flows_ovs_to_weaver traffic vxlan upcalls upcalls_per_cpu vport_events daemon fastdp_two_hosts
   mesh3_setup mesh3_pairs mesh3_steady mesh3_broadcast mesh3_mtu mesh3_udp_blocked mesh3_multihop mesh3_partition mesh3_restart
-  mesh3_mixed mesh3_sleeve_peer mesh3_encrypted mesh3_expose mesh3_service mesh3_stop)
+  mesh3_mixed mesh3_sleeve_peer mesh3_encrypted mesh3_expose mesh3_service mesh3_detach mesh3_stop)
 [ $# -gt 0 ] && ALL=("$@")
 for s in "${ALL[@]}"; do run_scenario "$s" "scenario_$s"; done
 case " ${ALL[*]} " in *" mesh3_setup "*) mesh3_teardown ;; esac
