@@ -105,7 +105,7 @@ fn attach_puts_ethwe_with_addresses_into_the_namespace() {
     // The container announces its IPv4 address: a gratuitous ARP reaches the host end.
     let garp = res.as_ref().ok().map(|a| {
         use weaver::plumb::{garp, packet_socket::PacketSocket};
-        let cap = PacketSocket::capture(a.host_ifindex, 1 << 16).expect("capture on the host end");
+        let mut cap = PacketSocket::capture(a.host_ifindex, 1 << 16).expect("capture on the host end");
         let sent = rt.block_on(garp::announce(&path, a.mac, vec!["10.77.0.2".parse().unwrap()]));
         let mut bufs = vec![vec![0u8; 2048]; 8];
         let mut got = Vec::new();
@@ -451,8 +451,8 @@ fn packet_sockets_capture_what_the_other_end_injects() {
     let got = block_on_in(&netns_path(&name), move || async move {
         let io = |e: std::io::Error| PlumbError::Other { op: "packet socket".into(), msg: e.to_string() };
         let inject = PacketSocket::injector(pa).map_err(io)?;
-        let cap_a = PacketSocket::capture(pa, 1 << 20).map_err(io)?;
-        let cap_b = PacketSocket::capture(pb, 1 << 20).map_err(io)?;
+        let mut cap_a = PacketSocket::capture(pa, 1 << 20).map_err(io)?;
+        let mut cap_b = PacketSocket::capture(pb, 1 << 20).map_err(io)?;
         // 40 frames with a private ethertype and a numbered payload; the
         // last one longer than the capture buffers below.
         let frames: Vec<Vec<u8>> = (0..40u8)
@@ -493,6 +493,92 @@ fn packet_sockets_capture_what_the_other_end_injects() {
         }
     }
     assert_eq!(own_ours, 0, "the injecting end captured its own injections");
+}
+
+/// A capture with a receive ring (the sleeve's): small frames come from
+/// the ring's slots, bigger ones from the socket's buffer, where the kernel
+/// queues their copies; all of them in the order sent, whole, with and
+/// without a virtio_net_hdr, and a frame longer than its buffer reported
+/// as cut.
+#[test]
+fn a_ring_capture_keeps_the_order_of_small_and_big_frames() {
+    use weaver::plumb::netns::block_on_in;
+    use weaver::plumb::packet_socket::{PacketSocket, Received, VNET_LEN};
+    use weaver::plumb::rx_ring::{SLOTS, SLOT_SIZE};
+    use weaver::plumb::veth::{netns_path, PlumbError};
+
+    let name = format!("weaver-ring-{}", std::process::id());
+    let _ns = Namespaces::new(&[&name]);
+    sh(&format!("ip -n {name} link add pa type veth peer name pb"));
+    sh(&format!("ip -n {name} link set pa up && ip -n {name} link set pb up"));
+    let index = |dev: &str| -> u32 {
+        sh(&format!("ip -n {name} -o link show {dev}"))
+            .split(':')
+            .next()
+            .and_then(|s| s.trim().parse().ok())
+            .expect("ifindex")
+    };
+    let (pa, pb) = (index("pa"), index("pb"));
+    // Sizes by turns: in a slot, just over one, and MTU-sized; the last
+    // longer than the buffers below.
+    let frames: Vec<Vec<u8>> = (0..90u8)
+        .map(|i| {
+            let mut f = vec![0x02, 0, 0, 0, 0, 0xbb, 0x02, 0, 0, 0, 0, 0xaa, 0x88, 0xb6];
+            let n = match (i, i % 3) {
+                (89, _) => 1500,
+                (_, 0) => 46 + usize::from(i),
+                (_, 1) => 200,
+                _ => 900 + usize::from(i),
+            };
+            f.extend(std::iter::repeat_n(i, n));
+            f
+        })
+        .collect();
+    let sent = frames.clone();
+    let got = block_on_in(&netns_path(&name), move || async move {
+        let io = |e: std::io::Error| PlumbError::Other { op: "packet socket".into(), msg: e.to_string() };
+        let inject = PacketSocket::injector(pa).map_err(io)?;
+        let mut plain = PacketSocket::capture_ring(pb, 1 << 20, false, SLOT_SIZE, SLOTS).map_err(io)?;
+        let mut vnet = PacketSocket::capture_ring(pb, 1 << 20, true, SLOT_SIZE, SLOTS).map_err(io)?;
+        assert!(plain.has_ring() && vnet.has_ring());
+        let refs: Vec<&[u8]> = sent.iter().map(Vec::as_slice).collect();
+        let (n, err) = inject.send_batch(&refs);
+        assert_eq!((n, err.map(|e| e.to_string())), (90, None));
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let read_all = |cap: &mut PacketSocket, skip: usize| -> Result<Vec<(Received, Vec<u8>)>, PlumbError> {
+            // Batches of 7: ring reads and copies interleave across calls.
+            let mut bufs = vec![vec![0u8; 1024 + skip]; 7];
+            let mut ours = Vec::new();
+            let mut seen = Vec::new();
+            while cap.recv_batch(&mut bufs, &mut seen).map_err(io)? > 0 {
+                for (r, b) in seen.iter().zip(&bufs) {
+                    if r.len >= skip + 14 && b[skip + 12..skip + 14] == [0x88, 0xb6] {
+                        let r = Received { len: r.len - skip, truncated: r.truncated };
+                        ours.push((r, b[skip..skip + r.len].to_vec()));
+                    } else if r.truncated && r.len == 0 {
+                        ours.push((*r, Vec::new()));
+                    }
+                }
+                seen.clear();
+            }
+            Ok(ours)
+        };
+        let p = read_all(&mut plain, 0)?;
+        let v = read_all(&mut vnet, VNET_LEN)?;
+        Ok::<_, PlumbError>((p, v))
+    });
+    let (plain, vnet) = got.expect("ring captures in the namespace");
+    for (what, ours) in [("plain", plain), ("vnet", vnet)] {
+        assert_eq!(ours.len(), 90, "{what}: captured {} of 90 injected frames", ours.len());
+        for (i, ((r, bytes), f)) in ours.iter().zip(&frames).enumerate() {
+            if i == 89 {
+                assert_eq!(*r, Received { len: 1024, truncated: true }, "{what}");
+                assert_eq!(bytes[..], f[..1024], "{what}");
+            } else {
+                assert_eq!((r.truncated, &bytes[..]), (false, &f[..]), "{what}: frame {i}");
+            }
+        }
+    }
 }
 
 /// The systemd unit (packaging/weaver.service) passes `systemd-analyze

@@ -34,6 +34,7 @@ use crate::mesh::conn::SessionKeys;
 use crate::mesh::peer::PeerName;
 use crate::plumb::packet_socket::{PacketSocket, VNET_LEN};
 use crate::plumb::tap::Tap;
+use crate::sleeve::busy::BusyMeter;
 use crate::sleeve::forward::{self, Forwarder};
 use crate::sleeve::link::ToSend;
 use crate::sleeve::oversize::{self, Oversize};
@@ -410,7 +411,7 @@ pub fn spawn(
         LocalSide::Hybrid(ifname, tap) => {
             let sock_err = |source| SleeveError::Packet { ifname: ifname.clone(), source };
             let ifindex = nix::net::if_::if_nametoindex(ifname.as_str()).map_err(|e| sock_err(e.into()))?;
-            let capture = PacketSocket::capture_vnet(ifindex, CAPTURE_RCVBUF).map_err(sock_err)?;
+            let capture = open_packet_capture(ifindex, true).map_err(sock_err)?;
             let inject = PacketSocket::injector(ifindex).map_err(sock_err)?;
             whole = Some(Arc::new(tap));
             (Deliver::Packet(inject), Some(Source::Packet(capture)))
@@ -419,11 +420,7 @@ pub fn spawn(
             let sock_err = |source| SleeveError::Packet { ifname: ifname.clone(), source };
             let ifindex = nix::net::if_::if_nametoindex(ifname.as_str()).map_err(|e| sock_err(e.into()))?;
             // Only the capture takes super-frames: what we inject is finished.
-            let capture = if gso {
-                PacketSocket::capture_vnet(ifindex, CAPTURE_RCVBUF)
-            } else {
-                PacketSocket::capture(ifindex, CAPTURE_RCVBUF)
-            };
+            let capture = open_packet_capture(ifindex, gso);
             let (capture, inject) = (capture.map_err(sock_err)?, PacketSocket::injector(ifindex).map_err(sock_err)?);
             (Deliver::Packet(inject), Some(Source::Packet(capture)))
         }
@@ -508,6 +505,23 @@ pub fn spawn(
     });
     info!(port = s.port, local = what, "sleeve running");
     Ok((SleeveHandle { shared }, events_rx))
+}
+
+/// A packet-socket capture, its small frames through a receive ring; a
+/// plain one if the kernel refuses the ring (say, pages other than 4 KB).
+fn open_packet_capture(ifindex: u32, vnet: bool) -> std::io::Result<PacketSocket> {
+    use crate::plumb::rx_ring::{SLOTS, SLOT_SIZE};
+    match PacketSocket::capture_ring(ifindex, CAPTURE_RCVBUF, vnet, SLOT_SIZE, SLOTS) {
+        Ok(s) => Ok(s),
+        Err(e) => {
+            warn!(error = %e, "no receive ring for the capture; every frame through the socket's buffer");
+            if vnet {
+                PacketSocket::capture_vnet(ifindex, CAPTURE_RCVBUF)
+            } else {
+                PacketSocket::capture(ifindex, CAPTURE_RCVBUF)
+            }
+        }
+    }
 }
 
 /// Opens the capture (inbound frames, BPDUs filtered out) and the inject
@@ -1182,6 +1196,9 @@ fn capture_loop(sh: &Shared, mut src: Source, frame_max: usize) {
     };
     let mut stats_at = Instant::now();
     let mut out = Outgoing::default();
+    let mut meter = BusyMeter::default();
+    // Whether the capture slept a linger's time before this read.
+    let mut slept = false;
     while !sh.stop.load(Ordering::Relaxed) {
         if stats_at.elapsed() >= Duration::from_secs(1) {
             stats_at = Instant::now();
@@ -1192,21 +1209,29 @@ fn capture_loop(sh: &Shared, mut src: Source, frame_max: usize) {
         batch.clear();
         match src.read(sh, CAPTURE_BATCH, &mut batch, &mut bufs, &mut out.spare) {
             Ok(0) => {
-                src.wait(Duration::from_millis(200));
+                meter.roll(Instant::now());
+                // Busy: the next frames are due in microseconds; sleep,
+                // rather than be woken by the first of them.
+                slept = meter.busy();
+                if slept {
+                    std::thread::sleep(LINGER);
+                } else {
+                    src.wait(Duration::from_millis(200));
+                }
                 continue;
             }
-            Ok(_) => {}
+            Ok(n) => meter.record(Instant::now(), n),
             Err(e) => {
                 warn!(error = %e, "capture failed; retrying");
                 std::thread::sleep(Duration::from_millis(200));
                 continue;
             }
         }
-        // Under load (more than one frame waiting, but less than a
-        // datagram's worth), linger a moment for more: fuller datagrams
-        // cost fewer sends and receives per frame. A lone frame (light
-        // traffic, a ping) goes at once.
-        if should_linger(&batch) {
+        // Under load (more than one frame waiting, or a busy capture), and
+        // with less than a datagram's worth read, linger a moment for more:
+        // fuller datagrams cost fewer sends and receives per frame. A lone
+        // frame of light traffic (a ping) goes at once.
+        if !std::mem::take(&mut slept) && should_linger(&batch, meter.busy()) {
             // Sleep, not poll: a poll wakes at every frame, and on a busy
             // machine those wake-ups cost more than the batch saves
             // (measured: the capture thread's CPU at 90 000 small frames a
@@ -1244,9 +1269,10 @@ fn capture_loop(sh: &Shared, mut src: Source, frame_max: usize) {
 }
 
 /// Whether a capture batch is worth lingering for: more than one frame came
-/// at once (a busy capture), and together they would not fill a datagram.
-fn should_linger(batch: &[Captured]) -> bool {
-    batch.len() > 1 && batch.iter().map(|c| c.bytes.len()).sum::<usize>() < LINGER_FILL
+/// at once, or the capture is `busy` ([`BusyMeter`]), and together they
+/// would not fill a datagram.
+fn should_linger(batch: &[Captured], busy: bool) -> bool {
+    (batch.len() > 1 || busy) && batch.iter().map(|c| c.bytes.len()).sum::<usize>() < LINGER_FILL
 }
 
 /// Reads and drops whatever the bridge forwards to an inject-only tap
@@ -1408,15 +1434,18 @@ mod tests {
     #[test]
     fn a_busy_capture_lingers_only_for_small_frames() {
         // A lone frame goes at once, whatever its size.
-        assert!(!should_linger(&[captured(60)]));
-        assert!(!should_linger(&[]));
+        assert!(!should_linger(&[captured(60)], false));
+        assert!(!should_linger(&[], false));
+        // A lone frame of a busy capture waits for company.
+        assert!(should_linger(&[captured(60)], true));
+        assert!(!should_linger(&[captured(1400)], true));
         // Several small frames, under a datagram's worth: wait for more.
-        assert!(should_linger(&[captured(106), captured(106)]));
-        assert!(should_linger(&(0..13).map(|_| captured(106)).collect::<Vec<_>>()));
+        assert!(should_linger(&[captured(106), captured(106)], false));
+        assert!(should_linger(&(0..13).map(|_| captured(106)).collect::<Vec<_>>(), false));
         // A datagram's worth waits already: go.
-        assert!(!should_linger(&(0..14).map(|_| captured(106)).collect::<Vec<_>>()));
+        assert!(!should_linger(&(0..14).map(|_| captured(106)).collect::<Vec<_>>(), true));
         // MTU-sized frames and super-frames fill datagrams by themselves.
-        assert!(!should_linger(&[captured(1390), captured(1390)]));
-        assert!(!should_linger(&[captured(60_000), captured(60)]));
+        assert!(!should_linger(&[captured(1390), captured(1390)], true));
+        assert!(!should_linger(&[captured(60_000), captured(60)], false));
     }
 }

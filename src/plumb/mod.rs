@@ -11,6 +11,8 @@
 //! - [`netns`]: running code inside another network namespace.
 //! - [`expose`]: the host's addresses on the overlay, and their NAT rules.
 //! - [`garp`]: gratuitous ARP from a container just attached.
+//! - [`packet_socket`], [`rx_ring`]: the sleeve's raw capture and injection,
+//!   and the capture's receive ring.
 
 pub mod bridge;
 pub mod ethtool;
@@ -18,5 +20,6 @@ pub mod expose;
 pub mod garp;
 pub mod netns;
 pub mod packet_socket;
+pub mod rx_ring;
 pub mod tap;
 pub mod veth;

@@ -4,8 +4,10 @@
 //! (`recvmmsg`, `sendmmsg`).
 //!
 //! Frames wait in the socket's receive buffer, which is kernel memory: the
-//! daemon's resident set does not grow with it, unlike a mapped packet ring
-//! (what libpcap's immediate mode uses).
+//! daemon's resident set does not grow with it. A capture can also have a
+//! receive ring ([`super::rx_ring`]) for its small frames: those are read
+//! from memory shared with the kernel, without a system call, and the rest
+//! still wait in the buffer.
 //!
 //! nix wraps the socket, `recvmmsg` and `sendmmsg`; binding to a link-layer
 //! address and reading `PACKET_STATISTICS` have no wrapper, and are the two
@@ -13,6 +15,8 @@
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+
+use super::rx_ring::{classify, RxRing, SlotFrame};
 
 /// The `virtio_net_hdr` that comes before each frame on a socket with
 /// PACKET_VNET_HDR.
@@ -38,6 +42,8 @@ pub struct PacketSocket {
     vnet: bool,
     /// Drops the kernel reported so far (its counter resets on each read).
     drops: u64,
+    /// The receive ring, when the capture has one.
+    ring: Option<RxRing>,
 }
 
 fn cvt(r: libc::c_int) -> io::Result<libc::c_int> {
@@ -55,8 +61,15 @@ fn setsockopt_int(fd: BorrowedFd<'_>, level: libc::c_int, name: libc::c_int, v: 
 impl PacketSocket {
     /// Opens a raw packet socket for `protocol` (host order), non-blocking,
     /// bound to the interface.
-    #[allow(unsafe_code)]
     fn open(ifindex: u32, protocol: u16) -> io::Result<PacketSocket> {
+        let s = PacketSocket::unbound(protocol)?;
+        s.bind(ifindex, protocol)?;
+        Ok(s)
+    }
+
+    /// A raw packet socket for `protocol` (host order), non-blocking, not
+    /// yet bound: with protocol 0 it receives nothing until bound.
+    fn unbound(protocol: u16) -> io::Result<PacketSocket> {
         use nix::sys::socket::{socket, AddressFamily, SockFlag, SockProtocol, SockType};
         let proto = match protocol {
             ETH_P_ALL => SockProtocol::EthAll,
@@ -64,6 +77,13 @@ impl PacketSocket {
             _ => SockProtocol::Raw,
         };
         let fd = socket(AddressFamily::Packet, SockType::Raw, SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC, proto)?;
+        Ok(PacketSocket { fd, vnet: false, drops: 0, ring: None })
+    }
+
+    /// Binds to the interface, receiving `protocol` (host order).
+    #[allow(unsafe_code)]
+    fn bind(&self, ifindex: u32, protocol: u16) -> io::Result<()> {
+        let fd = &self.fd;
         // nix has no constructor for a link-layer address: bind(2) by hand.
         // SAFETY: sockaddr_ll is plain data; all-zero is a valid value.
         let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
@@ -79,7 +99,7 @@ impl PacketSocket {
                 std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
             )
         })?;
-        Ok(PacketSocket { fd, vnet: false, drops: 0 })
+        Ok(())
     }
 
     /// A capture socket: every frame the interface receives, none it sends
@@ -98,6 +118,35 @@ impl PacketSocket {
         let mut s = PacketSocket::open(ifindex, ETH_P_ALL)?;
         s.set_vnet()?;
         s.finish_capture(rcvbuf)
+    }
+
+    /// A capture socket (with a `virtio_net_hdr` before each frame when
+    /// `vnet`, as [`PacketSocket::capture_vnet`]) whose small frames come
+    /// through a receive ring of `slots` slots of `slot_size` bytes
+    /// ([`super::rx_ring`]); bigger ones wait in the receive buffer.
+    pub fn capture_ring(
+        ifindex: u32,
+        rcvbuf: usize,
+        vnet: bool,
+        slot_size: usize,
+        slots: usize,
+    ) -> io::Result<PacketSocket> {
+        // Unbound until the ring is set up: no frame may wait in the
+        // buffer ahead of the ring's first (a copy is matched to its slot
+        // by order).
+        let mut s = PacketSocket::unbound(0)?;
+        if vnet {
+            s.set_vnet()?;
+        }
+        let mut s = s.finish_capture(rcvbuf)?;
+        s.ring = Some(RxRing::new(s.fd.as_fd(), slot_size, slots)?);
+        s.bind(ifindex, ETH_P_ALL)?;
+        Ok(s)
+    }
+
+    /// Whether small frames come through a receive ring.
+    pub fn has_ring(&self) -> bool {
+        self.ring.is_some()
     }
 
     fn set_vnet(&mut self) -> io::Result<()> {
@@ -132,14 +181,76 @@ impl PacketSocket {
     /// Reads what is queued, up to one frame per buffer, without waiting.
     /// Appends to `out` (in order) and returns how many were read: 0 when
     /// nothing was queued.
-    pub fn recv_batch(&self, bufs: &mut [Vec<u8>], out: &mut Vec<Received>) -> io::Result<usize> {
+    pub fn recv_batch(&mut self, bufs: &mut [Vec<u8>], out: &mut Vec<Received>) -> io::Result<usize> {
+        if self.ring.is_some() {
+            return self.recv_ring(bufs, out);
+        }
+        self.recv_queued(bufs.iter_mut(), out)
+    }
+
+    /// Reads frames from the ring in order, up to one per buffer; a frame
+    /// too big for its slot is read from the receive buffer, where the
+    /// kernel queued its copy.
+    fn recv_ring(&mut self, bufs: &mut [Vec<u8>], out: &mut Vec<Received>) -> io::Result<usize> {
+        let vnet_len = if self.vnet { VNET_LEN } else { 0 };
+        let Some(ring) = self.ring.as_mut() else { return Ok(0) };
+        let base = out.len();
+        let mut copied = vec![false; bufs.len()];
+        let mut n = 0;
+        while let (Some(buf), Some(h)) = (bufs.get_mut(n), ring.ready()) {
+            out.push(match classify(&h, ring.slot_size(), vnet_len) {
+                SlotFrame::InSlot { start, len } => {
+                    let k = len.min(buf.len());
+                    ring.read(start, &mut buf[..k]);
+                    Received { len: k, truncated: len > k }
+                }
+                SlotFrame::Copied => {
+                    copied[n] = true;
+                    Received { len: 0, truncated: true }
+                }
+                // Only a frame's start, or nothing usable: reported as cut.
+                SlotFrame::Cut { len } => Received { len: 0, truncated: len > 0 },
+                SlotFrame::Malformed => Received { len: 0, truncated: true },
+            });
+            ring.release();
+            n += 1;
+        }
+        let want = copied.iter().filter(|c| **c).count();
+        if want > 0 {
+            let mut got = Vec::with_capacity(want);
+            let targets = bufs.iter_mut().zip(&copied).filter(|(_, c)| **c).map(|(b, _)| b);
+            // Fewer than asked only if the kernel broke its word; those
+            // stay reported as cut.
+            let _ = self.recv_queued(targets, &mut got)?;
+            let slots = copied.iter().enumerate().filter(|(_, c)| **c).map(|(i, _)| base + i);
+            for (i, r) in slots.zip(got) {
+                if let Some(o) = out.get_mut(i) {
+                    *o = r;
+                }
+            }
+        }
+        Ok(n)
+    }
+
+    /// Reads frames waiting in the receive buffer into the given buffers,
+    /// one each, in one system call.
+    fn recv_queued<'a>(
+        &self,
+        bufs: impl Iterator<Item = &'a mut Vec<u8>>,
+        out: &mut Vec<Received>,
+    ) -> io::Result<usize> {
         use nix::sys::socket::{recvmmsg, MsgFlags, MultiHeaders};
-        if bufs.is_empty() {
+        let mut sizes = Vec::new();
+        let mut iovs: Vec<[io::IoSliceMut<'_>; 1]> = bufs
+            .map(|b| {
+                sizes.push(b.len());
+                [io::IoSliceMut::new(b)]
+            })
+            .collect();
+        if iovs.is_empty() {
             return Ok(0);
         }
-        let sizes: Vec<usize> = bufs.iter().map(Vec::len).collect();
-        let mut headers = MultiHeaders::<()>::preallocate(bufs.len(), None);
-        let mut iovs: Vec<[io::IoSliceMut<'_>; 1]> = bufs.iter_mut().map(|b| [io::IoSliceMut::new(b)]).collect();
+        let mut headers = MultiHeaders::<()>::preallocate(iovs.len(), None);
         // MSG_TRUNC: a frame longer than its buffer reports its real length.
         let flags = MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_TRUNC;
         let got = match recvmmsg(self.fd.as_raw_fd(), &mut headers, iovs.iter_mut(), flags, None) {

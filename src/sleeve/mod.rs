@@ -17,10 +17,12 @@
 //!
 //! - [`forward`]: where a frame goes (MAC learning, routes, broadcast trees);
 //! - [`link`]: one connection's UDP path: heartbeats and path-MTU discovery.
+//! - [`busy`]: whether the capture is busy enough to batch frames.
 //!
 //! The driver (capture and injection with pcap on the bridge, the UDP
 //! socket) is `daemon::sleeve`.
 
+pub mod busy;
 pub mod forward;
 pub mod link;
 pub mod oversize;
