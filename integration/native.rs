@@ -426,6 +426,20 @@ fn bridge_mode_plumbing_delivers_whole_checksummed_frames() {
     assert!(!left.contains(" weave: ") && !left.contains("vethwe") && !left.contains("master"), "{left}");
 }
 
+/// A veth pair `pa`/`pb`, up, in namespace `name`: their ifindexes.
+fn veth_pair_in(name: &str) -> (u32, u32) {
+    sh(&format!("ip -n {name} link add pa type veth peer name pb"));
+    sh(&format!("ip -n {name} link set pa up && ip -n {name} link set pb up"));
+    let index = |dev: &str| -> u32 {
+        sh(&format!("ip -n {name} -o link show {dev}"))
+            .split(':')
+            .next()
+            .and_then(|s| s.trim().parse().ok())
+            .expect("ifindex")
+    };
+    (index("pa"), index("pb"))
+}
+
 /// The sleeve's packet sockets over a veth pair in a namespace: a batch
 /// injected at one end is captured, whole and in order, at the other; the
 /// injecting end's own capture never sees its injections (they are
@@ -438,16 +452,7 @@ fn packet_sockets_capture_what_the_other_end_injects() {
 
     let name = format!("weaver-pkt-{}", std::process::id());
     let _ns = Namespaces::new(&[&name]);
-    sh(&format!("ip -n {name} link add pa type veth peer name pb"));
-    sh(&format!("ip -n {name} link set pa up && ip -n {name} link set pb up"));
-    let index = |dev: &str| -> u32 {
-        sh(&format!("ip -n {name} -o link show {dev}"))
-            .split(':')
-            .next()
-            .and_then(|s| s.trim().parse().ok())
-            .expect("ifindex")
-    };
-    let (pa, pb) = (index("pa"), index("pb"));
+    let (pa, pb) = veth_pair_in(&name);
     let got = block_on_in(&netns_path(&name), move || async move {
         let io = |e: std::io::Error| PlumbError::Other { op: "packet socket".into(), msg: e.to_string() };
         let inject = PacketSocket::injector(pa).map_err(io)?;
@@ -509,16 +514,7 @@ fn a_ring_capture_keeps_the_order_of_small_and_big_frames() {
 
     let name = format!("weaver-ring-{}", std::process::id());
     let _ns = Namespaces::new(&[&name]);
-    sh(&format!("ip -n {name} link add pa type veth peer name pb"));
-    sh(&format!("ip -n {name} link set pa up && ip -n {name} link set pb up"));
-    let index = |dev: &str| -> u32 {
-        sh(&format!("ip -n {name} -o link show {dev}"))
-            .split(':')
-            .next()
-            .and_then(|s| s.trim().parse().ok())
-            .expect("ifindex")
-    };
-    let (pa, pb) = (index("pa"), index("pb"));
+    let (pa, pb) = veth_pair_in(&name);
     // Sizes by turns: in a slot, just over one, and MTU-sized; the last
     // longer than the buffers below.
     let frames: Vec<Vec<u8>> = (0..90u8)
