@@ -61,14 +61,7 @@ fn daemon_falls_back_to_sleeve_and_reports_why() {
         .args(["--state-dir", dir.join("state").to_str().unwrap()])
         .spawn()
         .expect("start weaver");
-    let mut up = false;
-    for _ in 0..100 {
-        if sock.exists() {
-            up = true;
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+    let up = socket_appears(&sock);
     let status = weavectl(&["--api", sock.to_str().unwrap(), "status"]);
     let dp = weavectl(&["--api", sock.to_str().unwrap(), "dp", "show"]);
     let bridge = Command::new("ip").args(["-n", &ns, "-d", "link", "show", "weave"]).output().unwrap();
@@ -426,6 +419,17 @@ fn bridge_mode_plumbing_delivers_whole_checksummed_frames() {
     assert!(!left.contains(" weave: ") && !left.contains("vethwe") && !left.contains("master"), "{left}");
 }
 
+/// Whether the daemon's API socket appears within 10 s.
+fn socket_appears(sock: &std::path::Path) -> bool {
+    for _ in 0..100 {
+        if sock.exists() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    false
+}
+
 /// A veth pair `pa`/`pb`, up, in namespace `name`: their ifindexes.
 fn veth_pair_in(name: &str) -> (u32, u32) {
     sh(&format!("ip -n {name} link add pa type veth peer name pb"));
@@ -764,14 +768,7 @@ fn json_logs_and_the_bridge_outlives_sigterm() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("start weaver");
-    let mut up = false;
-    for _ in 0..100 {
-        if sock.exists() {
-            up = true;
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+    let up = socket_appears(&sock);
     let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
     let out = child.wait_with_output().expect("wait weaver");
     let bridge = Command::new("ip").args(["-n", &ns, "-d", "link", "show", "weave"]).output().unwrap();
