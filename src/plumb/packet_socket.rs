@@ -195,7 +195,9 @@ impl PacketSocket {
         let vnet_len = if self.vnet { VNET_LEN } else { 0 };
         let Some(ring) = self.ring.as_mut() else { return Ok(0) };
         let base = out.len();
-        let mut copied = vec![false; bufs.len()];
+        // The buffers whose frames wait in the receive buffer, in order
+        // (no allocation unless a frame was too big for its slot).
+        let mut copied: Vec<usize> = Vec::new();
         let mut n = 0;
         while let (Some(buf), Some(h)) = (bufs.get_mut(n), ring.ready()) {
             out.push(match classify(&h, ring.slot_size(), vnet_len) {
@@ -205,7 +207,7 @@ impl PacketSocket {
                     Received { len: k, truncated: len > k }
                 }
                 SlotFrame::Copied => {
-                    copied[n] = true;
+                    copied.push(n);
                     Received { len: 0, truncated: true }
                 }
                 // Only a frame's start, or nothing usable: reported as cut.
@@ -215,16 +217,15 @@ impl PacketSocket {
             ring.release();
             n += 1;
         }
-        let want = copied.iter().filter(|c| **c).count();
-        if want > 0 {
-            let mut got = Vec::with_capacity(want);
-            let targets = bufs.iter_mut().zip(&copied).filter(|(_, c)| **c).map(|(b, _)| b);
+        if !copied.is_empty() {
+            let mut got = Vec::with_capacity(copied.len());
+            let mut next = copied.iter().copied().peekable();
+            let targets = bufs.iter_mut().enumerate().filter_map(|(i, b)| next.next_if_eq(&i).map(|_| b));
             // Fewer than asked only if the kernel broke its word; those
             // stay reported as cut.
             let _ = self.recv_queued(targets, &mut got)?;
-            let slots = copied.iter().enumerate().filter(|(_, c)| **c).map(|(i, _)| base + i);
-            for (i, r) in slots.zip(got) {
-                if let Some(o) = out.get_mut(i) {
+            for (i, r) in copied.into_iter().zip(got) {
+                if let Some(o) = out.get_mut(base + i) {
                     *o = r;
                 }
             }
