@@ -441,13 +441,15 @@ fn sleeve_three_hosts() {
     });
     assert!(contains(&trusted, PATTERN), "between trusted subnets the sleeve does not seal");
 
-    // 7. GSO super-frames (on by default), sealed, where the path carries
-    //    IPv4 fragments: A's TCP to B travels as whole super-frames (one
-    //    datagram each, injected whole by B). C's fragments are 1500 bytes
-    //    (its interface's MTU) and its switch port carries 1200: the
-    //    switch drops them, C's fragment checks go unanswered, and C cuts
-    //    its super-frames for A. TCP delivers every byte either way, so the
-    //    segments' checksums are right. A captures on a tap
+    // 7. GSO super-frames (on by default), sealed: A's TCP to B travels as
+    //    whole super-frames, each sealed once and sent in pieces that fit
+    //    the path (one UDP GSO send), put together and injected whole by
+    //    B. C sends without pieces (--sleeve-pieces=false), so its
+    //    super-frames would go whole only as IPv4 fragments: those are 1500
+    //    bytes (its interface's MTU) and its switch port carries 1200, so
+    //    the switch drops them, C's fragment checks go unanswered, and C
+    //    cuts its super-frames for A. TCP delivers every byte either way,
+    //    so the segments' checksums are right. A captures on a tap
     //    (--sleeve-capture tap), B is hybrid (the default): both are
     //    exercised.
     lab.stop_all();
@@ -456,7 +458,7 @@ fn sleeve_three_hosts() {
         let extra: &[&str] = match h {
             "a" => &["--sleeve-capture", "tap"],
             "b" => &["--sleeve-gso"],
-            _ => &[],
+            _ => &["--sleeve-pieces=false"],
         };
         lab.start_args(h, Some("sleeve-test-secret"), "", extra);
     }
@@ -467,14 +469,15 @@ fn sleeve_three_hosts() {
         });
     }
     let fragments = |h: &str, p: &str| lab.conn(h, p)["sleeve"]["fragments"].as_str().unwrap_or("").to_string();
-    wait_until("A-B carries fragments", Duration::from_secs(20), || {
-        fragments("a", "b") == "carried" && fragments("b", "a") == "carried"
-    });
+    let pieces = |h: &str, p: &str| lab.conn(h, p)["sleeve"]["pieces"].as_bool().unwrap_or(false);
+    wait_until("A-B sends super-frames in pieces", Duration::from_secs(20), || pieces("a", "b") && pieces("b", "a"));
+    assert!(!pieces("a", "c") && !pieces("c", "a"), "pieces to a peer that does not take them");
+    assert_eq!(fragments("a", "b"), "", "A-B has no fragment check: it sends no fragments");
     wait_until("C's fragments found blocked", Duration::from_secs(20), || {
         fragments("c", "a") == "blocked" && fragments("c", "b") == "blocked"
     });
     let shown = lab.ctl("a", &["status", "connections"]).unwrap_or_default();
-    assert!(shown.contains("super-frames whole"), "{shown}");
+    assert!(shown.contains("super-frames whole in pieces"), "{shown}");
     let shown = lab.ctl("c", &["status", "connections"]).unwrap_or_default();
     assert!(shown.contains("fragments blocked: super-frames cut"), "{shown}");
     let (_, link) = lab.in_container("a1", "ip -d link show ethwe");
@@ -511,10 +514,16 @@ fn sleeve_three_hosts() {
     assert!(pair, "B has no capture pair beside its tap: {out}");
     iperf("a1", "b1");
     let (sent, got) = (stat("a", "gso_sent"), stat("b", "gso_received"));
+    let (in_pieces, put_together) = (stat("a", "pieces_sent"), stat("b", "pieces_received"));
     let (whole, cut) = (stat("b", "gso_injected"), stat("b", "segmented"));
-    eprintln!("a1 -> b1: A sent {sent} super-frames, B received {got}, injected {whole} whole and cut {cut}");
+    eprintln!(
+        "a1 -> b1: A sent {sent} super-frames ({in_pieces} in pieces), B received {got} ({put_together} put together), \
+         injected {whole} whole and cut {cut}"
+    );
     assert!(sent > 0 && got > 0 && whole > 0, "A-B did not carry super-frames whole: {sent}/{got}/{whole}");
+    assert!(in_pieces == sent && put_together > 0, "A-B's super-frames did not go in pieces: {in_pieces}/{put_together}");
     assert_eq!(cut, 0, "B cut super-frames it could inject whole");
+    assert_eq!(stat("b", "pieces_refused"), 0, "B refused pieces of an authentic peer");
     let (c_cut0, sent0, a_got0) = (stat("c", "segmented"), stat("c", "gso_sent"), stat("a", "gso_received"));
     iperf("c1", "a1");
     let (c_cut, a_got) = (stat("c", "segmented"), stat("a", "gso_received"));

@@ -118,8 +118,10 @@ pub fn format_connections(conns: &[ConnectionView]) -> String {
                 extra.push(format!("rtt={r}ms"));
             }
             extra.push(format!("heartbeats={}/{}", k.heartbeats_acked, k.heartbeats_sent));
-            // Super-frames go whole only where fragments are carried.
+            // Super-frames go whole in pieces to peers that take those,
+            // else only where fragments are carried.
             match k.fragments {
+                _ if k.pieces => extra.push("super-frames whole in pieces".into()),
                 Some(crate::sleeve::link::Fragments::Carried) => extra.push("super-frames whole".into()),
                 Some(f) => extra.push(format!("fragments {f}: super-frames cut")),
                 None => {}

@@ -13,7 +13,7 @@ use weaver::daemon::config::Config;
 use weaver::daemon::dataplane::{self, DataplaneSettings, SleeveSide};
 use weaver::daemon::fastdp::{self, Fastdp};
 use weaver::daemon::mesh::{self, FastdpLink, MeshSettings, SleeveLink};
-use weaver::daemon::sleeve::{self as sleeve_driver, SleeveSettings, SLEEVE_GSO};
+use weaver::daemon::sleeve::{self as sleeve_driver, SleeveSettings, SLEEVE_GSO, SLEEVE_PIECES};
 use weaver::fastdp::health::HealthConfig;
 use weaver::mesh::conn::ConnConfig;
 use weaver::mesh::peer::{Identity, PeerName, PeerUid, ShortId};
@@ -126,6 +126,9 @@ async fn main() -> Result<()> {
     let gso = dp.is_none() && cfg.sleeve_gso;
     if gso {
         conn.overlays.push(SLEEVE_GSO.into());
+        if cfg.sleeve_pieces {
+            conn.overlays.push(SLEEVE_PIECES.into());
+        }
     }
     let (snap_tx, snap_rx) = watch::channel(None);
     // The sleeve: in bridge mode on the Linux bridge `weave` and its

@@ -72,6 +72,12 @@ pub struct Args {
     /// pcap capture).
     #[arg(long, env = "WEAVER_SLEEVE_GSO", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     pub sleeve_gso: Option<bool>,
+    /// With GSO: send super-frames whole as pieces that fit the path, one
+    /// UDP GSO send each, to peers that take pieces too (offered as
+    /// `sleeve-pieces`); `--sleeve-pieces=false` sends them as one datagram
+    /// the underlay fragments, over paths shown to carry that.
+    #[arg(long, env = "WEAVER_SLEEVE_PIECES", default_value_t = true, action = clap::ArgAction::Set)]
+    pub sleeve_pieces: bool,
     /// Connect to peers learned from the mesh, not only to the ones given.
     #[arg(long, env = "WEAVER_DISCOVERY", default_value_t = true, action = clap::ArgAction::Set)]
     pub discovery: bool,
@@ -143,6 +149,7 @@ pub struct Config {
     pub sleeve_peers: Vec<String>,
     pub sleeve_capture: crate::daemon::sleeve::CaptureKind,
     pub sleeve_gso: bool,
+    pub sleeve_pieces: bool,
     pub discovery: bool,
     pub conn_limit: usize,
     pub log_format: String,
@@ -288,6 +295,7 @@ impl Config {
             sleeve_peers,
             sleeve_capture,
             sleeve_gso,
+            sleeve_pieces: a.sleeve_pieces,
             discovery: a.discovery,
             conn_limit: a.conn_limit,
             log_format: a.log_format,
@@ -425,6 +433,8 @@ pub(crate) mod tests {
         assert!(c.password.is_none());
         assert_eq!(c.sleeve_capture, crate::daemon::sleeve::CaptureKind::Hybrid);
         assert!(c.sleeve_gso, "GSO is on by default");
+        assert!(c.sleeve_pieces, "and in pieces");
+        assert!(!parse(&["--sleeve-pieces=false"]).unwrap().sleeve_pieces);
     }
 
     #[test]

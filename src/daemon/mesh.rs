@@ -858,9 +858,11 @@ impl MeshTask {
         let limit = super::pmtu::udp_payload_limit(dst, s.port).unwrap_or(1500 - UDP_IPV4_OVERHEAD);
         let keys = info.datapath_keys().cloned();
         let sealed = keys.is_some();
-        let gso = [&self.conn_cfg.overlays, &info.remote_overlays]
-            .iter()
-            .all(|o| o.iter().any(|x| x == super::sleeve::SLEEVE_GSO));
+        let both =
+            |what: &str| [&self.conn_cfg.overlays, &info.remote_overlays].iter().all(|o| o.iter().any(|x| x == what));
+        let gso = both(super::sleeve::SLEEVE_GSO);
+        // In pieces that fit the path: no fragments, so no check.
+        let pieces = gso && both(super::sleeve::SLEEVE_PIECES);
         // Super-frames go whole only once the path is shown to carry
         // datagrams that big (as IPv4 fragments); cut until then.
         s.handle.conn_up(ConnUp {
@@ -869,10 +871,12 @@ impl MeshTask {
             addr: SocketAddr::new(std::net::IpAddr::V4(dst), s.port),
             keys,
             payload_limit: limit,
+            pieces,
         });
         let mut link = Link::new(self.now(), s.link.clone(), limit);
         link.sealed = sealed;
-        if gso {
+        link.pieces = pieces;
+        if gso && !pieces {
             link.check_fragments(self.now(), super::sleeve::GSO_CHECK_SIZE);
         }
         Some(link)

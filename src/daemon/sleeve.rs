@@ -32,16 +32,21 @@ use tracing::{debug, info, warn};
 use super::dataplane::Snapshot;
 use crate::mesh::conn::SessionKeys;
 use crate::mesh::peer::PeerName;
+use crate::plumb::memory;
 use crate::plumb::packet_socket::{PacketSocket, VNET_LEN};
 use crate::plumb::tap::Tap;
-use crate::sleeve::busy::BusyMeter;
+use crate::sleeve::busy::{BusyMeter, Quiet};
 use crate::sleeve::forward::{self, Forwarder};
 use crate::sleeve::link::ToSend;
 use crate::sleeve::oversize::{self, Oversize};
+use crate::sleeve::pieces::Reassembler;
 use crate::sleeve::seal::{Opener, Sealer};
 use crate::sleeve::segment::{self, VnetHdr};
-use crate::sleeve::wire::{self, Control, ControlKind, Frame, FrameRef, Header, FRAME_OVERHEAD, HEADER_LEN};
+use crate::sleeve::wire::{
+    self, Control, ControlKind, Frame, FrameRef, Header, PieceRef, FRAME_OVERHEAD, HEADER_LEN, PIECE_HDR,
+};
 use crate::sockopt::{set_pmtu_discovery, PmtuDiscovery};
+use nix::sys::socket::{setsockopt, sockopt};
 
 const ETH_HLEN: usize = 14;
 /// IPv4 and UDP headers: a path MTU minus this is the largest UDP payload.
@@ -73,6 +78,12 @@ const MAX_UDP_PAYLOAD: usize = 65507;
 const MIN_GSO_SIZE: u16 = 500;
 /// The overlay name peers offer when they take GSO datagrams.
 pub const SLEEVE_GSO: &str = "sleeve-gso";
+/// The overlay a peer offers when it takes super-frames in pieces
+/// ([`crate::sleeve::pieces`]).
+pub const SLEEVE_PIECES: &str = "sleeve-pieces";
+/// The most datagrams the kernel takes in one UDP GSO send (its
+/// `UDP_MAX_SEGMENTS` before 6.9 raised it).
+const UDP_GSO_SEGMENTS: usize = 64;
 /// The cap on containers' GSO super-frames in GSO mode: one, with its
 /// record, virtio_net_hdr, header and tag, fits a UDP datagram.
 pub const GSO_MAX_SIZE: u32 = 62_000;
@@ -174,6 +185,8 @@ pub struct ConnUp {
     pub keys: Option<SessionKeys>,
     /// The largest UDP payload to send at first.
     pub payload_limit: usize,
+    /// Super-frames go whole in pieces (both ends offer [`SLEEVE_PIECES`]).
+    pub pieces: bool,
 }
 
 /// What the driver tells the mesh.
@@ -222,6 +235,12 @@ struct Stats {
     segmented: AtomicU64,
     /// Unfinished frames (bad virtio_net_hdr, or impossible to finish) dropped.
     unfinished_dropped: AtomicU64,
+    /// Super-frames sent in pieces (counted in `gso_sent` too).
+    pieces_sent: AtomicU64,
+    /// Super-frames put together from pieces (counted in `gso_received` too).
+    pieces_received: AtomicU64,
+    /// Pieces refused (disagreeing with their siblings, duplicates).
+    pieces_refused: AtomicU64,
 }
 
 /// The counters, as `weavectl status` shows them.
@@ -265,6 +284,18 @@ pub struct SleeveStatsView {
     /// Unfinished frames that could not be finished, dropped.
     #[serde(default)]
     pub unfinished_dropped: u64,
+    /// TCP super-frames sent whole in pieces (also in `gso_sent`).
+    #[serde(default)]
+    pub pieces_sent: u64,
+    /// TCP super-frames put together from pieces (also in `gso_received`).
+    #[serde(default)]
+    pub pieces_received: u64,
+    /// Pieces refused: disagreeing with their siblings, or duplicates.
+    #[serde(default)]
+    pub pieces_refused: u64,
+    /// Super-frames whose pieces did not all arrive in time.
+    #[serde(default)]
+    pub pieces_lost: u64,
     /// Datagrams the kernel dropped with the UDP socket's buffer full.
     #[serde(default)]
     pub udp_dropped: u64,
@@ -278,6 +309,8 @@ struct TxConn {
     addr: SocketAddr,
     /// Super-frames go whole: both ends offer it and the path carries them.
     gso: AtomicBool,
+    /// Super-frames go whole in pieces that fit the path.
+    pieces: bool,
     sealer: Mutex<Sealer>,
     overhead: usize,
     limit: AtomicUsize,
@@ -321,6 +354,10 @@ struct Shared {
     out: Deliver,
     /// Where super-frames from peers are injected whole (tap and hybrid).
     whole: Option<Arc<Tap>>,
+    /// Super-frames arriving in pieces (the receive thread's).
+    reassembly: Mutex<Reassembler>,
+    /// The kernel takes UDP GSO sends (`UDP_SEGMENT`): off after one fails.
+    udp_gso: AtomicBool,
     events: mpsc::Sender<SleeveEvent>,
     stats: Stats,
     stop: AtomicBool,
@@ -375,6 +412,14 @@ pub fn spawn(
     if crate::sockopt::set_int(data.as_raw_fd(), libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, UDP_RCVBUF).is_err() {
         let _ = crate::sockopt::set_int(data.as_raw_fd(), libc::SOL_SOCKET, libc::SO_RCVBUF, UDP_RCVBUF);
     }
+    // Coalesced datagrams from one sender arrive in one read, with their
+    // size (`receive_loop` cuts them apart); a UDP GSO send from a peer
+    // crosses a veth underlay as one buffer and arrives so.
+    if let Err(e) = setsockopt(&data, sockopt::UdpGroSegment, &true) {
+        debug!(error = %e, "no UDP GRO on the sleeve socket");
+    }
+    // Whether this kernel sends with UDP GSO at all (4.18+).
+    let udp_gso = setsockopt(&data, sockopt::UdpGsoSegment, &0).is_ok();
     let probe = udp(0)?;
     set_pmtu_discovery(probe.as_raw_fd(), PmtuDiscovery::Probe)
         .map_err(|source| SleeveError::Udp { port: 0, source })?;
@@ -440,6 +485,8 @@ pub fn spawn(
         big,
         out,
         whole,
+        reassembly: Mutex::new(Reassembler::default()),
+        udp_gso: AtomicBool::new(udp_gso),
         events: events_tx,
         stats: Stats::default(),
         stop: AtomicBool::new(false),
@@ -583,6 +630,7 @@ impl SleeveHandle {
             addr: c.addr,
             // Off until the path's fragment check says otherwise (set_gso).
             gso: AtomicBool::new(false),
+            pieces: c.pieces,
             overhead: sealer.overhead(),
             sealer: Mutex::new(sealer),
             limit: AtomicUsize::new(c.payload_limit),
@@ -602,6 +650,7 @@ impl SleeveHandle {
     pub fn conn_down(&self, conn_uid: u64) {
         let sh = &self.shared;
         write(&sh.rx).remove(&conn_uid);
+        lock(&sh.reassembly).forget(conn_uid);
         if write(&sh.by_uid).remove(&conn_uid).is_some() {
             write(&sh.tx).retain(|_, t| t.conn_uid != conn_uid);
         }
@@ -681,6 +730,13 @@ impl SleeveHandle {
             gso_injected: g(&s.gso_injected),
             segmented: g(&s.segmented),
             unfinished_dropped: g(&s.unfinished_dropped),
+            pieces_sent: g(&s.pieces_sent),
+            pieces_received: g(&s.pieces_received),
+            pieces_refused: g(&s.pieces_refused),
+            pieces_lost: {
+                let r = lock(&self.shared.reassembly);
+                r.timed_out + r.evicted
+            },
             udp_dropped: udp_socket_drops(self.shared.port).unwrap_or(0),
             drops,
             connections: read(&self.shared.tx).len(),
@@ -921,7 +977,7 @@ impl Shared {
         };
         if let ([s], false, true) = (&v.sends[..], v.inject, h.gso_type != VnetHdr::GSO_NONE) {
             let frame = FrameRef { src: s.src, dst: s.dst, bytes: &bytes };
-            if self.send_gso(s.next_hop, &vnet, frame, &mut out.datagram) {
+            if self.send_gso(s.next_hop, &vnet, frame, out) {
                 out.recycle(bytes);
                 return;
             }
@@ -948,16 +1004,21 @@ impl Shared {
     }
 
     /// Sends a super-frame whole to a next hop that takes them, built and
-    /// sealed in `buf` (kept by the caller across super-frames). False when
-    /// it cannot (the hop does not take GSO datagrams, or it does not fit
-    /// one): the caller cuts it then.
-    fn send_gso(&self, hop: PeerName, vnet: &[u8; VNET_LEN], f: FrameRef<'_>, buf: &mut Vec<u8>) -> bool {
-        let (Some(big), Some(t)) = (&self.big, read(&self.tx).get(&hop).cloned()) else { return false };
-        if !t.gso.load(Ordering::Relaxed)
+    /// sealed in `out.datagram` (kept across super-frames): in pieces, or
+    /// as one datagram the underlay fragments. False when it cannot (the
+    /// hop takes neither, or the frame does not fit): the caller cuts it.
+    fn send_gso(&self, hop: PeerName, vnet: &[u8; VNET_LEN], f: FrameRef<'_>, out: &mut Outgoing) -> bool {
+        let Some(t) = read(&self.tx).get(&hop).cloned() else { return false };
+        let whole = match &self.big {
+            Some(big) if !t.pieces && t.gso.load(Ordering::Relaxed) => Some(big),
+            _ => None,
+        };
+        if !(t.pieces || whole.is_some())
             || t.overhead + wire::VNET_LEN + FRAME_OVERHEAD + f.bytes.len() > MAX_UDP_PAYLOAD
         {
             return false;
         }
+        let buf = &mut out.datagram;
         buf.clear();
         buf.resize(HEADER_LEN, 0);
         if wire::emit_gso_into(vnet, f, buf).is_err() {
@@ -967,6 +1028,9 @@ impl Shared {
             warn!(error = %e, "datagram not sent");
             return true;
         }
+        let Some(big) = whole else {
+            return self.send_pieces(&t, &out.datagram, &mut out.pieces);
+        };
         match big.send_to(buf, t.addr) {
             Ok(_) => {
                 bump(&self.stats.datagrams_sent, 1);
@@ -979,6 +1043,114 @@ impl Shared {
             }
         }
         true
+    }
+
+    /// Sends a sealed GSO datagram in pieces that each fit the path, built
+    /// back to back in `buf`, all but the last one size, and handed to the
+    /// kernel with UDP GSO (one system call, one buffer through the kernel
+    /// where the path takes it whole). False when it takes too many pieces
+    /// (a tiny path MTU): the caller cuts the super-frame then.
+    fn send_pieces(&self, t: &TxConn, whole: &[u8], buf: &mut Vec<u8>) -> bool {
+        let Ok((h, _)) = Header::parse(whole) else { return false };
+        let max = t.limit.load(Ordering::Relaxed).saturating_sub(HEADER_LEN + PIECE_HDR);
+        if max < 256 {
+            return false;
+        }
+        let Some(plan) = wire::plan_pieces(whole.len(), max) else { return false };
+        let plan: Vec<_> = plan.collect();
+        let count = plan.len() as u16;
+        let head =
+            Header { sealed: false, control: false, gso: false, piece: true, conn_uid: h.conn_uid, counter: h.counter };
+        buf.clear();
+        for (i, r) in plan.into_iter().enumerate() {
+            buf.extend_from_slice(&head.bytes());
+            let p = PieceRef {
+                index: i as u16,
+                count,
+                offset: r.start as u32,
+                total: whole.len() as u32,
+                bytes: &whole[r],
+            };
+            p.emit(buf);
+        }
+        self.send_same_size(t, buf, (HEADER_LEN + PIECE_HDR + max).min(buf.len()));
+        bump(&self.stats.gso_sent, 1);
+        bump(&self.stats.pieces_sent, 1);
+        true
+    }
+
+    /// Sends `buf`, datagrams of `size` bytes back to back (the last may be
+    /// shorter), to the connection's peer: with UDP GSO, as many as the
+    /// kernel takes per call; else (or once the kernel refuses it) one
+    /// `sendmmsg` per batch.
+    fn send_same_size(&self, t: &TxConn, buf: &[u8], size: usize) {
+        use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags, SockaddrIn};
+        let SocketAddr::V4(v4) = t.addr else { return };
+        let to = SockaddrIn::from(v4);
+        let n = buf.len().div_ceil(size.max(1));
+        let per_call = UDP_GSO_SEGMENTS.min(MAX_UDP_PAYLOAD / size.max(1)).max(1);
+        let mut rest = buf;
+        while !rest.is_empty() && n > 1 && self.udp_gso.load(Ordering::Relaxed) {
+            let take = rest.len().min(per_call * size);
+            let seg = size as u16;
+            let cmsg = [ControlMessage::UdpGsoSegments(&seg)];
+            let cmsgs: &[ControlMessage<'_>] = if take > size { &cmsg } else { &[] };
+            match sendmsg(
+                self.data.as_raw_fd(),
+                &[std::io::IoSlice::new(&rest[..take])],
+                cmsgs,
+                MsgFlags::empty(),
+                Some(&to),
+            ) {
+                Ok(_) => {
+                    bump(&self.stats.datagrams_sent, take.div_ceil(size) as u64);
+                    bump(&self.stats.bytes_sent, take as u64);
+                    rest = &rest[take..];
+                }
+                Err(nix::errno::Errno::EINTR) => {}
+                Err(nix::errno::Errno::EMSGSIZE) => {
+                    self.too_big(t);
+                    bump(&self.stats.send_errors, 1);
+                    return;
+                }
+                // No GSO on this route (no checksum offload on its device,
+                // or an old kernel): one datagram per message from now on.
+                Err(
+                    e @ (nix::errno::Errno::EIO
+                    | nix::errno::Errno::EINVAL
+                    | nix::errno::Errno::EOPNOTSUPP
+                    | nix::errno::Errno::ENOPROTOOPT),
+                ) => {
+                    warn!(error = %e, "UDP GSO send refused: the sleeve sends pieces one datagram each");
+                    self.udp_gso.store(false, Ordering::Relaxed);
+                }
+                Err(e) => {
+                    bump(&self.stats.send_errors, 1);
+                    debug!(error = %e, to = %t.addr, "pieces not sent");
+                    return;
+                }
+            }
+        }
+        let chunks: Vec<&[u8]> = rest.chunks(size.max(1)).collect();
+        let mut left: &[&[u8]] = &chunks;
+        while !left.is_empty() {
+            match send_batch(&self.data, t.addr, left) {
+                Ok(k) => {
+                    bump(&self.stats.datagrams_sent, k as u64);
+                    bump(&self.stats.bytes_sent, left[..k].iter().map(|d| d.len() as u64).sum());
+                    left = &left[k..];
+                }
+                Err(nix::errno::Errno::EINTR) => {}
+                Err(e) => {
+                    if e == nix::errno::Errno::EMSGSIZE {
+                        self.too_big(t);
+                    }
+                    bump(&self.stats.send_errors, 1);
+                    debug!(error = %e, to = %t.addr, "piece not sent");
+                    left = &left[1..];
+                }
+            }
+        }
     }
 
     /// The kernel learned a smaller path MTU (an ICMP reached it): use the
@@ -1021,6 +1193,8 @@ struct Outgoing {
     /// Where a GSO datagram is built and sealed: kept, so its 60 KB are
     /// not allocated (and page-faulted in) per super-frame.
     datagram: Vec<u8>,
+    /// Where that datagram is cut into pieces, kept likewise.
+    pieces: Vec<u8>,
     /// Captured super-frames' buffers, sent and free for the next capture.
     spare: Vec<Vec<u8>>,
 }
@@ -1040,11 +1214,12 @@ impl Outgoing {
 }
 
 /// Sends datagrams to one address with `sendmmsg`: how many went.
-fn send_batch(sock: &UdpSocket, to: SocketAddr, datagrams: &[Vec<u8>]) -> Result<usize, nix::errno::Errno> {
+fn send_batch<D: AsRef<[u8]>>(sock: &UdpSocket, to: SocketAddr, datagrams: &[D]) -> Result<usize, nix::errno::Errno> {
     use nix::sys::socket::{sendmmsg, MsgFlags, MultiHeaders, SockaddrIn};
     let SocketAddr::V4(v4) = to else { return Err(nix::errno::Errno::EAFNOSUPPORT) };
     let n = datagrams.len().min(MAX_BATCH);
-    let iovs: Vec<[std::io::IoSlice<'_>; 1]> = datagrams[..n].iter().map(|d| [std::io::IoSlice::new(d)]).collect();
+    let iovs: Vec<[std::io::IoSlice<'_>; 1]> =
+        datagrams[..n].iter().map(|d| [std::io::IoSlice::new(d.as_ref())]).collect();
     let addrs = vec![Some(SockaddrIn::from(v4)); n];
     let mut headers = MultiHeaders::<SockaddrIn>::preallocate(n, None);
     let sent = sendmmsg(sock.as_raw_fd(), &mut headers, &iovs, &addrs, [], MsgFlags::empty())?;
@@ -1197,6 +1372,7 @@ fn capture_loop(sh: &Shared, mut src: Source, frame_max: usize) {
     let mut stats_at = Instant::now();
     let mut out = Outgoing::default();
     let mut meter = BusyMeter::default();
+    let mut quiet = Quiet::default();
     // Whether the capture slept a linger's time before this read.
     let mut slept = false;
     while !sh.stop.load(Ordering::Relaxed) {
@@ -1209,7 +1385,11 @@ fn capture_loop(sh: &Shared, mut src: Source, frame_max: usize) {
         batch.clear();
         match src.read(sh, CAPTURE_BATCH, &mut batch, &mut bufs, &mut out.spare) {
             Ok(0) => {
-                meter.roll(Instant::now());
+                let now = Instant::now();
+                meter.roll(now);
+                if quiet.due(now) {
+                    release_buffers(&mut bufs, &mut out);
+                }
                 // Busy: the next frames are due in microseconds; sleep,
                 // rather than be woken by the first of them.
                 slept = meter.busy();
@@ -1220,7 +1400,10 @@ fn capture_loop(sh: &Shared, mut src: Source, frame_max: usize) {
                 }
                 continue;
             }
-            Ok(n) => meter.record(Instant::now(), n),
+            Ok(n) => {
+                meter.record(Instant::now(), n);
+                quiet.record(batch.iter().map(|c| c.bytes.len()).sum());
+            }
             Err(e) => {
                 warn!(error = %e, "capture failed; retrying");
                 std::thread::sleep(Duration::from_millis(200));
@@ -1268,6 +1451,22 @@ fn capture_loop(sh: &Shared, mut src: Source, frame_max: usize) {
     debug!("capture thread stopped");
 }
 
+/// Hands a quiet thread's buffers back to the kernel: the pages of its
+/// receive buffers, its kept buffers, and the allocator's free memory.
+fn release_buffers(bufs: &mut [Vec<u8>], out: &mut Outgoing) {
+    for b in bufs.iter_mut() {
+        if let Err(e) = memory::release(b) {
+            debug!(error = %e, "buffer not released");
+            return;
+        }
+    }
+    out.spare = Vec::new();
+    out.datagram = Vec::new();
+    out.pieces = Vec::new();
+    memory::trim_heap();
+    debug!("quiet: buffers handed back");
+}
+
 /// Whether a capture batch is worth lingering for: more than one frame came
 /// at once, or the capture is `busy` ([`BusyMeter`]), and together they
 /// would not fill a datagram.
@@ -1299,17 +1498,31 @@ fn receive_loop(sh: &Shared) {
     use nix::sys::socket::{recvmmsg, MsgFlags, MultiHeaders, SockaddrStorage};
     // Buffers are touched only as far as datagrams fill them.
     let mut bufs: Vec<Vec<u8>> = (0..MAX_BATCH).map(|_| vec![0u8; 65536]).collect();
-    let mut headers = MultiHeaders::<SockaddrStorage>::preallocate(MAX_BATCH, None);
     let fd = sh.data.as_raw_fd();
     let mut out = Outgoing::default();
+    let mut quiet = Quiet::default();
     while !sh.stop.load(Ordering::Relaxed) {
+        if quiet.due(Instant::now()) {
+            lock(&sh.reassembly).shrink();
+            release_buffers(&mut bufs, &mut out);
+        }
+        // Room for each message's UDP_GRO size. Fresh for every call: nix's
+        // recvmmsg (0.29) leaves each header's control length as the last
+        // call's kernel set it (0 for a datagram without one), and a
+        // reused set would then drop the size of the next coalesced read.
+        let mut headers = MultiHeaders::<SockaddrStorage>::preallocate(MAX_BATCH, Some(nix::cmsg_space!(i32)));
         // Whatever is queued, up to the batch, in one call; blocks (up to
         // the socket's read timeout) for the first.
-        let got: Vec<(usize, Option<SocketAddr>)> = {
+        let got: Vec<(usize, Option<SocketAddr>, Option<usize>)> = {
             let mut iovs: Vec<[std::io::IoSliceMut<'_>; 1]> =
                 bufs.iter_mut().map(|b| [std::io::IoSliceMut::new(b)]).collect();
             match recvmmsg(fd, &mut headers, iovs.iter_mut(), MsgFlags::MSG_WAITFORONE, None) {
-                Ok(r) => r.map(|m| (m.bytes, m.address.and_then(|a: SockaddrStorage| sockaddr(&a)))).collect(),
+                Ok(r) => r
+                    .map(|m| {
+                        let from = m.address.and_then(|a: SockaddrStorage| sockaddr(&a));
+                        (m.bytes, from, gro_size(&m))
+                    })
+                    .collect(),
                 Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR) => continue,
                 Err(e) => {
                     debug!(error = %e, "receive failed");
@@ -1318,12 +1531,16 @@ fn receive_loop(sh: &Shared) {
                 }
             }
         };
-        for (i, (n, from)) in got.into_iter().enumerate() {
-            bump(&sh.stats.datagrams_received, 1);
-            bump(&sh.stats.bytes_received, n as u64);
+        for (i, (n, from, seg)) in got.into_iter().enumerate() {
             let (Some(from), Some(buf)) = (from, bufs.get_mut(i)) else { continue };
             let n = n.min(buf.len());
-            handle_datagram(sh, &mut buf[..n], from, &mut out);
+            quiet.record(n);
+            // Datagrams coalesced by GRO: all `seg` bytes long but the last.
+            for d in buf[..n].chunks_mut(seg.unwrap_or(n).max(1)) {
+                bump(&sh.stats.datagrams_received, 1);
+                bump(&sh.stats.bytes_received, d.len() as u64);
+                handle_datagram(sh, d, from, &mut out);
+            }
         }
         sh.inject_all(&mut out.inject);
         for (hop, frames) in std::mem::take(&mut out.groups) {
@@ -1332,6 +1549,15 @@ fn receive_loop(sh: &Shared) {
         }
     }
     debug!("receive thread stopped");
+}
+
+/// The size of the datagrams GRO coalesced into one read, if it did.
+fn gro_size<S>(m: &nix::sys::socket::RecvMsg<'_, '_, S>) -> Option<usize> {
+    use nix::sys::socket::ControlMessageOwned;
+    m.cmsgs().ok()?.find_map(|c| match c {
+        ControlMessageOwned::UdpGroSegments(s) => usize::try_from(s).ok().filter(|s| *s > 0),
+        _ => None,
+    })
 }
 
 fn sockaddr(a: &nix::sys::socket::SockaddrStorage) -> Option<SocketAddr> {
@@ -1359,6 +1585,10 @@ fn handle_datagram(sh: &Shared, d: &mut [u8], from: SocketAddr, out: &mut Outgoi
             return;
         }
     };
+    if h.piece {
+        handle_piece(sh, h, d, from, out);
+        return;
+    }
     let opened = match lock(&conn.opener).open_in_place(d) {
         Ok(o) => o,
         Err(e) => {
@@ -1410,6 +1640,35 @@ fn handle_datagram(sh: &Shared, d: &mut [u8], from: SocketAddr, out: &mut Outgoi
     for (fr, v) in frames.into_iter().zip(verdicts) {
         if let Ok(v) = v {
             sh.route(out, v, fr.bytes);
+        }
+    }
+}
+
+/// A piece of a GSO datagram from a known connection's address: kept
+/// until its datagram is whole, which then goes where a datagram that came
+/// whole goes (opened, authenticated, delivered).
+fn handle_piece(sh: &Shared, h: Header, d: &[u8], from: SocketAddr, out: &mut Outgoing) {
+    let Some(p) = d.get(HEADER_LEN..).and_then(|b| PieceRef::parse(b).ok()) else {
+        bump(&sh.stats.malformed, 1);
+        return;
+    };
+    let done = lock(&sh.reassembly).add(sh.now(), h.conn_uid, h.counter, p);
+    match done {
+        Ok(None) => {}
+        Ok(Some(mut whole)) => {
+            match Header::parse(&whole) {
+                // Only a GSO datagram goes in pieces (never pieces of pieces).
+                Ok((w, _)) if w.gso && !w.piece && w.conn_uid == h.conn_uid && w.counter == h.counter => {
+                    bump(&sh.stats.pieces_received, 1);
+                    handle_datagram(sh, &mut whole, from, out);
+                }
+                _ => bump(&sh.stats.malformed, 1),
+            }
+            lock(&sh.reassembly).recycle(whole);
+        }
+        Err(e) => {
+            bump(&sh.stats.pieces_refused, 1);
+            debug!(error = %e, %from, "piece refused");
         }
     }
 }

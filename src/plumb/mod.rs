@@ -13,11 +13,13 @@
 //! - [`garp`]: gratuitous ARP from a container just attached.
 //! - [`packet_socket`], [`rx_ring`]: the sleeve's raw capture and injection,
 //!   and the capture's receive ring.
+//! - [`memory`]: buffers' pages handed back to the kernel when idle.
 
 pub mod bridge;
 pub mod ethtool;
 pub mod expose;
 pub mod garp;
+pub mod memory;
 pub mod netns;
 pub mod packet_socket;
 pub mod rx_ring;

@@ -56,9 +56,92 @@ impl BusyMeter {
     }
 }
 
+/// How long traffic must stay below [`QUIET_BYTES`] before a thread hands
+/// its buffers back ([`Quiet`]).
+pub const QUIET: Duration = Duration::from_secs(2);
+/// Bytes per [`QUIET`] span that still count as quiet (heartbeats, probes,
+/// an occasional ping).
+pub const QUIET_BYTES: u64 = 64 << 10;
+/// Bytes a thread must have moved since it last handed its buffers back
+/// before doing it again: buffers that light traffic touched a page of are
+/// not worth the system calls.
+pub const RELEASE_AFTER: u64 = 1 << 20;
+
+/// When a sleeve thread's buffers may go back to the kernel: after a
+/// [`QUIET`] span with less than [`QUIET_BYTES`] of traffic, once more than
+/// [`RELEASE_AFTER`] bytes went through them since the last time.
+#[derive(Debug, Default)]
+pub struct Quiet {
+    start: Option<Instant>,
+    in_span: u64,
+    since_release: u64,
+}
+
+impl Quiet {
+    /// Counts `bytes` of traffic.
+    pub fn record(&mut self, bytes: usize) {
+        self.in_span += bytes as u64;
+        self.since_release += bytes as u64;
+    }
+
+    /// Whether to release the buffers now (true once per quiet spell).
+    pub fn due(&mut self, now: Instant) -> bool {
+        let Some(s) = self.start else {
+            self.start = Some(now);
+            return false;
+        };
+        if now.saturating_duration_since(s) < QUIET {
+            return false;
+        }
+        let quiet = self.in_span < QUIET_BYTES;
+        self.start = Some(now);
+        self.in_span = 0;
+        if quiet && self.since_release >= RELEASE_AFTER {
+            self.since_release = 0;
+            return true;
+        }
+        false
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn buffers_go_back_once_per_quiet_spell_after_real_traffic() {
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let mut q = Quiet::default();
+        assert!(!q.due(at(0)));
+        // Heartbeats only: never worth it.
+        for ms in (0..20_000).step_by(500) {
+            q.record(100);
+            assert!(!q.due(at(ms)), "at {ms} ms");
+        }
+        // A bulk transfer: not while it runs.
+        let mut t = 20_000;
+        for _ in 0..10 {
+            q.record(50 << 20);
+            t += 500;
+            assert!(!q.due(at(t)));
+        }
+        // It stops: released once, within two spans.
+        let released: Vec<u64> = (1..=20).map(|i| t + i * 500).filter(|ms| q.due(at(*ms))).collect();
+        assert_eq!(released.len(), 1, "{released:?}");
+        assert!(released[0] <= t + 2 * QUIET.as_millis() as u64, "{released:?}");
+    }
+
+    #[test]
+    fn traffic_just_under_the_quiet_level_still_releases() {
+        let t0 = Instant::now();
+        let mut q = Quiet::default();
+        q.due(t0);
+        q.record(RELEASE_AFTER as usize);
+        assert!(!q.due(t0 + QUIET), "that span was busy");
+        q.record(QUIET_BYTES as usize - 1);
+        assert!(q.due(t0 + 2 * QUIET));
+    }
 
     fn run(m: &mut BusyMeter, t0: Instant, gap_us: u64, frames: u64) -> Instant {
         let mut t = t0;

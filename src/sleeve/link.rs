@@ -132,6 +132,10 @@ pub struct LinkView {
     /// Whether the path carries fragmented datagrams, when checked.
     #[serde(default)]
     pub fragments: Option<Fragments>,
+    /// TCP super-frames go whole, in pieces that fit the path (both ends
+    /// offer `sleeve-pieces`).
+    #[serde(default)]
+    pub pieces: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -151,6 +155,8 @@ pub struct Link {
     pub acked: u64,
     /// Datagrams on this path are sealed (set by the owner; shown only).
     pub sealed: bool,
+    /// Super-frames go in pieces (set by the owner; shown only).
+    pub pieces: bool,
     fragments: Option<FragmentCheck>,
 }
 
@@ -172,6 +178,7 @@ impl Link {
             sent: 0,
             acked: 0,
             sealed: false,
+            pieces: false,
             fragments: None,
         }
     }
@@ -216,6 +223,7 @@ impl Link {
             heartbeats_sent: self.sent,
             heartbeats_acked: self.acked,
             sealed: self.sealed,
+            pieces: self.pieces,
             fragments: self.fragments(),
         }
     }

@@ -26,6 +26,7 @@ pub mod busy;
 pub mod forward;
 pub mod link;
 pub mod oversize;
+pub mod pieces;
 pub mod pmtu;
 pub mod replay;
 pub mod seal;

@@ -29,6 +29,8 @@ pub enum OpenError {
     Sealed,
     #[error("datagram failed authentication")]
     BadAuth,
+    #[error("a piece of a datagram is not opened alone")]
+    Piece,
     #[error(transparent)]
     Replay(#[from] Replay),
 }
@@ -112,7 +114,8 @@ impl Sealer {
         if d.len() < HEADER_LEN {
             d.resize(HEADER_LEN, 0);
         }
-        let h = Header { sealed: self.sealed(), control, gso, conn_uid: self.conn_uid, counter: self.next };
+        let h =
+            Header { sealed: self.sealed(), control, gso, piece: false, conn_uid: self.conn_uid, counter: self.next };
         self.next += 1;
         d[..HEADER_LEN].copy_from_slice(&h.bytes());
         if let Some(c) = &self.cipher {
@@ -175,6 +178,10 @@ impl Opener {
         let (h, _) = Header::parse(datagram)?;
         if h.conn_uid != self.conn_uid {
             return Err(OpenError::OtherConnection(h.conn_uid));
+        }
+        // A piece is opened as part of the datagram it was cut from.
+        if h.piece {
+            return Err(OpenError::Piece);
         }
         if h.sealed != self.cipher.is_some() {
             return Err(if h.sealed { OpenError::Sealed } else { OpenError::NotSealed });
@@ -259,7 +266,7 @@ mod tests {
     fn plaintext_datagrams_are_refused_when_encrypted() {
         let (_, b) = pair();
         let mut d = Vec::new();
-        Header { sealed: false, control: false, gso: false, conn_uid: 5, counter: 0 }.emit(&mut d);
+        Header { sealed: false, control: false, gso: false, piece: false, conn_uid: 5, counter: 0 }.emit(&mut d);
         d.extend_from_slice(b"abc");
         assert_eq!(Opener::new(&b, 5).open(&d), Err(OpenError::NotSealed));
         // And a plain connection takes it, but refuses sealed ones.
@@ -268,6 +275,16 @@ mod tests {
         assert!(plain.open(&d).is_err(), "duplicates are dropped on plain connections too");
         let (a, _) = pair();
         assert_eq!(plain.open(&Sealer::new(&a, 5).seal(b"x").unwrap()), Err(OpenError::Sealed));
+    }
+
+    #[test]
+    fn pieces_are_never_opened_alone() {
+        let mut d = Vec::new();
+        Header { sealed: false, control: false, gso: false, piece: true, conn_uid: 5, counter: 9 }.emit(&mut d);
+        d.extend_from_slice(b"piece");
+        assert_eq!(Opener::plain(5).open(&d), Err(OpenError::Piece));
+        let (_, b) = pair();
+        assert_eq!(Opener::new(&b, 5).open(&d), Err(OpenError::Piece));
     }
 
     #[test]

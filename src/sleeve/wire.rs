@@ -6,7 +6,8 @@
 //! ```text
 //! header (20 bytes, big-endian; the AEAD's associated data when sealed)
 //!   0  u8   version, 1
-//!   1  u8   flags: bit 0 sealed, bit 1 control, bit 2 GSO; others must be 0
+//!   1  u8   flags: bit 0 sealed, bit 1 control, bit 2 GSO, bit 3 piece
+//!             (alone); others must be 0
 //!   2  u16  reserved, 0
 //!   4  u64  connection UID (both ends know it; selects the keys)
 //!  12  u64  counter: one per datagram and direction, never reused
@@ -18,6 +19,16 @@
 //!   virtio_net_hdr (10 bytes: GSO type and size, checksum start and offset)
 //!   | one frame record as above
 //!   (sent without don't-fragment: the underlay's IP fragments carry it)
+//! a piece datagram (flag piece only; only to peers that offer
+//!   `sleeve-pieces`): the header, never sealed, with the counter of the
+//!   GSO datagram it is a piece of, then
+//!   u16 index | u16 count | u32 offset | u32 total | bytes
+//!   Together the pieces' bytes, at their offsets, are that whole GSO
+//!   datagram (header, sealed body) of `total` bytes: it is opened, and
+//!   authenticated, once put together, as if it had come whole. All pieces
+//!   but the last are one size, sent with UDP GSO: one system call, and one
+//!   buffer in the kernel, for the lot, each piece within the path MTU
+//!   (where the whole datagram would leave it to IPv4 fragments)
 //! body of a control datagram (flag bit 1), plaintext:
 //!   u8 kind (1 heartbeat, 2 path-MTU probe) | u64 sequence | padding
 //!   (acknowledged over the TCP control connection with the size that arrived)
@@ -35,6 +46,13 @@ pub const FRAME_OVERHEAD: usize = 14;
 const FLAG_SEALED: u8 = 1;
 const FLAG_CONTROL: u8 = 2;
 const FLAG_GSO: u8 = 4;
+const FLAG_PIECE: u8 = 8;
+/// The piece header at the start of a piece datagram's body.
+pub const PIECE_HDR: usize = 12;
+/// The most pieces one datagram is cut into (64 KB in pieces of 256 bytes).
+pub const MAX_PIECES: u16 = 256;
+/// The longest datagram that goes in pieces (a UDP payload's limit).
+pub const MAX_PIECED: usize = u16::MAX as usize;
 /// The virtio_net_hdr at the start of a GSO body.
 pub const VNET_LEN: usize = 10;
 /// The shortest control body: kind and sequence number.
@@ -48,6 +66,9 @@ pub struct Header {
     pub control: bool,
     /// The body is one GSO super-frame with its virtio_net_hdr.
     pub gso: bool,
+    /// A piece of a GSO datagram, whose counter this header carries (no
+    /// other flag is set).
+    pub piece: bool,
     pub conn_uid: u64,
     pub counter: u64,
 }
@@ -96,6 +117,8 @@ pub enum WireError {
     EmptyFrame(usize),
     #[error("more than one frame in a GSO body (after offset {0})")]
     Trailing(usize),
+    #[error("bad piece: {0}")]
+    Piece(&'static str),
     #[error("unknown control message kind {0}")]
     ControlKind(u8),
     #[error("a frame of {len} bytes does not fit a datagram body of {max}")]
@@ -113,7 +136,8 @@ impl Header {
         b[0] = VERSION;
         b[1] = if self.sealed { FLAG_SEALED } else { 0 }
             | if self.control { FLAG_CONTROL } else { 0 }
-            | if self.gso { FLAG_GSO } else { 0 };
+            | if self.gso { FLAG_GSO } else { 0 }
+            | if self.piece { FLAG_PIECE } else { 0 };
         b[4..12].copy_from_slice(&self.conn_uid.to_be_bytes());
         b[12..20].copy_from_slice(&self.counter.to_be_bytes());
         b
@@ -128,14 +152,21 @@ impl Header {
             return Err(WireError::Version(d[0]));
         }
         let both = FLAG_CONTROL | FLAG_GSO;
-        if d[1] & !(FLAG_SEALED | both) != 0 || d[1] & both == both || d[2] != 0 || d[3] != 0 {
-            return Err(WireError::Flags(d[1]));
+        let f = d[1];
+        if f & !(FLAG_SEALED | both | FLAG_PIECE) != 0
+            || f & both == both
+            || (f & FLAG_PIECE != 0 && f != FLAG_PIECE)
+            || d[2] != 0
+            || d[3] != 0
+        {
+            return Err(WireError::Flags(f));
         }
         let be64 = |b: &[u8]| b.iter().fold(0u64, |a, x| a << 8 | u64::from(*x));
         let h = Header {
             sealed: d[1] & FLAG_SEALED != 0,
             control: d[1] & FLAG_CONTROL != 0,
             gso: d[1] & FLAG_GSO != 0,
+            piece: d[1] & FLAG_PIECE != 0,
             conn_uid: be64(&d[4..12]),
             counter: be64(&d[12..20]),
         };
@@ -175,8 +206,80 @@ pub fn parse_gso(body: &[u8]) -> Result<([u8; VNET_LEN], FrameRef<'_>), WireErro
     Ok((vnet, f))
 }
 
+/// One piece of a GSO datagram ([`Header::piece`]), borrowed from its own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PieceRef<'a> {
+    pub index: u16,
+    pub count: u16,
+    /// Where `bytes` go in the whole datagram.
+    pub offset: u32,
+    /// The whole datagram's length.
+    pub total: u32,
+    pub bytes: &'a [u8],
+}
+
+impl PieceRef<'_> {
+    /// Appends the piece header and bytes to a piece datagram.
+    pub fn emit(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.header());
+        out.extend_from_slice(self.bytes);
+    }
+
+    /// The piece header.
+    pub fn header(&self) -> [u8; PIECE_HDR] {
+        let mut h = [0u8; PIECE_HDR];
+        h[0..2].copy_from_slice(&self.index.to_be_bytes());
+        h[2..4].copy_from_slice(&self.count.to_be_bytes());
+        h[4..8].copy_from_slice(&self.offset.to_be_bytes());
+        h[8..12].copy_from_slice(&self.total.to_be_bytes());
+        h
+    }
+
+    /// The piece after a piece datagram's header, checked for sense
+    /// on its own (whether it agrees with its siblings is the
+    /// reassembler's business).
+    pub fn parse(body: &[u8]) -> Result<PieceRef<'_>, WireError> {
+        let (h, bytes) = body.split_first_chunk::<PIECE_HDR>().ok_or(WireError::Truncated(0))?;
+        let p = PieceRef {
+            index: u16::from_be_bytes([h[0], h[1]]),
+            count: u16::from_be_bytes([h[2], h[3]]),
+            offset: u32::from_be_bytes([h[4], h[5], h[6], h[7]]),
+            total: u32::from_be_bytes([h[8], h[9], h[10], h[11]]),
+            bytes,
+        };
+        if p.count == 0 || p.count > MAX_PIECES || p.index >= p.count {
+            return Err(WireError::Piece("index out of its count"));
+        }
+        if p.bytes.is_empty() {
+            return Err(WireError::Piece("empty"));
+        }
+        if p.total as usize > MAX_PIECED || p.offset as usize + p.bytes.len() > p.total as usize {
+            return Err(WireError::Piece("beyond the body's length"));
+        }
+        Ok(p)
+    }
+}
+
+/// How a datagram of `total` bytes is cut into pieces of at most `max`
+/// bytes: all but the last `max` long. None when that takes more than
+/// [`MAX_PIECES`] (or `max` is 0, or the datagram is too long or empty).
+pub fn plan_pieces(total: usize, max: usize) -> Option<impl Iterator<Item = std::ops::Range<usize>>> {
+    if max == 0 || total == 0 || total > MAX_PIECED || total.div_ceil(max) > usize::from(MAX_PIECES) {
+        return None;
+    }
+    Some((0..total.div_ceil(max)).map(move |i| i * max..((i + 1) * max).min(total)))
+}
+
 fn name(b: &[u8]) -> PeerName {
     PeerName::from_u64(b.iter().fold(0u64, |a, x| a << 8 | u64::from(*x)))
+}
+
+/// Appends a frame record's header (the peers and the frame's length) to
+/// `out`, for a frame that follows it elsewhere.
+pub fn emit_record_header(out: &mut Vec<u8>, src: PeerName, dst: PeerName, len: u16) {
+    put_name(out, src);
+    put_name(out, dst);
+    out.extend_from_slice(&len.to_be_bytes());
 }
 
 fn put_name(out: &mut Vec<u8>, n: PeerName) {
@@ -303,7 +406,14 @@ mod tests {
 
     #[test]
     fn header_round_trip_and_refusals() {
-        let h = Header { sealed: true, control: false, gso: false, conn_uid: 0x0102030405060708, counter: 42 };
+        let h = Header {
+            sealed: true,
+            control: false,
+            gso: false,
+            piece: false,
+            conn_uid: 0x0102030405060708,
+            counter: 42,
+        };
         let mut d = Vec::new();
         h.emit(&mut d);
         d.extend_from_slice(b"body");
@@ -319,6 +429,48 @@ mod tests {
         let mut v = d.clone();
         v[1] = 0x06;
         assert_eq!(Header::parse(&v), Err(WireError::Flags(0x06)));
+        // A piece's header carries no other flag.
+        for f in [0x09, 0x0a, 0x0c, 0x0d] {
+            let mut v = d.clone();
+            v[1] = f;
+            assert_eq!(Header::parse(&v), Err(WireError::Flags(f)));
+        }
+        let mut v = d.clone();
+        v[1] = 0x08;
+        let (p, _) = Header::parse(&v).unwrap();
+        assert!(p.piece && !p.sealed && !p.gso && !p.control);
+    }
+
+    #[test]
+    fn pieces_cover_the_body_and_refuse_nonsense() {
+        let ranges: Vec<_> = plan_pieces(10_000, 1400).unwrap().collect();
+        assert_eq!(ranges.len(), 8);
+        assert!(ranges[..7].iter().all(|r| r.len() == 1400));
+        assert_eq!(ranges[7], 9800..10_000);
+        assert!(plan_pieces(0, 1400).is_none());
+        assert!(plan_pieces(10, 0).is_none());
+        assert!(plan_pieces(MAX_PIECED + 1, 1400).is_none());
+        assert!(plan_pieces(60_000, 200).is_none(), "300 pieces");
+        assert_eq!(plan_pieces(60_000, 1400).unwrap().count(), 43);
+        let p = PieceRef { index: 2, count: 3, offset: 2800, total: 3000, bytes: &[7u8; 200] };
+        let mut b = Vec::new();
+        p.emit(&mut b);
+        assert_eq!(b.len(), PIECE_HDR + 200);
+        assert_eq!(PieceRef::parse(&b), Ok(p));
+        assert_eq!(PieceRef::parse(&b[..PIECE_HDR]), Err(WireError::Piece("empty")));
+        assert_eq!(PieceRef::parse(&b[..5]), Err(WireError::Truncated(0)));
+        let bad = |f: &dyn Fn(&mut PieceRef)| {
+            let mut q = p;
+            f(&mut q);
+            let mut b = Vec::new();
+            q.emit(&mut b);
+            PieceRef::parse(&b).is_err()
+        };
+        assert!(bad(&|q| q.index = 3));
+        assert!(bad(&|q| q.count = 0));
+        assert!(bad(&|q| q.count = MAX_PIECES + 1));
+        assert!(bad(&|q| q.offset = 2801));
+        assert!(bad(&|q| q.total = MAX_PIECED as u32 + 1));
     }
 
     #[test]
@@ -370,6 +522,19 @@ mod tests {
 
     proptest! {
         #[test]
+        fn pieces_round_trip(index in 0u16..MAX_PIECES, extra in 0u16..10, offset in 0u32..70_000, bytes in proptest::collection::vec(any::<u8>(), 1..100)) {
+            let p = PieceRef { index, count: (index + 1 + extra).min(MAX_PIECES), offset, total: offset + bytes.len() as u32, bytes: &bytes };
+            let mut b = Vec::new();
+            p.emit(&mut b);
+            let back = PieceRef::parse(&b);
+            if p.total as usize <= MAX_PIECED {
+                prop_assert_eq!(back, Ok(p));
+            } else {
+                prop_assert!(back.is_err());
+            }
+        }
+
+        #[test]
         fn pack_then_parse_is_identity(fs in proptest::collection::vec(arb_frame(), 0..20), max in 320usize..2000) {
             let bodies = pack(&fs, max).unwrap();
             prop_assert!(bodies.iter().all(|b| b.len() <= max && !b.is_empty()));
@@ -378,9 +543,14 @@ mod tests {
         }
 
         #[test]
-        fn header_and_control_round_trip(sealed: bool, control: bool, gso: bool, conn_uid: u64, counter: u64,
+        fn header_and_control_round_trip(sealed: bool, control: bool, gso: bool, piece: bool, conn_uid: u64, counter: u64,
                                          probe: bool, seq: u64, len in 0usize..2000) {
-            let h = Header { sealed, control, gso: gso && !control, conn_uid, counter };
+            let gso = gso && !control;
+            let h = if piece {
+                Header { sealed: false, control: false, gso: false, piece, conn_uid, counter }
+            } else {
+                Header { sealed, control, gso, piece, conn_uid, counter }
+            };
             let mut d = Vec::new();
             h.emit(&mut d);
             let c = Control { kind: if probe { ControlKind::Probe } else { ControlKind::Heartbeat }, seq };
@@ -397,6 +567,7 @@ mod tests {
             if let Ok((_, body)) = Header::parse(&d) {
                 let _ = parse_frames(body);
                 let _ = Control::parse(body);
+                let _ = PieceRef::parse(body);
             }
             let _ = parse_frames(&d);
         }
