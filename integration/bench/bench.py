@@ -475,12 +475,14 @@ METRICS = [
     ("daemon_cpu_percent", "daemons' CPU during TCP 1", "% of a core", "lo", 0, "sleeve", False, 1),
     ("idle_rss_kib", "daemon RSS, idle", "MiB", "lo", 1, "sleeve", False, KIB_PER_MIB),
     ("after_iperf_rss_kib", "daemon RSS, after the runs", "MiB", "lo", 1, "sleeve", False, KIB_PER_MIB),
+    ("quiet_rss_kib", "daemon RSS, quiet 5 s after the runs", "MiB", "lo", 1, "sleeve", False, KIB_PER_MIB),
     ("after_iperf_hwm_kib", "daemon peak RSS (VmHWM)", "MiB", "lo", 1, "sleeve", False, KIB_PER_MIB),
 ]
 UNITS_RAW = {"idle_rss_kib": "KiB",
              "udp64_lost_percent": "% of the datagrams sent (whole run) not delivered to the receiving socket",
              "udp64_lossless_pps": "pkt/s received at the highest offered rate found to lose < 1 % (RFC 2544 throughput at 1 %)",
              "udp64_rcvbuf_dropped_percent": "% of the datagrams sent dropped at the receiving socket (buffer full)", "after_iperf_rss_kib": "KiB", "after_iperf_hwm_kib": "KiB",
+             "quiet_rss_kib": "KiB",
              "idle_hwm_kib": "KiB", "daemon_cpu_percent": "% of one core (both daemons summed)",
              "cpu_s_per_gbit": "CPU-seconds (all CPUs, busy) per Gbit received",
              "daemon_cpu_s_per_gbit": "CPU-seconds (both daemons, utime+stime) per Gbit received",
@@ -567,7 +569,8 @@ def cmd_report(log, out, *meta):
     for l in SLEEVES:
         if l in res:
             need[l] = common + ["udp64_lost_percent", "udp64_lossless_pps", "cpu_s_per_gbit",
-                                "daemon_cpu_s_per_gbit", "daemon_cpu_percent", "idle_rss_kib", "after_iperf_rss_kib"]
+                                "daemon_cpu_s_per_gbit", "daemon_cpu_percent", "idle_rss_kib", "after_iperf_rss_kib",
+                                "quiet_rss_kib"]
     if sleeve:
         need["vxlan"] += ["udp64_lost_percent", "udp64_lossless_pps", "cpu_s_per_gbit"]
         need["veth"] += ["udp64_lost_percent", "udp64_lossless_pps", "cpu_s_per_gbit"]

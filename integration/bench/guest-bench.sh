@@ -618,6 +618,10 @@ run_layout() {
     result "$l" conn_after_iperf "$(awk '{ print $1 "/" $2 }' <<< "${c:-none -}")"
     measure_mem "$l" after_iperf
     sleeve_report "$l"
+    # Quiet again: a sleeve thread hands its buffers' pages back after 2 s
+    # with next to no traffic (src/sleeve/busy.rs, Quiet).
+    sleep 5
+    measure_mem "$l" quiet
   fi
   say "$l: flow setup"
   case "$l" in

@@ -69,12 +69,19 @@ pub const RELEASE_AFTER: u64 = 1 << 20;
 
 /// When a sleeve thread's buffers may go back to the kernel: after a
 /// [`QUIET`] span with less than [`QUIET_BYTES`] of traffic, once more than
-/// [`RELEASE_AFTER`] bytes went through them since the last time.
-#[derive(Debug, Default)]
+/// [`RELEASE_AFTER`] bytes went through them since the last time. Start-up
+/// counts as traffic: the first quiet span releases what setting up left.
+#[derive(Debug)]
 pub struct Quiet {
     start: Option<Instant>,
     in_span: u64,
     since_release: u64,
+}
+
+impl Default for Quiet {
+    fn default() -> Quiet {
+        Quiet { start: None, in_span: 0, since_release: RELEASE_AFTER }
+    }
 }
 
 impl Quiet {
@@ -114,11 +121,15 @@ mod tests {
         let at = |ms: u64| t0 + Duration::from_millis(ms);
         let mut q = Quiet::default();
         assert!(!q.due(at(0)));
-        // Heartbeats only: never worth it.
+        // Once after start-up, then never for heartbeats only.
+        let mut released = vec![];
         for ms in (0..20_000).step_by(500) {
             q.record(100);
-            assert!(!q.due(at(ms)), "at {ms} ms");
+            if q.due(at(ms)) {
+                released.push(ms);
+            }
         }
+        assert_eq!(released, vec![QUIET.as_millis() as u64]);
         // A bulk transfer: not while it runs.
         let mut t = 20_000;
         for _ in 0..10 {
@@ -137,6 +148,8 @@ mod tests {
         let t0 = Instant::now();
         let mut q = Quiet::default();
         q.due(t0);
+        assert!(q.due(t0 + QUIET), "start-up's release");
+        let t0 = t0 + QUIET;
         q.record(RELEASE_AFTER as usize);
         assert!(!q.due(t0 + QUIET), "that span was busy");
         q.record(QUIET_BYTES as usize - 1);
