@@ -521,7 +521,10 @@ fn sleeve_three_hosts() {
          injected {whole} whole and cut {cut}"
     );
     assert!(sent > 0 && got > 0 && whole > 0, "A-B did not carry super-frames whole: {sent}/{got}/{whole}");
-    assert!(in_pieces == sent && put_together > 0, "A-B's super-frames did not go in pieces: {in_pieces}/{put_together}");
+    assert!(
+        in_pieces == sent && put_together > 0,
+        "A-B's super-frames did not go in pieces: {in_pieces}/{put_together}"
+    );
     assert_eq!(cut, 0, "B cut super-frames it could inject whole");
     assert_eq!(stat("b", "pieces_refused"), 0, "B refused pieces of an authentic peer");
     let (c_cut0, sent0, a_got0) = (stat("c", "segmented"), stat("c", "gso_sent"), stat("a", "gso_received"));
