@@ -1045,11 +1045,12 @@ impl Shared {
         true
     }
 
-    /// Sends a sealed GSO datagram in pieces that each fit the path, built
-    /// back to back in `buf`, all but the last one size, and handed to the
-    /// kernel with UDP GSO (one system call, one buffer through the kernel
-    /// where the path takes it whole). False when it takes too many pieces
-    /// (a tiny path MTU): the caller cuts the super-frame then.
+    /// Sends a sealed GSO datagram in pieces that each fit the path, all but
+    /// the last one size, handed to the kernel with UDP GSO (one system
+    /// call, one buffer through the kernel where the path takes it whole):
+    /// each piece's headers from `buf`, its bytes from `whole` where they
+    /// lie. False when it takes too many pieces (a tiny path MTU): the
+    /// caller cuts the super-frame then.
     fn send_pieces(&self, t: &TxConn, whole: &[u8], buf: &mut Vec<u8>) -> bool {
         let Ok((h, _)) = Header::parse(whole) else { return false };
         let max = t.limit.load(Ordering::Relaxed).saturating_sub(HEADER_LEN + PIECE_HDR);
@@ -1059,80 +1060,46 @@ impl Shared {
         let Some(plan) = wire::plan_pieces(whole.len(), max) else { return false };
         let plan: Vec<_> = plan.collect();
         let count = plan.len() as u16;
-        let head =
-            Header { sealed: false, control: false, gso: false, piece: true, conn_uid: h.conn_uid, counter: h.counter };
-        buf.clear();
-        for (i, r) in plan.into_iter().enumerate() {
-            buf.extend_from_slice(&head.bytes());
-            let p = PieceRef {
+        let pieces: Vec<PieceRef<'_>> = plan
+            .into_iter()
+            .enumerate()
+            .map(|(i, r)| PieceRef {
                 index: i as u16,
                 count,
                 offset: r.start as u32,
                 total: whole.len() as u32,
                 bytes: &whole[r],
-            };
-            p.emit(buf);
+            })
+            .collect();
+        let head =
+            Header { sealed: false, control: false, gso: false, piece: true, conn_uid: h.conn_uid, counter: h.counter };
+        buf.clear();
+        for p in &pieces {
+            buf.extend_from_slice(&head.bytes());
+            buf.extend_from_slice(&p.header());
         }
-        self.send_same_size(t, buf, (HEADER_LEN + PIECE_HDR + max).min(buf.len()));
         bump(&self.stats.gso_sent, 1);
         bump(&self.stats.pieces_sent, 1);
-        true
-    }
-
-    /// Sends `buf`, datagrams of `size` bytes back to back (the last may be
-    /// shorter), to the connection's peer: with UDP GSO, as many as the
-    /// kernel takes per call; else (or once the kernel refuses it) one
-    /// `sendmmsg` per batch.
-    fn send_same_size(&self, t: &TxConn, buf: &[u8], size: usize) {
-        use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags, SockaddrIn};
-        let SocketAddr::V4(v4) = t.addr else { return };
-        let to = SockaddrIn::from(v4);
-        let n = buf.len().div_ceil(size.max(1));
-        let per_call = UDP_GSO_SEGMENTS.min(MAX_UDP_PAYLOAD / size.max(1)).max(1);
-        let mut rest = buf;
-        while !rest.is_empty() && n > 1 && self.udp_gso.load(Ordering::Relaxed) {
-            let take = rest.len().min(per_call * size);
-            let seg = size as u16;
-            let cmsg = [ControlMessage::UdpGsoSegments(&seg)];
-            let cmsgs: &[ControlMessage<'_>] = if take > size { &cmsg } else { &[] };
-            match sendmsg(
-                self.data.as_raw_fd(),
-                &[std::io::IoSlice::new(&rest[..take])],
-                cmsgs,
-                MsgFlags::empty(),
-                Some(&to),
-            ) {
-                Ok(_) => {
-                    bump(&self.stats.datagrams_sent, take.div_ceil(size) as u64);
-                    bump(&self.stats.bytes_sent, take as u64);
-                    rest = &rest[take..];
-                }
-                Err(nix::errno::Errno::EINTR) => {}
-                Err(nix::errno::Errno::EMSGSIZE) => {
-                    self.too_big(t);
-                    bump(&self.stats.send_errors, 1);
-                    return;
-                }
-                // No GSO on this route (no checksum offload on its device,
-                // or an old kernel): one datagram per message from now on.
-                Err(
-                    e @ (nix::errno::Errno::EIO
-                    | nix::errno::Errno::EINVAL
-                    | nix::errno::Errno::EOPNOTSUPP
-                    | nix::errno::Errno::ENOPROTOOPT),
-                ) => {
-                    warn!(error = %e, "UDP GSO send refused: the sleeve sends pieces one datagram each");
-                    self.udp_gso.store(false, Ordering::Relaxed);
-                }
-                Err(e) => {
-                    bump(&self.stats.send_errors, 1);
-                    debug!(error = %e, to = %t.addr, "pieces not sent");
-                    return;
-                }
+        let size = HEADER_LEN + PIECE_HDR + max;
+        let sent = if pieces.len() > 1 && self.udp_gso.load(Ordering::Relaxed) {
+            match self.send_pieces_gso(t, buf, &pieces, size) {
+                Some(n) => n,
+                None => return true,
             }
-        }
-        let chunks: Vec<&[u8]> = rest.chunks(size.max(1)).collect();
-        let mut left: &[&[u8]] = &chunks;
+        } else {
+            0
+        };
+        // What UDP GSO did not take: one datagram each.
+        let rest: Vec<Vec<u8>> = pieces[sent..]
+            .iter()
+            .map(|p| {
+                let mut d = Vec::with_capacity(size);
+                d.extend_from_slice(&head.bytes());
+                p.emit(&mut d);
+                d
+            })
+            .collect();
+        let mut left: &[Vec<u8>] = &rest;
         while !left.is_empty() {
             match send_batch(&self.data, t.addr, left) {
                 Ok(k) => {
@@ -1151,6 +1118,61 @@ impl Shared {
                 }
             }
         }
+        true
+    }
+
+    /// Sends pieces with UDP GSO, as many per call as the kernel takes,
+    /// each datagram gathered from its headers (in `heads`, back to back)
+    /// and its bytes: how many went before the kernel refused GSO (the
+    /// caller sends the rest one by one), or None when done (all sent, or
+    /// given up on an error).
+    fn send_pieces_gso(&self, t: &TxConn, heads: &[u8], pieces: &[PieceRef<'_>], size: usize) -> Option<usize> {
+        use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags, SockaddrIn};
+        const H: usize = HEADER_LEN + PIECE_HDR;
+        let SocketAddr::V4(v4) = t.addr else { return None };
+        let to = SockaddrIn::from(v4);
+        let per_call = UDP_GSO_SEGMENTS.min(MAX_UDP_PAYLOAD / size.max(1)).max(1);
+        let seg = u16::try_from(size).ok()?;
+        let mut done = 0;
+        while done < pieces.len() {
+            let end = (done + per_call).min(pieces.len());
+            let iov: Vec<std::io::IoSlice<'_>> = (done..end)
+                .flat_map(|i| {
+                    [std::io::IoSlice::new(&heads[i * H..(i + 1) * H]), std::io::IoSlice::new(pieces[i].bytes)]
+                })
+                .collect();
+            let cmsg = [ControlMessage::UdpGsoSegments(&seg)];
+            let cmsgs: &[ControlMessage<'_>] = if end - done > 1 { &cmsg } else { &[] };
+            match sendmsg(self.data.as_raw_fd(), &iov, cmsgs, MsgFlags::empty(), Some(&to)) {
+                Ok(n) => {
+                    bump(&self.stats.datagrams_sent, (end - done) as u64);
+                    bump(&self.stats.bytes_sent, n as u64);
+                    done = end;
+                }
+                Err(nix::errno::Errno::EINTR) => {}
+                // No GSO on this route (no checksum offload on its device,
+                // or an old kernel): one datagram per message from now on.
+                Err(
+                    e @ (nix::errno::Errno::EIO
+                    | nix::errno::Errno::EINVAL
+                    | nix::errno::Errno::EOPNOTSUPP
+                    | nix::errno::Errno::ENOPROTOOPT),
+                ) => {
+                    warn!(error = %e, "UDP GSO send refused: the sleeve sends pieces one datagram each");
+                    self.udp_gso.store(false, Ordering::Relaxed);
+                    return Some(done);
+                }
+                Err(e) => {
+                    if e == nix::errno::Errno::EMSGSIZE {
+                        self.too_big(t);
+                    }
+                    bump(&self.stats.send_errors, 1);
+                    debug!(error = %e, to = %t.addr, "pieces not sent");
+                    return None;
+                }
+            }
+        }
+        None
     }
 
     /// The kernel learned a smaller path MTU (an ICMP reached it): use the
