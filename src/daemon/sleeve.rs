@@ -1215,7 +1215,8 @@ struct Outgoing {
     /// Where a GSO datagram is built and sealed: kept, so its 60 KB are
     /// not allocated (and page-faulted in) per super-frame.
     datagram: Vec<u8>,
-    /// Where that datagram is cut into pieces, kept likewise.
+    /// The headers of that datagram's pieces, back to back (each piece's
+    /// bytes are sent from the datagram itself), kept likewise.
     pieces: Vec<u8>,
     /// Captured super-frames' buffers, sent and free for the next capture.
     spare: Vec<Vec<u8>>,
