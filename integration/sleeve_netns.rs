@@ -469,9 +469,11 @@ fn sleeve_three_hosts() {
         });
     }
     let fragments = |h: &str, p: &str| lab.conn(h, p)["sleeve"]["fragments"].as_str().unwrap_or("").to_string();
-    let pieces = |h: &str, p: &str| lab.conn(h, p)["sleeve"]["pieces"].as_bool().unwrap_or(false);
-    wait_until("A-B sends super-frames in pieces", Duration::from_secs(20), || pieces("a", "b") && pieces("b", "a"));
-    assert!(!pieces("a", "c") && !pieces("c", "a"), "pieces to a peer that does not take them");
+    let pieces = |lab: &Lab, h: &str, p: &str| lab.conn(h, p)["sleeve"]["pieces"].as_bool().unwrap_or(false);
+    wait_until("A-B sends super-frames in pieces", Duration::from_secs(20), || {
+        pieces(&lab, "a", "b") && pieces(&lab, "b", "a")
+    });
+    assert!(!pieces(&lab, "a", "c") && !pieces(&lab, "c", "a"), "pieces to a peer that does not take them");
     assert_eq!(fragments("a", "b"), "", "A-B has no fragment check: it sends no fragments");
     wait_until("C's fragments found blocked", Duration::from_secs(20), || {
         fragments("c", "a") == "blocked" && fragments("c", "b") == "blocked"
@@ -482,8 +484,8 @@ fn sleeve_three_hosts() {
     assert!(shown.contains("fragments blocked: super-frames cut"), "{shown}");
     let (_, link) = lab.in_container("a1", "ip -d link show ethwe");
     assert!(link.contains("gso_max_size 62000"), "A's containers get the GSO cap: {link}");
-    let stat = |h: &str, k: &str| lab.json(h, &["status"])["sleeve"][k].as_u64().unwrap_or(0);
-    let iperf = |from: &str, to: &str| {
+    let stat = |lab: &Lab, h: &str, k: &str| lab.json(h, &["status"])["sleeve"][k].as_u64().unwrap_or(0);
+    let iperf = |lab: &Lab, from: &str, to: &str| {
         let server = lab.ns(to);
         let mut s = Command::new("ip")
             .args(["netns", "exec", &server, "iperf3", "-s", "-1"])
@@ -512,10 +514,10 @@ fn sleeve_three_hosts() {
     }
     let (pair, out) = lab.in_container("b", "ip link show vethwe-pcap");
     assert!(pair, "B has no capture pair beside its tap: {out}");
-    iperf("a1", "b1");
-    let (sent, got) = (stat("a", "gso_sent"), stat("b", "gso_received"));
-    let (in_pieces, put_together) = (stat("a", "pieces_sent"), stat("b", "pieces_received"));
-    let (whole, cut) = (stat("b", "gso_injected"), stat("b", "segmented"));
+    iperf(&lab, "a1", "b1");
+    let (sent, got) = (stat(&lab, "a", "gso_sent"), stat(&lab, "b", "gso_received"));
+    let (in_pieces, put_together) = (stat(&lab, "a", "pieces_sent"), stat(&lab, "b", "pieces_received"));
+    let (whole, cut) = (stat(&lab, "b", "gso_injected"), stat(&lab, "b", "segmented"));
     eprintln!(
         "a1 -> b1: A sent {sent} super-frames ({in_pieces} in pieces), B received {got} ({put_together} put together), \
          injected {whole} whole and cut {cut}"
@@ -526,14 +528,50 @@ fn sleeve_three_hosts() {
         "A-B's super-frames did not go in pieces: {in_pieces}/{put_together}"
     );
     assert_eq!(cut, 0, "B cut super-frames it could inject whole");
-    assert_eq!(stat("b", "pieces_refused"), 0, "B refused pieces of an authentic peer");
-    let (c_cut0, sent0, a_got0) = (stat("c", "segmented"), stat("c", "gso_sent"), stat("a", "gso_received"));
-    iperf("c1", "a1");
-    let (c_cut, a_got) = (stat("c", "segmented"), stat("a", "gso_received"));
+    assert_eq!(stat(&lab, "b", "pieces_refused"), 0, "B refused pieces of an authentic peer");
+    let (c_cut0, sent0, a_got0) =
+        (stat(&lab, "c", "segmented"), stat(&lab, "c", "gso_sent"), stat(&lab, "a", "gso_received"));
+    iperf(&lab, "c1", "a1");
+    let (c_cut, a_got) = (stat(&lab, "c", "segmented"), stat(&lab, "a", "gso_received"));
     eprintln!("c1 -> a1: C cut {} super-frames, A received {} whole", c_cut - c_cut0, a_got - a_got0);
     assert!(c_cut > c_cut0, "C did not cut the super-frames for A");
     assert_eq!(a_got, a_got0, "A got super-frames over a path that drops C's fragments");
-    assert_eq!(stat("c", "gso_sent"), sent0, "C sent super-frames towards A");
+    assert_eq!(stat(&lab, "c", "gso_sent"), sent0, "C sent super-frames towards A");
+
+    // 8. Pieces over a path narrower than the sender's interface: C again
+    //    with the defaults (pieces), sealed. Its pieces must fit the path
+    //    MTU it verified (under 1200 bytes, where its interface says 1500:
+    //    the switch drops anything bigger without a word), so its TCP to A
+    //    arrives whole, in pieces, and nothing is cut.
+    lab.stop_all();
+    for h in HOSTS {
+        let _ = std::fs::remove_file(lab.sock(h));
+        lab.start_args(h, Some("sleeve-test-secret"), "", &[]);
+    }
+    for h in HOSTS {
+        wait_until(&format!("{h}'s API, pieces"), Duration::from_secs(20), || lab.sock(h).exists());
+        wait_until(&format!("{h}'s connections on the sleeve, pieces"), Duration::from_secs(30), || {
+            established_sleeve(&lab, h)
+        });
+    }
+    wait_until("C–A sends pieces over a verified path MTU", Duration::from_secs(60), || {
+        let c = lab.conn("c", "a");
+        pieces(&lab, "c", "a") && c["sleeve"]["pmtu"] == "verified"
+    });
+    let limit = lab.conn("c", "a")["sleeve"]["payload_limit"].as_u64().unwrap_or(0);
+    // (A veth takes frames up to 4 bytes over its MTU, room for a VLAN tag:
+    // from C, 1204-byte packets pass the switch port, 1176 bytes of UDP.)
+    assert!(limit > 0 && limit <= 1176, "C–A's payload limit {limit}");
+    iperf(&lab, "c1", "a1");
+    let (in_pieces, put_together) = (stat(&lab, "c", "pieces_sent"), stat(&lab, "a", "pieces_received"));
+    let (whole, cut) = (stat(&lab, "a", "gso_injected"), stat(&lab, "c", "segmented"));
+    eprintln!("c1 -> a1 in pieces of at most {limit} bytes: C sent {in_pieces}, A put {put_together} together, injected {whole} whole");
+    assert!(
+        in_pieces > 0 && put_together > 0 && whole > 0,
+        "C–A did not carry pieces: {in_pieces}/{put_together}/{whole}"
+    );
+    assert_eq!(cut, 0, "C cut super-frames it could send in pieces");
+    assert_eq!(stat(&lab, "a", "pieces_refused"), 0, "A refused pieces of an authentic peer");
     lab.stop_all();
     for h in HOSTS {
         let log = lab.log(h);
