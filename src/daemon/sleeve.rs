@@ -896,10 +896,15 @@ impl Shared {
                 }
             }
         }
-        let mut rest: &[Vec<u8>] = &datagrams;
+        self.send_each(&t, &datagrams);
+    }
+
+    /// Sends datagrams to the connection's peer, a batch per `sendmmsg`.
+    /// An error is the first unsent datagram's, which is then counted and
+    /// skipped (a smaller path MTU the kernel learned is taken up at once).
+    fn send_each(&self, t: &TxConn, datagrams: &[Vec<u8>]) {
+        let mut rest = datagrams;
         while !rest.is_empty() {
-            // One system call for the batch; an error is the first unsent
-            // datagram's, which is then counted and skipped.
             match send_batch(&self.data, t.addr, rest) {
                 Ok(n) => {
                     bump(&self.stats.datagrams_sent, n as u64);
@@ -907,7 +912,7 @@ impl Shared {
                     rest = &rest[n..];
                     continue;
                 }
-                Err(nix::errno::Errno::EMSGSIZE) => self.too_big(&t),
+                Err(nix::errno::Errno::EMSGSIZE) => self.too_big(t),
                 Err(nix::errno::Errno::EINTR) => continue,
                 Err(e) => debug!(error = %e, to = %t.addr, "send failed"),
             }
@@ -1099,25 +1104,7 @@ impl Shared {
                 d
             })
             .collect();
-        let mut left: &[Vec<u8>] = &rest;
-        while !left.is_empty() {
-            match send_batch(&self.data, t.addr, left) {
-                Ok(k) => {
-                    bump(&self.stats.datagrams_sent, k as u64);
-                    bump(&self.stats.bytes_sent, left[..k].iter().map(|d| d.len() as u64).sum());
-                    left = &left[k..];
-                }
-                Err(nix::errno::Errno::EINTR) => {}
-                Err(e) => {
-                    if e == nix::errno::Errno::EMSGSIZE {
-                        self.too_big(t);
-                    }
-                    bump(&self.stats.send_errors, 1);
-                    debug!(error = %e, to = %t.addr, "piece not sent");
-                    left = &left[1..];
-                }
-            }
-        }
+        self.send_each(t, &rest);
         true
     }
 

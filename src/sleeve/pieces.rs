@@ -277,7 +277,7 @@ mod tests {
     }
 
     #[test]
-    fn duplicates_mismatches_and_bad_counters_are_refused() {
+    fn duplicates_and_mismatches_are_refused() {
         let b = body(5000);
         let mut r = Reassembler::default();
         let ps = cut(&b, 1400, 10);
