@@ -1063,10 +1063,8 @@ impl Shared {
             return false;
         }
         let Some(plan) = wire::plan_pieces(whole.len(), max) else { return false };
-        let plan: Vec<_> = plan.collect();
         let count = plan.len() as u16;
         let pieces: Vec<PieceRef<'_>> = plan
-            .into_iter()
             .enumerate()
             .map(|(i, r)| PieceRef {
                 index: i as u16,

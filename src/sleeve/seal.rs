@@ -51,7 +51,6 @@ fn nonce(counter: u64) -> Nonce {
 /// release build's size optimisation, the RustCrypto crate's SIMD helpers
 /// were left out of line, and sealing took most of the sleeve's CPU).
 fn cipher(key: &[u8; 32]) -> LessSafeKey {
-    #[allow(clippy::expect_used)]
     let k = UnboundKey::new(&CHACHA20_POLY1305, key).expect("a 32-byte key is a ChaCha20-Poly1305 key");
     LessSafeKey::new(k)
 }

@@ -263,7 +263,7 @@ impl PieceRef<'_> {
 /// How a datagram of `total` bytes is cut into pieces of at most `max`
 /// bytes: all but the last `max` long. None when that takes more than
 /// [`MAX_PIECES`] (or `max` is 0, or the datagram is too long or empty).
-pub fn plan_pieces(total: usize, max: usize) -> Option<impl Iterator<Item = std::ops::Range<usize>>> {
+pub fn plan_pieces(total: usize, max: usize) -> Option<impl ExactSizeIterator<Item = std::ops::Range<usize>>> {
     if max == 0 || total == 0 || total > MAX_PIECED || total.div_ceil(max) > usize::from(MAX_PIECES) {
         return None;
     }
@@ -272,14 +272,6 @@ pub fn plan_pieces(total: usize, max: usize) -> Option<impl Iterator<Item = std:
 
 fn name(b: &[u8]) -> PeerName {
     PeerName::from_u64(b.iter().fold(0u64, |a, x| a << 8 | u64::from(*x)))
-}
-
-/// Appends a frame record's header (the peers and the frame's length) to
-/// `out`, for a frame that follows it elsewhere.
-pub fn emit_record_header(out: &mut Vec<u8>, src: PeerName, dst: PeerName, len: u16) {
-    put_name(out, src);
-    put_name(out, dst);
-    out.extend_from_slice(&len.to_be_bytes());
 }
 
 fn put_name(out: &mut Vec<u8>, n: PeerName) {
