@@ -38,6 +38,8 @@ set -Eeuo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
+# shellcheck source=../stop-daemons.sh
+. "$ROOT/integration/stop-daemons.sh"
 BIN=$ROOT/target/bench/release
 DUR=10     # seconds per iperf3 run
 FLOOD=4000 # distinct source MACs in the flow-setup test
@@ -160,14 +162,16 @@ container_veth() {
   ip -n "$hostns" link set "$hostif" up
 }
 
+# Fails (after cleaning up) if a daemon did not stop within 40 s (weaver
+# bounds each step of its stop to 5 s).
 teardown() {
-  local p ns
-  for p in "${DAEMONS[@]}"; do kill -TERM "$p" 2> /dev/null || true; done
-  for p in "${DAEMONS[@]}"; do wait "$p" 2> /dev/null || true; done
+  local ns rc=0
+  stop_daemons 40 "$W" "${DAEMONS[@]}" || rc=1
   DAEMONS=()
   WEAVERS=()
   for ns in "${NSES[@]}"; do ip netns del "$ns" 2> /dev/null || true; done
   NSES=()
+  return "$rc"
 }
 
 # ---------------------------------------------------------------------------

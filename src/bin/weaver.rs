@@ -2,6 +2,7 @@
 //! when the fast datapath is usable, runs the mesh, and serves the local API.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use rand::SeedableRng;
@@ -65,8 +66,36 @@ fn peer_name(dir: &std::path::Path, rng: &mut impl rand::Rng) -> Result<PeerName
     Ok(name)
 }
 
-#[tokio::main]
-async fn main() -> Result<()> {
+/// How long one step of the shutdown may take before weaver goes on without
+/// it: a stop never hangs (systemd's stop timeout would end in SIGKILL, and
+/// leave the datapath behind).
+const STOP_STEP: Duration = Duration::from_secs(5);
+
+fn main() -> Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
+    let r = rt.block_on(run());
+    // A blocking call still running (a netlink request the kernel never
+    // answered) must not hold the process: dropping the runtime would wait
+    // for it forever.
+    rt.shutdown_timeout(STOP_STEP);
+    r
+}
+
+/// Runs one step of the shutdown, bounded by [`STOP_STEP`]; `None` when it
+/// did not finish in time (logged, and the shutdown goes on).
+async fn stop_step<T>(what: &'static str, f: impl std::future::Future<Output = T>) -> Option<T> {
+    tracing::debug!(step = what, "shutdown step");
+    match tokio::time::timeout(STOP_STEP, f).await {
+        Ok(v) => Some(v),
+        Err(_) => {
+            let threads = weaver::plumb::threads::kernel_report();
+            warn!(step = what, limit_s = STOP_STEP.as_secs(), %threads, "shutdown step did not finish in time; going on without it");
+            None
+        }
+    }
+}
+
+async fn run() -> Result<()> {
     use weaver::daemon::config_file::{self, ArgsError};
     let args = match config_file::parse(std::env::args_os().collect()) {
         Ok(a) => a,
@@ -314,18 +343,21 @@ async fn main() -> Result<()> {
     };
     info!("shutting down");
     if reset {
-        if let Err(e) = weaver::daemon::expose::hide(&cfg.state_dir, &overlay_ifname, &[]).await {
+        if let Some(Err(e)) =
+            stop_step("hide the host", weaver::daemon::expose::hide(&cfg.state_dir, &overlay_ifname, &[])).await
+        {
             tracing::warn!(error = %e, "could not hide the host");
         }
     }
     if reset && cfg.ipam.is_some() {
         // Give the IPAM space to a peer, and let gossip carry that out.
-        if let Ok(Some(_)) = mesh_handle.ipam(weaver::daemon::ipam::IpamRequest::Reset).await {
-            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        let handed = stop_step("hand the IPAM space on", mesh_handle.ipam(weaver::daemon::ipam::IpamRequest::Reset));
+        if let Some(Ok(Some(_))) = handed.await {
+            tokio::time::sleep(Duration::from_secs(1)).await;
         }
     }
     let _ = stop_tx.send(true);
-    let _ = mesh_task.await;
+    stop_step("stop the mesh", mesh_task).await;
     if reset {
         // The containers were detached by the API handler; forget the
         // peers and IPAM too.
@@ -335,23 +367,29 @@ async fn main() -> Result<()> {
             }
         }
     }
-    let _ = api.await;
+    // The API server waits for its open requests to finish.
+    stop_step("stop the API server", api).await;
     if let Some(h) = &dataplane {
-        h.shutdown().await;
+        if stop_step("stop the dataplane", h.shutdown()).await.is_none() {
+            warn!(busy_with = %h.activity(), "the dataplane task did not answer");
+        }
     }
     sleeve_handle.shutdown();
-    match &dp {
-        Some(d) => d.stop(),
+    match dp {
+        Some(d) => {
+            stop_step("remove the datapath", tokio::task::spawn_blocking(move || d.stop())).await;
+        }
         // The bridge stays (containers keep their links to it) unless the
         // host is being reset.
         None if reset => {
-            if let Err(e) = bridge::remove(bridge::BRIDGE).await {
+            if let Some(Err(e)) = stop_step("remove the bridge", bridge::remove(bridge::BRIDGE)).await {
                 tracing::warn!(error = %e, "could not remove the bridge");
             }
         }
         None => {}
     }
     let _ = std::fs::remove_file(&cfg.api_socket);
+    info!("stopped");
     Ok(())
 }
 

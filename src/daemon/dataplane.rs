@@ -139,19 +139,64 @@ pub enum DpRequest {
     Shutdown(oneshot::Sender<()>),
 }
 
+/// What the dataplane task is busy with, and since when: reported when it
+/// does not answer (a stop that timed out).
+#[derive(Debug, Default)]
+pub struct Activity {
+    what: std::sync::atomic::AtomicU8,
+    since_ms: std::sync::atomic::AtomicU64,
+}
+
+impl Activity {
+    const NAMES: [&'static str; 8] = [
+        "waiting",
+        "upcalls",
+        "frames from the sleeve",
+        "a snapshot",
+        "a request",
+        "flow statistics",
+        "timers",
+        "ended",
+    ];
+    pub const WAITING: u8 = 0;
+    pub const UPCALLS: u8 = 1;
+    pub const INBOUND: u8 = 2;
+    pub const SNAPSHOT: u8 = 3;
+    pub const REQUEST: u8 = 4;
+    pub const STATS: u8 = 5;
+    pub const TIMERS: u8 = 6;
+    pub const ENDED: u8 = 7;
+
+    /// Records that the task now does `what` (one of the constants).
+    pub fn set(&self, what: u8) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.what.store(what, Relaxed);
+        self.since_ms.store(crate::api::monotonic_ms(), Relaxed);
+    }
+
+    /// "a request for 5012 ms".
+    pub fn describe(&self) -> String {
+        use std::sync::atomic::Ordering::Relaxed;
+        let what = Self::NAMES.get(usize::from(self.what.load(Relaxed))).copied().unwrap_or("?");
+        let since = crate::api::monotonic_ms().saturating_sub(self.since_ms.load(Relaxed));
+        format!("{what} for {since} ms")
+    }
+}
+
 /// A handle for the API and the mesh.
 #[derive(Debug, Clone)]
 pub struct DataplaneHandle {
     tx: mpsc::Sender<DpRequest>,
     /// The upcall counters (none in bridge mode).
     stats: Option<Arc<UpcallStats>>,
+    activity: Arc<Activity>,
 }
 
 impl DataplaneHandle {
     /// A handle on a task that serves the requests without a datapath
     /// (bridge mode).
     pub(super) fn without_upcalls(tx: mpsc::Sender<DpRequest>) -> DataplaneHandle {
-        DataplaneHandle { tx, stats: None }
+        DataplaneHandle { tx, stats: None, activity: Arc::default() }
     }
 
     pub async fn attach(&self, r: AttachRequest) -> Result<AttachView, AttachError> {
@@ -180,6 +225,10 @@ impl DataplaneHandle {
         if self.tx.send(DpRequest::DetachAll(tx)).await.is_ok() {
             let _ = rx.await;
         }
+    }
+    /// What the task is busy with (see [`Activity`]).
+    pub fn activity(&self) -> String {
+        self.activity.describe()
     }
     /// Stops the dataplane task and waits for it.
     pub async fn shutdown(&self) {
@@ -328,13 +377,17 @@ pub async fn spawn(
     dataplane.readopt().await;
 
     let (req_tx, mut req_rx) = mpsc::channel(256);
+    let activity = Arc::new(Activity::default());
+    let doing = activity.clone();
     tokio::spawn(async move {
         let mut stats = tokio::time::interval(std::time::Duration::from_secs(3));
         stats.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let wake = dataplane.fwd.poll_timeout().map(|at| at.saturating_sub(dataplane.now())).unwrap_or(5_000);
+            doing.set(Activity::WAITING);
             tokio::select! {
                 Some(first) = up_rx.recv() => {
+                    doing.set(Activity::UPCALLS);
                     // Bounded work per wake-up.
                     let mut batch = vec![first];
                     while batch.len() < 64 {
@@ -343,6 +396,7 @@ pub async fn spawn(
                     for u in batch { dataplane.on_upcall(u); }
                 }
                 Some(first) = async { match &mut inbound { Some(r) => r.recv().await, None => std::future::pending().await } } => {
+                    doing.set(Activity::INBOUND);
                     dataplane.on_inbound(first);
                     // Bounded work per wake-up.
                     for _ in 0..63 {
@@ -355,10 +409,12 @@ pub async fn spawn(
                 }
                 changed = snapshots.changed() => {
                     if changed.is_err() { break; }
+                    doing.set(Activity::SNAPSHOT);
                     let snap = snapshots.borrow_and_update().clone();
                     if let Some(s) = snap { dataplane.on_snapshot(s); }
                 }
                 Some(req) = req_rx.recv() => {
+                    doing.set(Activity::REQUEST);
                     if let DpRequest::Shutdown(done) = req {
                         let _ = done.send(());
                         break;
@@ -366,18 +422,21 @@ pub async fn spawn(
                     dataplane.on_request(req).await
                 }
                 _ = stats.tick() => {
+                    doing.set(Activity::STATS);
                     dataplane.sync_stats();
                     dataplane.check_ops();
                 }
                 _ = tokio::time::sleep(std::time::Duration::from_millis(wake.max(10))) => {
+                    doing.set(Activity::TIMERS);
                     let now = dataplane.now();
                     dataplane.fwd.handle_timeout(now);
                     dataplane.apply_queued();
                 }
             }
         }
+        doing.set(Activity::ENDED);
     });
-    Ok((DataplaneHandle { tx: req_tx, stats: Some(stats) }, seen_rx))
+    Ok((DataplaneHandle { tx: req_tx, stats: Some(stats), activity }, seen_rx))
 }
 
 impl Dataplane {
@@ -725,5 +784,28 @@ impl Dataplane {
         veth::detach(&a.host_ifname).await.map_err(|e| e.to_string())?;
         info!(%target, "container detached");
         Ok(Some(a.cidrs))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Activity;
+
+    #[test]
+    fn activity_names_what_and_how_long() {
+        let a = Activity::default();
+        assert!(a.describe().starts_with("waiting for "), "{}", a.describe());
+        a.set(Activity::STATS);
+        let d = a.describe();
+        assert!(d.starts_with("flow statistics for ") && d.ends_with(" ms"), "{d}");
+        a.set(Activity::ENDED);
+        assert!(a.describe().starts_with("ended for "));
+        // Every constant has a name.
+        for w in 0..=Activity::ENDED {
+            a.set(w);
+            assert!(!a.describe().starts_with('?'));
+        }
+        a.set(200);
+        assert!(a.describe().starts_with("? for "));
     }
 }

@@ -14,6 +14,7 @@
 //! - [`packet_socket`], [`rx_ring`]: the sleeve's raw capture and injection,
 //!   and the capture's receive ring.
 //! - [`memory`]: buffers' pages handed back to the kernel when idle.
+//! - [`threads`]: what this process's threads wait for in the kernel.
 
 pub mod bridge;
 pub mod ethtool;
@@ -24,4 +25,5 @@ pub mod netns;
 pub mod packet_socket;
 pub mod rx_ring;
 pub mod tap;
+pub mod threads;
 pub mod veth;
