@@ -124,6 +124,7 @@ scenario!(mesh3_partition);
 scenario!(mesh3_restart);
 scenario!(mesh3_mixed);
 scenario!(mesh3_sleeve_peer);
+scenario!(mesh3_sleeve_pieces);
 scenario!(mesh3_encrypted);
 scenario!(mesh3_expose);
 scenario!(mesh3_service);

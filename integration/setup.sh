@@ -7,7 +7,7 @@ PKGS=(
   # build
   libclang-dev protobuf-compiler libpcap-dev pkg-config
   # netns tests and lab userspace
-  iproute2 iperf3 tcpdump iputils-ping kmod curl iptables python3
+  iproute2 iperf3 tcpdump iputils-ping kmod curl iptables python3 ethtool
   # dig, for the weaveDNS tests; dnsmasq, the DNS benchmark's reference server
   bind9-dnsutils dnsmasq-base
   # the VM lab: qemu (TCG), busybox for the initramfs, cpio to pack it

@@ -18,7 +18,14 @@
 //! 5. the daemons restart with a password (containers stay attached): all
 //!    pairs ping again, and the capture shows no plaintext of the payload;
 //! 6. with the underlay as a trusted subnet at every peer, the sleeve does
-//!    not seal (the control connection still is encrypted).
+//!    not seal (the control connection still is encrypted);
+//! 7. TCP super-frames go whole, sealed once, in pieces (A to B); a peer
+//!    without pieces cuts them where its fragments are dropped (C to A);
+//! 8. pieces fit a path narrower than the sender's interface (C to A).
+//!
+//! A route that refuses UDP GSO (pieces then go one datagram each) cannot
+//! be made on kernels from 6.11, which checksum in software instead: the
+//! lab's scenario `mesh3_sleeve_pieces` covers it on the lab's 6.1 kernel.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};

@@ -724,6 +724,55 @@ scenario_mesh3_sleeve_peer() {
   m3_wait 30 "B-A on fastdp" m3_conn_is B A fastdp
 }
 
+# Two sleeve hosts (B and C restarted with --no-fastdp) carry TCP
+# super-frames whole, in pieces sent with UDP GSO. Then B's underlay
+# interface loses its transmit checksumming: this kernel (6.1) refuses UDP
+# GSO on such a route (EIO from udp_send_skb; from 6.11 the kernel checksums
+# in software instead), so B sends its pieces one datagram each from then
+# on, says so, and its TCP to C still arrives whole. B and C then return to
+# the fast datapath.
+m3_pieces_to() {  # m3_pieces_to H PEER: H sends PEER super-frames in pieces.
+  m3_ctl $1 status connections | grep "$(m3_ip $2):" | grep -q 'super-frames whole in pieces'
+}
+m3_iperf() {  # m3_iperf SRC-NS DST-NS DST-IP: 4 MB of TCP, all delivered.
+  ip netns exec "$2" iperf3 -s -1 > /dev/null 2>&1 &
+  local srv=$! out
+  sleep 1
+  out=$(ip netns exec "$1" timeout 60 iperf3 -c "$3" -n 4M 2>&1) || { kill $srv 2>/dev/null; echo "$out"; return 1; }
+  wait $srv 2>/dev/null
+  echo "$out" | tail -n 4
+}
+scenario_mesh3_sleeve_pieces() {
+  local h gso
+  for h in B C; do m3_stop $h; m3_start $h --no-fastdp; done
+  for h in B C; do m3_wait 40 "$h sees 3 peers again" m3_sees3 $h; done
+  m3_wait 30 "B-C on the sleeve" m3_conn_is B C sleeve
+  m3_wait 30 "C-B on the sleeve" m3_conn_is C B sleeve
+  m3_wait 30 "B sends C super-frames in pieces" m3_pieces_to B C
+  m3_wait 30 "C sends B super-frames in pieces" m3_pieces_to C B
+  m3_iperf kB1 kC1 10.42.0.5 || fail "kB1's TCP to kC1 did not arrive"
+  gso=$(m3_ctl B status | grep 'GSO:') || true
+  echo "B: $gso"
+  case "$gso" in
+    *"one datagram each"*) fail "B sent without UDP GSO on a route that takes it" ;;
+    *" in pieces,"*) ;;
+    *) fail "B sent no super-frames in pieces to C" ;;
+  esac
+  ip netns exec tB ethtool -K eth0 tx off > /dev/null || fail "ethtool could not turn B's transmit checksumming off"
+  m3_iperf kB1 kC1 10.42.0.5 || fail "kB1's TCP to kC1 did not arrive without UDP GSO"
+  gso=$(m3_ctl B status | grep 'GSO:') || true
+  echo "B: $gso"
+  case "$gso" in *"one datagram each (no UDP GSO)"*) ;; *) fail "B does not say its pieces go one datagram each" ;; esac
+  grep -q 'UDP GSO send refused' /tmp/tB.log || fail "B did not log why UDP GSO stopped"
+  m3_ctl C status | grep 'GSO:' | grep -qv ' 0 received whole' || fail "C received no super-frames whole"
+  ip netns exec tB ethtool -K eth0 tx on > /dev/null
+  for h in B C; do m3_stop $h; m3_start $h; done
+  for h in B C; do m3_wait 40 "$h sees 3 peers again" m3_sees3 $h; done
+  m3_wait 30 "A-B on fastdp" m3_conn_is A B fastdp
+  m3_wait 30 "B-C on fastdp" m3_conn_is B C fastdp
+  m3_wait 30 "C-B on fastdp" m3_conn_is C B fastdp
+}
+
 # With a password, fast-datapath hosts carry container traffic over the
 # sleeve, sealed: VXLAN would carry it in clear. Every pair pings; the
 # underlay shows the pings' UDP 6783 datagrams and never their payload.
@@ -971,7 +1020,7 @@ mesh3_teardown() {
 
 ALL=(probe dp_ports flows_weaver_to_ovs flows_ovs_to_weaver traffic vxlan upcalls upcalls_per_cpu vport_events daemon fastdp_two_hosts
   mesh3_setup mesh3_pairs mesh3_steady mesh3_broadcast mesh3_mtu mesh3_udp_blocked mesh3_multihop mesh3_partition mesh3_restart
-  mesh3_mixed mesh3_sleeve_peer mesh3_encrypted mesh3_expose mesh3_service mesh3_detach mesh3_stop)
+  mesh3_mixed mesh3_sleeve_peer mesh3_sleeve_pieces mesh3_encrypted mesh3_expose mesh3_service mesh3_detach mesh3_stop)
 [ $# -gt 0 ] && ALL=("$@")
 for s in "${ALL[@]}"; do run_scenario "$s" "scenario_$s"; done
 case " ${ALL[*]} " in *" mesh3_setup "*) mesh3_teardown ;; esac

@@ -41,12 +41,8 @@ pub fn format_status(s: &Status) -> String {
             "         Sleeve: {} frames captured, {} injected, {} relayed; {} datagrams sent, {} received",
             v.captured, v.injected, v.relayed, v.datagrams_sent, v.datagrams_received
         );
-        if v.gso_sent + v.gso_received + v.segmented > 0 {
-            let _ = writeln!(
-                o,
-                "            GSO: {} super-frames sent whole, {} received whole ({} injected whole); {} cut here",
-                v.gso_sent, v.gso_received, v.gso_injected, v.segmented
-            );
+        if let Some(line) = gso_line(v) {
+            let _ = writeln!(o, "            GSO: {line}");
         }
         let mut dropped: Vec<String> = v.drops.iter().map(|(k, n)| format!("{n} {k}")).collect();
         for (k, n) in [
@@ -178,6 +174,22 @@ pub fn format_ipam(s: &crate::ipam::IpamStatus) -> String {
     o
 }
 
+/// The sleeve's super-frames, when there were any.
+fn gso_line(v: &crate::daemon::sleeve::SleeveStatsView) -> Option<String> {
+    if v.gso_sent + v.gso_received + v.segmented == 0 {
+        return None;
+    }
+    let pieces = match (v.pieces_sent, v.udp_gso) {
+        (0, _) => String::new(),
+        (n, true) => format!("; {n} in pieces"),
+        (n, false) => format!("; {n} in pieces, one datagram each (no UDP GSO)"),
+    };
+    Some(format!(
+        "{} super-frames sent whole{pieces}, {} received whole ({} injected whole); {} cut here",
+        v.gso_sent, v.gso_received, v.gso_injected, v.segmented
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -230,5 +242,20 @@ mod tests {
             ),
             "{s}"
         );
+    }
+
+    #[test]
+    fn gso_line_says_how_pieces_leave() {
+        use crate::daemon::sleeve::SleeveStatsView;
+        assert_eq!(gso_line(&SleeveStatsView::default()), None);
+        let v = SleeveStatsView { gso_sent: 5, gso_received: 2, gso_injected: 2, segmented: 1, ..Default::default() };
+        assert_eq!(
+            gso_line(&v).as_deref(),
+            Some("5 super-frames sent whole, 2 received whole (2 injected whole); 1 cut here")
+        );
+        let v = SleeveStatsView { gso_sent: 5, pieces_sent: 4, udp_gso: true, ..Default::default() };
+        assert!(gso_line(&v).is_some_and(|l| l.starts_with("5 super-frames sent whole; 4 in pieces, 0 received")));
+        let v = SleeveStatsView { gso_sent: 5, pieces_sent: 4, udp_gso: false, ..Default::default() };
+        assert!(gso_line(&v).is_some_and(|l| l.contains("4 in pieces, one datagram each (no UDP GSO)")));
     }
 }

@@ -299,6 +299,11 @@ pub struct SleeveStatsView {
     /// Datagrams the kernel dropped with the UDP socket's buffer full.
     #[serde(default)]
     pub udp_dropped: u64,
+    /// Pieces leave with UDP GSO, many per system call; false when the
+    /// kernel has no UDP GSO, or refused it (a route whose device has no
+    /// checksum offload): then one datagram each.
+    #[serde(default)]
+    pub udp_gso: bool,
     /// Frames the forwarder dropped, by reason.
     pub drops: BTreeMap<String, u64>,
     pub connections: usize,
@@ -738,6 +743,7 @@ impl SleeveHandle {
                 r.timed_out + r.evicted
             },
             udp_dropped: udp_socket_drops(self.shared.port).unwrap_or(0),
+            udp_gso: self.shared.udp_gso.load(Ordering::Relaxed),
             drops,
             connections: read(&self.shared.tx).len(),
         }

@@ -29,8 +29,16 @@ pub fn kernel_report() -> String {
 
 /// Wait channels of a thread that sleeps until it has work.
 fn is_idle_wait(wchan: &str) -> bool {
-    ["do_epoll_wait", "futex_wait_queue", "futex_wait_queue_me", "ep_poll", "hrtimer_nanosleep", "do_nanosleep"]
-        .contains(&wchan)
+    [
+        "do_epoll_wait",
+        "ep_poll",
+        "futex_wait_queue",
+        "futex_wait_queue_me",
+        "futex_do_wait",
+        "do_nanosleep",
+        "hrtimer_nanosleep",
+    ]
+    .contains(&wchan)
 }
 
 #[cfg(test)]
@@ -40,7 +48,16 @@ mod tests {
     #[test]
     fn lists_this_thread_and_a_named_one() {
         let (tx, rx) = std::sync::mpsc::channel::<()>();
-        let h = std::thread::Builder::new().name("report-probe".into()).spawn(move || rx.recv()).unwrap();
+        let (ready_tx, ready) = std::sync::mpsc::channel::<()>();
+        let h = std::thread::Builder::new()
+            .name("report-probe".into())
+            .spawn(move || {
+                // Named (the thread names itself as it starts) and waiting.
+                let _ = ready_tx.send(());
+                rx.recv()
+            })
+            .unwrap();
+        ready.recv().unwrap();
         let r = kernel_report();
         drop(tx);
         let _ = h.join();
