@@ -19,6 +19,9 @@
 //!    name everywhere;
 //! 8. a container whose namespace goes away loses its address (and name)
 //!    after the grace period.
+//!
+//! A second test runs one host alone (no peers given), whose first request
+//! seeds the ring and must be answered at once.
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -49,8 +52,9 @@ impl Lab {
         format!("10.93.0.{n}")
     }
 
-    fn new() -> Lab {
-        let prefix = format!("wi{}-", std::process::id() % 100000);
+    /// `tag` keeps the namespaces of tests that run at once apart.
+    fn new(tag: &str) -> Lab {
+        let prefix = format!("w{tag}{}-", std::process::id() % 100000);
         let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("ipam-{prefix}"));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("test dir");
@@ -76,6 +80,11 @@ impl Lab {
 
     fn start(&mut self, h: &str) {
         let peers: Vec<String> = HOSTS.iter().filter(|x| **x != h).map(|x| Lab::underlay(x)).collect();
+        self.start_with(h, &peers);
+    }
+
+    /// Starts `h`'s daemon told about `peers` only.
+    fn start_with(&mut self, h: &str, peers: &[String]) {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -92,7 +101,7 @@ impl Lab {
             } else {
                 &[]
             })
-            .args(&peers)
+            .args(peers)
             .env("RUST_LOG", "info")
             .env("WEAVER_IPALLOC_RELEASE_GRACE", "3")
             .env("PATH", format!("{}:{}", self.dir.join("bin").display(), std::env::var("PATH").unwrap_or_default()))
@@ -230,7 +239,7 @@ fn ping(from_ns: &str, ip: &str) -> (bool, String) {
 
 #[test]
 fn ipam_three_hosts() {
-    let mut lab = Lab::new();
+    let mut lab = Lab::new("i");
     for h in HOSTS {
         lab.start(h);
     }
@@ -651,4 +660,28 @@ fn ipam_three_hosts() {
         lab.json("a", &["status", "ipam"])["allocated"] == 2
     });
     wait_until("and its name", Duration::from_secs(20), || lab.ctl("b", &["dns-lookup", &gone]).is_err());
+}
+
+/// A host alone (no peers given: the consensus is among one) seeds the
+/// ring when the first request comes, in the tick that takes the request:
+/// that very request is answered (the claim of an address in the range),
+/// and so is the next (an allocation). Each failed with "IPAM is still
+/// waiting for space" after 30 s when the request's waiter was registered
+/// after the tick that finished it.
+#[test]
+fn ipam_lone_host_answers_its_first_request() {
+    let mut lab = Lab::new("l");
+    lab.start_with("a", &[]);
+    let c1 = lab.container("c1");
+    let out = lab.attach("a", &["10.40.0.7/12", &c1]);
+    assert!(out.is_ok(), "the first attach (a claim) failed: {out:?}\n{}", lab.logs());
+    assert_eq!(Lab::addrs(&c1), vec!["10.40.0.7/12".to_string()]);
+    let c2 = lab.container("c2");
+    let out = lab.attach("a", &[&c2]);
+    assert!(out.is_ok(), "the allocation failed: {out:?}\n{}", lab.logs());
+    let got = Lab::addrs(&c2);
+    assert!(got.len() == 1 && got[0] != "10.40.0.7/12" && got[0].ends_with("/12"), "c2 got {got:?}");
+    let st = lab.ctl("a", &["status", "ipam"]).unwrap_or_default();
+    assert!(st.contains("seeded by 1 peer"), "{st}");
+    lab.stop("a");
 }

@@ -213,20 +213,29 @@ impl MeshTask {
     pub(super) fn on_ipam_request(&mut self, req: IpamRequest) {
         match req {
             IpamRequest::Allocate { container, cidr, subnet, tx } => {
+                // The waiter goes in first: the tick that takes the request
+                // may also finish it (a ring seeded by that very tick, when
+                // this peer needs nobody else's consent), and the event it
+                // emits must find someone to tell.
+                self.ipam.waiters.entry(container.clone()).or_default().push(tx);
                 let r = self.with_ipam(|s, now| match cidr {
                     Some(c) => s.claim(now, &container, c),
                     None => s.allocate(now, &container, subnet),
                 });
-                match r {
-                    Some(Ok(Some(a))) => {
-                        let _ = tx.send(Ok(a));
+                let answer = match r {
+                    Some(Ok(Some(a))) => Ok(a),
+                    // Waits for an event (or an event already answered).
+                    Some(Ok(None)) => return,
+                    Some(Err(e)) => Err(e.to_string()),
+                    None => Err("IPAM is not running".into()),
+                };
+                // Ours is the last waiter, unless an event took them all.
+                if let Some(list) = self.ipam.waiters.get_mut(&container) {
+                    if let Some(tx) = list.pop() {
+                        let _ = tx.send(answer);
                     }
-                    Some(Ok(None)) => self.ipam.waiters.entry(container).or_default().push(tx),
-                    Some(Err(e)) => {
-                        let _ = tx.send(Err(e.to_string()));
-                    }
-                    None => {
-                        let _ = tx.send(Err("IPAM is not running".into()));
+                    if list.is_empty() {
+                        self.ipam.waiters.remove(&container);
                     }
                 }
             }
